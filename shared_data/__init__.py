@@ -1,0 +1,14 @@
+"""MVTec AD data for the four reproductions: categories, download, lite subset, synthetic data,
+and a paddle Dataset for any folder in MVTec layout."""
+from .categories import MVTEC_CATEGORIES, TEXTURES, OBJECTS
+from .errors import UserError
+
+__all__ = ["MVTEC_CATEGORIES", "TEXTURES", "OBJECTS", "UserError", "MVTecAD", "scan_category"]
+
+
+def __getattr__(name):
+    # Lazy, so `python -m shared_data.download` does not import paddle.
+    if name in ("MVTecAD", "scan_category"):
+        from . import dataset
+        return getattr(dataset, name)
+    raise AttributeError(name)
