@@ -1,0 +1,179 @@
+"""Flags, checkpoints and files that every paper's scripts share (DESIGN.md section 3).
+
+Plain helpers; each paper's scripts still parse their own arguments and stay readable alone.
+"""
+import csv
+import glob
+import io
+import json
+import os
+import random
+
+import numpy as np
+import yaml
+
+from shared_data.categories import IMAGE_EXTENSIONS
+from shared_data.errors import UserError, atomic_path, run_cli, write_text_atomic  # noqa: F401 (re-exported)
+
+__all__ = ["str2bool", "add_common_args", "add_infer_args", "set_seed", "set_device", "category_dir",
+           "save_checkpoint", "load_checkpoint", "save_yaml", "save_json", "find_images",
+           "write_scores_csv", "UserError", "run_cli", "atomic_path"]
+
+
+def str2bool(v):
+    """argparse type for booleans: True/False/true/false/1/0/yes/no (never `type=bool`)."""
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("true", "1", "yes", "y", "on"):
+        return True
+    if s in ("false", "0", "no", "n", "off", "none"):
+        return False
+    import argparse
+    raise argparse.ArgumentTypeError(f"expected a boolean (True/False/1/0), got {v!r}")
+
+
+def add_common_args(p, data=True, output="output"):
+    """The flag names shared by every paper folder. Seeds' names are added by each script as aliases."""
+    if data:
+        p.add_argument("--data_dir", default="data/synthetic", help="root of an MVTec-layout dataset")
+        p.add_argument("--category", default=None, help="category folder inside --data_dir")
+    p.add_argument("--output_dir", default=output, help="files go to OUTPUT_DIR/<category>/")
+    p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--num_workers", type=int, default=0)
+    return p
+
+
+def add_infer_args(p):
+    """Paddle Inference flags (TIPC names kept: --use_gpu --use_mkldnn --cpu_threads ...)."""
+    p.add_argument("--use_gpu", type=str2bool, default=False)
+    p.add_argument("--use_mkldnn", "--enable_mkldnn", dest="use_mkldnn", type=str2bool, default=False)
+    p.add_argument("--cpu_threads", type=int, default=1)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--use_tensorrt", type=str2bool, default=False)
+    p.add_argument("--gpu_mem", type=int, default=500)
+    p.add_argument("--gpu_id", type=int, default=0)
+    p.add_argument("--ir_optim", type=str2bool, default=True)
+    p.add_argument("--benchmark", "--enable_benchmark", dest="benchmark", type=str2bool, default=False)
+    return p
+
+
+def set_seed(seed):
+    """Seed python, numpy and paddle (the same seed gives the same run on CPU)."""
+    if seed is None:
+        return
+    import paddle
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def set_device(device):
+    """paddle.set_device with a one-line error when a GPU is asked for on a CPU-only build."""
+    import paddle
+    d = (device or "cpu").lower()
+    if d.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
+        raise UserError(f"--device {device}: this Paddle build has no CUDA support "
+                        "(install paddlepaddle-gpu, or use --device cpu)")
+    try:
+        paddle.set_device(d)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"--device {device}: {str(e).splitlines()[0]}") from None
+    return d
+
+
+def category_dir(output_dir, category):
+    return os.path.join(output_dir, category)
+
+
+def save_checkpoint(path, method, model_args, state_dict, **extra):
+    """Write {'method', 'model_args', 'state_dict', **extra} atomically with paddle.save.
+
+    The checkpoint describes itself (DESIGN.md section 2): val/predict/export need no repeated flags.
+    """
+    import paddle
+    obj = {"method": method, "model_args": dict(model_args), "state_dict": state_dict}
+    obj.update(extra)
+    with atomic_path(path) as tmp:
+        paddle.save(obj, tmp)
+
+
+def load_checkpoint(path, method):
+    """Load a checkpoint written by save_checkpoint; one-line errors for a missing, corrupt or foreign file."""
+    import paddle
+    if not path or not os.path.isfile(path):
+        raise UserError(f"checkpoint not found: {path} (run train.py first)")
+    try:
+        obj = paddle.load(path)
+    except Exception as e:  # paddle raises a variety of types for a non-paddle file
+        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
+            from None
+    if not isinstance(obj, dict) or "method" not in obj or "state_dict" not in obj:
+        raise UserError(f"{path} is not a checkpoint of this suite (no 'method'/'state_dict' fields)")
+    if obj["method"] != method:
+        raise UserError(f"{path} is a {obj['method']} checkpoint, not {method}")
+    return obj
+
+
+def set_state_strict(layer, state_dict, what="model"):
+    """set_state_dict that refuses missing or unexpected keys (a silent partial load is a wrong model)."""
+    own = layer.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if missing or unexpected:
+        raise UserError(f"{what}: checkpoint does not match the model (missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]})")
+    layer.set_state_dict(state_dict)
+
+
+def save_yaml(path, obj):
+    write_text_atomic(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def save_json(path, obj):
+    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def find_images(img_path):
+    """A file, a folder (searched recursively) or a glob -> sorted image paths; error if none."""
+    if img_path is None:
+        raise UserError("--img_path is required (a file, a folder or a glob)")
+    if os.path.isfile(img_path):
+        return [img_path]
+    if os.path.isdir(img_path):
+        out = []
+        for d, dirs, files in os.walk(img_path):
+            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+            out += [os.path.join(d, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
+                    and not f.startswith(".") and not f.lower().endswith(("_mask.png",))]
+        out = sorted(out)
+    else:
+        out = sorted(p for p in glob.glob(img_path, recursive=True)
+                     if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+    if not out:
+        raise UserError(f"no images found at {img_path}")
+    return out
+
+
+def write_scores_csv(path, rows, header=("path", "label", "score")):
+    """Write rows atomically as CSV (path, label, score[, verdict])."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    for r in rows:
+        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r])
+    write_text_atomic(path, buf.getvalue())

@@ -1,0 +1,95 @@
+"""Paddle Inference predictor over an export folder written by adcommon.export.
+
+oneDNN is ON by default in Paddle 3's CPU config, so ``use_mkldnn=False`` disables it explicitly
+(otherwise the TIPC "mkldnn False" rows would silently run with oneDNN).
+"""
+import os
+
+import numpy as np
+import yaml
+
+from shared_data.errors import UserError
+
+from .export import MODEL_FILES
+
+
+def load_meta(model_dir):
+    """inference.yml of an export folder, with a one-line error when the folder is not one."""
+    yml = os.path.join(model_dir, "inference.yml")
+    if not os.path.isfile(yml):
+        raise UserError(f"no inference.yml in {model_dir} (run export_model.py first)")
+    with open(yml, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def set_onednn(config, on):
+    """The one place that knows the mkldnn -> onednn rename (Paddle 3.3 has both names)."""
+    if on:
+        (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
+    else:
+        (getattr(config, "disable_onednn", None) or config.disable_mkldnn)()
+
+
+def onednn_enabled(config):
+    f = getattr(config, "onednn_enabled", None) or config.mkldnn_enabled
+    return bool(f())
+
+
+class Predictor:
+    """Run an exported model: ``outputs = Predictor(dir).run(batch)`` with batch (N, 3, H, W) float32.
+
+    Outputs come back as numpy arrays in the order recorded in inference.yml (``meta['outputs']``).
+    """
+
+    def __init__(self, model_dir, use_gpu=False, use_mkldnn=False, cpu_threads=1, precision="fp32",
+                 use_tensorrt=False, gpu_mem=500, gpu_id=0, ir_optim=True):
+        import paddle
+        from paddle import inference
+
+        self.meta = load_meta(model_dir)
+        model_file = self.meta.get("model_file") or next(
+            (f for f in MODEL_FILES if os.path.isfile(os.path.join(model_dir, f))), MODEL_FILES[0])
+        model_path = os.path.join(model_dir, model_file)
+        params_path = os.path.join(model_dir, self.meta.get("params_file", "inference.pdiparams"))
+        for p in (model_path, params_path):
+            if not os.path.isfile(p):
+                raise UserError(f"missing {p} (re-run export_model.py)")
+        if model_file.endswith(".json") and int(paddle.__version__.split(".")[0]) == 2 \
+                and paddle.__version__ != "0.0.0":
+            raise UserError(f"{model_path} was exported by Paddle {self.meta.get('paddle_version')} (PIR .json); "
+                            "Paddle 2.x reads only .pdmodel: re-run export_model.py under this Paddle")
+        config = inference.Config(model_path, params_path)
+        if use_gpu:
+            if not paddle.device.is_compiled_with_cuda():
+                raise UserError("--use_gpu True: this Paddle build has no CUDA support (use --use_gpu False)")
+            config.enable_use_gpu(gpu_mem, gpu_id)
+            if use_tensorrt:
+                prec = {"fp32": inference.PrecisionType.Float32, "fp16": inference.PrecisionType.Half,
+                        "int8": inference.PrecisionType.Int8}[precision]
+                config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,
+                                              precision_mode=prec, use_static=False, use_calib_mode=False)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(int(cpu_threads or 1))
+            set_onednn(config, bool(use_mkldnn))
+            if use_mkldnn and precision == "int8":
+                raise UserError("--precision int8 on CPU needs a quantised model; use fp32")
+            if use_mkldnn and precision == "fp16":
+                # oneDNN has no fp16 CPU path in Paddle Inference; bfloat16 is its reduced precision.
+                config.enable_mkldnn_bfloat16()
+        config.switch_ir_optim(bool(ir_optim))
+        config.enable_memory_optim()
+        config.disable_glog_info()
+        self.config = config
+        self.predictor = inference.create_predictor(config)
+        self.input_names = self.predictor.get_input_names()
+        self.output_names = self.predictor.get_output_names()
+
+    def run(self, batch):
+        """(N, 3, H, W) float32 -> list of numpy outputs (copies), in export order."""
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        h = self.predictor.get_input_handle(self.input_names[0])
+        h.reshape(list(x.shape))
+        h.copy_from_cpu(x)
+        self.predictor.run()
+        return [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
