@@ -137,7 +137,7 @@ class AutoLogger:
         info(f"----------------------- Conf info -----------------------")
         info(f"{ident} runtime_device: {'gpu' if use_gpu else 'cpu'}")
         info(f"{ident} ir_optim: {_conf_value(self.config, 'ir_optim')}")
-        info(f"{ident} enable_memory_optim: True")
+        info(f"{ident} enable_memory_optim: {_conf_value(self.config, 'memory_optim_enabled')}")
         info(f"{ident} enable_tensorrt: {_conf_value(self.config, 'tensorrt_engine_enabled')}")
         info(f"{ident} enable_mkldnn: {_conf_value(self.config, 'mkldnn_enabled')}")
         info(f"{ident} cpu_math_library_num_threads: {_conf_value(self.config, 'cpu_math_library_num_threads')}")

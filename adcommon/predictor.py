@@ -78,7 +78,7 @@ class Predictor:
                 # oneDNN has no fp16 CPU path in Paddle Inference; bfloat16 is its reduced precision.
                 config.enable_mkldnn_bfloat16()
         config.switch_ir_optim(bool(ir_optim))
-        config.enable_memory_optim()
+        # enable_memory_optim() breaks create_predictor for PIR programs on 3.3 (memory_optimize_pass lookup).
         config.disable_glog_info()
         self.config = config
         self.predictor = inference.create_predictor(config)

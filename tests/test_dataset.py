@@ -1,0 +1,92 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared_data import UserError
+from shared_data.dataset import MVTecAD, scan_category, split_holdout
+from shared_data import transforms as T
+
+
+def test_train_and_test_items(tiny_mvtec):
+    tr = MVTecAD(tiny_mvtec, "widget", "train", image_size=32)
+    assert len(tr) == 4
+    x, m, y, kind, path = tr[0]
+    assert x.shape == (3, 32, 32) and x.dtype == np.float32
+    assert m.shape == (1, 32, 32) and m.max() == 0 and y == 0 and kind == "good"
+    te = MVTecAD(tiny_mvtec, "widget", "test", image_size=32, crop_size=28)
+    assert len(te) == 4 and te.has_masks
+    assert list(te.labels) == [0, 0, 1, 1]
+    x, m, y, kind, path = te[2]
+    assert x.shape == (3, 28, 28) and kind == "scratch" and y == 1
+    assert set(np.unique(m)) == {0.0, 1.0}
+
+
+def test_normalisation_matches_manual(tiny_mvtec):
+    te = MVTecAD(tiny_mvtec, "widget", "test", image_size=40, mean=None)
+    x = te[2][0]
+    raw = np.asarray(Image.open(te.samples[2].path).convert("RGB"), np.float32) / 255
+    np.testing.assert_allclose(x, raw.transpose(2, 0, 1), atol=1e-6)  # same size: no resampling
+
+
+def test_holdout_split_is_deterministic_and_disjoint(tiny_mvtec):
+    fit = MVTecAD(tiny_mvtec, "widget", "train", subset="fit")
+    hold = MVTecAD(tiny_mvtec, "widget", "train", subset="holdout")
+    assert len(fit) == 3 and len(hold) == 1
+    assert not {s.path for s in fit.samples} & {s.path for s in hold.samples}
+    assert split_holdout(list("abcdefghij"), 0.2, 0) == split_holdout(list("abcdefghij"), 0.2, 0)
+
+
+def test_unknown_category_names_found_ones(tiny_mvtec):
+    with pytest.raises(UserError, match="unknown category 'carpet'.*widget"):
+        scan_category(tiny_mvtec, "carpet")
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(UserError, match="dataset folder not found"):
+        scan_category(str(tmp_path / "nope"), "x")
+
+
+def test_defective_image_without_mask(tiny_mvtec):
+    os.remove(os.path.join(tiny_mvtec, "widget", "ground_truth", "scratch", "001_mask.png"))
+    with pytest.raises(UserError, match="without a mask.*001.png"):
+        scan_category(tiny_mvtec, "widget")
+
+
+def test_mask_without_image(tiny_mvtec):
+    os.remove(os.path.join(tiny_mvtec, "widget", "test", "scratch", "001.png"))
+    with pytest.raises(UserError, match="mask without its image.*001_mask.png"):
+        scan_category(tiny_mvtec, "widget")
+
+
+def test_no_ground_truth_means_image_metrics_only(tiny_mvtec):
+    import shutil
+    shutil.rmtree(os.path.join(tiny_mvtec, "widget", "ground_truth"))
+    te = MVTecAD(tiny_mvtec, "widget", "test", image_size=32)
+    assert not te.has_masks and te[3][1].max() == 0
+
+
+def test_corrupt_image_names_the_file(tiny_mvtec):
+    p = os.path.join(tiny_mvtec, "widget", "test", "good", "000.png")
+    with open(p, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\nbroken")
+    te = MVTecAD(tiny_mvtec, "widget", "test", image_size=32)
+    with pytest.raises(UserError, match="000.png"):
+        te[0]
+
+
+def test_image_modes_are_converted(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    g16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    Image.fromarray(g16).save(tmp_path / "b.tif")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "c.bmp")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "d.jpg")
+    for name in "a.png", "b.tif", "c.bmp", "d.jpg":
+        rgb = T.load_image(str(tmp_path / name))
+        assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
+    assert T.load_image(str(tmp_path / "a.png"))[0, 0, 0] == 200
+    assert T.load_image(str(tmp_path / "b.tif")).max() > 200  # 16 bit scaled, not clipped to 255 everywhere
