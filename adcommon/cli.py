@@ -177,3 +177,38 @@ def write_scores_csv(path, rows, header=("path", "label", "score")):
     for r in rows:
         w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r])
     write_text_atomic(path, buf.getvalue())
+
+
+def categories_arg(data_dir, category):
+    """--category: one name, a comma list, or 'all' (every category folder under data_dir)."""
+    from shared_data.dataset import available_categories, category_dir
+    if not category:
+        raise UserError("--category is required (a name, a comma-separated list, or 'all')")
+    if category == "all":
+        cats = available_categories(data_dir)
+        if not cats:
+            category_dir(data_dir, "all")  # raises the dataset-folder error
+            raise UserError(f"no categories found in {data_dir}")
+        return cats
+    cats = [c for c in category.replace(" ", ",").split(",") if c]
+    for c in cats:
+        category_dir(data_dir, c)
+    return cats
+
+
+def make_logger(path):
+    """log(msg): print and append a time-stamped line to ``path`` (train.log)."""
+    import time
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def log(msg):
+        print(msg, flush=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
+    return log
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far (MB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

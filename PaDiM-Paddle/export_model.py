@@ -1,0 +1,45 @@
+"""Export a fitted PaDiM model for Paddle Inference: <output_dir>/<category>/inference/.
+
+    python export_model.py --category brick
+The graph returns the (N, 1, 56, 56) distance map; inference.yml holds preprocessing, post-processing,
+the threshold and the output order. Nothing is pickled beside the model.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(p, data=False)
+    p.add_argument("--category", default=None)
+    p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
+    p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
+                   help="default <output_dir>/<category>/inference")
+    p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--img_size", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from adcommon.export import export_inference
+    from padim import engine
+
+    if not args.model_path and not args.category:
+        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
+    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    model, ck = engine.load(ckpt)
+    s = ck["model_args"]["crop_size"]
+    out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
+    yml = export_inference(model, out, [None, 3, s, s], engine.deploy_meta(ck))
+    print(f"exported to {out} ({yml})")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)

@@ -1,0 +1,80 @@
+"""Fit PaDiM on the normal training images of one or more categories.
+
+    python train.py --data_dir ../data/synthetic --category brick [--backbone resnet18 --pretrained imagenet]
+Writes <output_dir>/<category>/model.pdparams (weights, Gaussians, channel index, threshold), args.yml, train.log.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+DEPTHS = {18: "resnet18", 50: "wide_resnet50_2"}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(p)
+    p.add_argument("--data_path", dest="data_dir", help=argparse.SUPPRESS)        # seed name
+    p.add_argument("--save_path", dest="output_dir", help=argparse.SUPPRESS)      # seed name
+    p.add_argument("--backbone", "--arch", dest="backbone", default="resnet18",
+                   choices=["resnet18", "wide_resnet50_2", "efficientnet_lite0"])
+    p.add_argument("--depth", type=int, choices=sorted(DEPTHS), default=None,
+                   help="seed alias: 18 = resnet18, 50 = wide_resnet50_2")
+    p.add_argument("--pretrained", "--pretrained_backbone", dest="pretrained", default="imagenet",
+                   help="imagenet | none | PATH (.pdparams or torchvision .pth)")
+    p.add_argument("--d", type=int, default=None, help="random channel subset size (paper: 100 R18, 550 WR50)")
+    p.add_argument("--image_size", type=int, default=256)
+    p.add_argument("--crop_size", type=int, default=224)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--holdout_ratio", type=float, default=0.2,
+                   help="share of train/good kept aside to set the threshold (they join the fit afterwards)")
+    p.add_argument("--threshold_quantile", type=float, default=0.99)
+    p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
+    p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
+    p.set_defaults(seed=1024)  # the reference's random.seed(1024) for the channel subset
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from shared_data.dataset import MVTecAD
+    from padim import engine
+    from padim.model import PaDiM
+
+    if args.depth:
+        args.backbone = DEPTHS[args.depth]
+    cli.set_device(args.device)
+    cli.set_seed(args.seed)
+    cats = cli.categories_arg(args.data_dir, args.category)
+    for cat in cats:
+        out = cli.category_dir(args.output_dir, cat)
+        os.makedirs(out, exist_ok=True)
+        log = cli.make_logger(os.path.join(out, "train.log"))
+        model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, args.crop_size, args.seed)
+        a = model.model_args
+        kw = dict(image_size=a["image_size"], crop_size=a["crop_size"], mean=a["mean"], std=a["std"])
+        if args.holdout_ratio > 0:
+            fit_ds = MVTecAD(args.data_dir, cat, "train", subset="fit", holdout_ratio=args.holdout_ratio, **kw)
+            hold_ds = MVTecAD(args.data_dir, cat, "train", subset="holdout", holdout_ratio=args.holdout_ratio, **kw)
+        else:
+            fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
+        log(f"PaDiM {cat}: {args.backbone} ({a['weights']}), d={a['d']}, {len(fit_ds)} fit + "
+            f"{len(hold_ds) if hold_ds else 0} held-out normal images")
+        stats = engine.fit(model, fit_ds, hold_ds, args.batch_size, args.num_workers, args.threshold_quantile, log)
+        stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
+        engine.save(os.path.join(out, "model.pdparams"), model, stats, cat)
+        cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+        log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")
+        if args.val:
+            import val
+            val.main(["--output_dir", args.output_dir, "--category", cat, "--data_dir", args.data_dir,
+                      "--batch_size", str(args.batch_size), "--save_vis", str(args.save_vis),
+                      "--device", args.device])
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)

@@ -1,0 +1,117 @@
+"""Scoring a file, a folder or a glob of images: shared by every predict.py (dygraph) and infer.py
+(Paddle Inference), so both write the same scores.csv and pictures from the same code.
+
+``meta`` is what export_model.py writes to inference.yml (and what predict.py builds from the
+checkpoint): {"method", "preprocess": {image_size, crop_size, mean, std}, "postprocess": spec,
+"threshold", "vis_range": [lo, hi], "outputs": [...]}
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+from shared_data import transforms as T
+from shared_data.errors import UserError
+
+from .cli import add_infer_args, find_images, str2bool, write_scores_csv
+from .pipeline import postprocess, print_verdicts, save_panel, vis_range
+
+
+def preprocess_for(meta):
+    p = meta["preprocess"]
+    return lambda path: T.preprocess(path, p["image_size"], p.get("crop_size"), p.get("mean"), p.get("std"))
+
+
+def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, autolog=None):
+    """Score ``paths`` with ``run_fn(batch) -> list of outputs``; write scores.csv (+ panels) in save_dir.
+
+    With an ``autolog`` the three auto_log stamps are preprocess / inference / postprocess; writing
+    pictures is outside them (it is output, not post-processing).
+    Returns (scores (N,), maps (N, H, W) or None).
+    """
+    prep = preprocess_for(meta)
+    spec, threshold = meta["postprocess"], meta.get("threshold")
+    p = meta["preprocess"]
+    size = p.get("crop_size") or p["image_size"]
+    lo, hi = meta.get("vis_range") or (None, None)
+    all_scores, all_maps = [], []
+    os.makedirs(save_dir, exist_ok=True)
+    for i in range(0, len(paths), batch_size):
+        chunk = paths[i:i + batch_size]
+        if autolog:
+            autolog.times.start()
+        x = np.stack([prep(q) for q in chunk])
+        if autolog:
+            autolog.times.stamp()
+        outs = run_fn(x)
+        if autolog:
+            autolog.times.stamp()
+        maps, scores = postprocess(outs, spec)
+        if autolog:
+            autolog.times.end(stamp=True)
+            autolog.sample_memory() if hasattr(autolog, "sample_memory") else None
+        all_scores.append(scores)
+        if maps is not None:
+            all_maps.append(maps)
+            if save_vis:
+                if lo is None:
+                    lo, hi = vis_range(maps, threshold)
+                for q, m, s in zip(chunk, maps, scores):
+                    rgb = T.resize_image(T.load_image(q), p["image_size"], p.get("crop_size"))
+                    name = os.path.splitext(os.path.basename(q))[0]
+                    parent = os.path.basename(os.path.dirname(q))
+                    save_panel(os.path.join(save_dir, f"{parent}_{name}.png"), rgb, m, float(s), threshold, lo, hi)
+    scores = np.concatenate(all_scores)
+    rows = [(q, float(s)) + ((("anomalous" if s >= threshold else "normal"),) if threshold is not None else ())
+            for q, s in zip(paths, scores)]
+    header = ("path", "score") + (("verdict",) if threshold is not None else ())
+    write_scores_csv(os.path.join(save_dir, "scores.csv"), rows, header)
+    print_verdicts(paths, scores, threshold)
+    return scores, (np.concatenate(all_maps) if all_maps else None)
+
+
+def build_infer_parser(description):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model_dir", default=None, help="export folder (inference.yml + model + params)")
+    p.add_argument("--model_file", default=None, help="alias: path of inference.json|pdmodel; its folder is used")
+    p.add_argument("--params_file", default=None, help="accepted for TIPC compatibility; taken from --model_dir")
+    p.add_argument("--img_path", "--input_file", "--image_path", dest="img_path", default=None,
+                   help="an image, a folder (recursive) or a glob")
+    p.add_argument("--save_dir", "--save_path", dest="save_dir", default=None,
+                   help="where scores.csv and pictures go (default: <model_dir>/../infer)")
+    p.add_argument("--batch_size", type=int, default=1)
+    p.add_argument("--save_vis", type=str2bool, default=True)
+    p.add_argument("--warmup", type=int, default=0, help="batches left out of the benchmark means")
+    p.add_argument("--log_path", default=None, help="auto_log file (default: <save_dir>/auto_log.log)")
+    add_infer_args(p)
+    return p
+
+
+def infer_main(argv, model_name):
+    """The whole infer.py: Paddle Inference over images, scores.csv, pictures, auto_log benchmark."""
+    from .benchmark import get_autologger
+    from .predictor import Predictor
+
+    args = build_infer_parser(f"{model_name}: Paddle Inference on exported model").parse_args(argv)
+    model_dir = args.model_dir or (os.path.dirname(args.model_file) if args.model_file else None)
+    if not model_dir:
+        raise UserError("--model_dir is required (the folder written by export_model.py)")
+    if args.batch_size < 1:
+        raise UserError("--batch_size must be >= 1")
+    pred = Predictor(model_dir, use_gpu=args.use_gpu, use_mkldnn=args.use_mkldnn, cpu_threads=args.cpu_threads,
+                     precision=args.precision, use_tensorrt=args.use_tensorrt, gpu_mem=args.gpu_mem,
+                     gpu_id=args.gpu_id, ir_optim=args.ir_optim)
+    paths = find_images(args.img_path)
+    save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(model_dir)), "infer")
+    autolog = None
+    if args.benchmark:
+        autolog = get_autologger(model_name, args.batch_size, inference_config=pred.config,
+                                 save_path=args.log_path or os.path.join(save_dir, "auto_log.log"),
+                                 warmup=args.warmup, model_precision=args.precision)
+    t0 = time.perf_counter()
+    predict_images(paths, pred.run, pred.meta, save_dir, args.batch_size, args.save_vis, autolog)
+    if autolog:
+        autolog.report()
+    print(f"{len(paths)} image(s) in {time.perf_counter() - t0:.2f} s; results in {save_dir}")
+    return 0

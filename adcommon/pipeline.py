@@ -1,0 +1,157 @@
+"""The steps every paper's val.py / predict.py / infer.py share: raw model outputs -> maps and scores
+(one post-processing path, recorded in the checkpoint and in inference.yml), thresholds from normal
+images, metrics.json + scores.csv, panel pictures.
+
+A post-processing spec is a dict:
+    {"out_size": 224, "combine": "product", "sigma": 4.0, "map_outputs": [0], "score_output": None}
+``map_outputs`` are the indices of the model outputs holding (N, 1, h, w) maps (combined after
+upsampling); ``score_output`` is the index of an (N,) image-score output, or None for "max of the map".
+"""
+import os
+import platform
+import time
+
+import numpy as np
+
+from shared_data.errors import UserError
+
+from . import postprocess as PP
+from .cli import save_json, write_scores_csv
+
+
+def postprocess(outputs, spec):
+    """Model outputs (list of numpy arrays) -> (maps (N, H, W) float32 or None, scores (N,) float32)."""
+    maps = None
+    idx = spec.get("map_outputs") or []
+    if idx:
+        maps = PP.anomaly_maps([np.asarray(outputs[i]) for i in idx], spec["out_size"],
+                               spec.get("combine", "product"), spec.get("sigma"))
+    if spec.get("score_output") is not None:
+        scores = np.asarray(outputs[spec["score_output"]], np.float32).reshape(-1)
+    elif maps is not None:
+        scores = PP.image_scores(maps)
+    else:
+        raise ValueError("post-processing spec has neither map outputs nor a score output")
+    return maps, scores
+
+
+def threshold_from_normals(scores, quantile=0.99):
+    """Decision threshold from image scores of held-out NORMAL images only (never test labels)."""
+    s = np.asarray(scores, np.float64).reshape(-1)
+    if s.size == 0:
+        return None
+    return float(np.quantile(s, quantile))
+
+
+def vis_range(normal_maps, threshold):
+    """Fixed colour scale for pictures: typical normal pixel -> blue, the threshold -> mid scale.
+
+    A per-image min-max scale (the seed ports) paints a hot spot on every image, normal ones included.
+    """
+    lo = float(np.mean(normal_maps)) if normal_maps is not None and np.size(normal_maps) else 0.0
+    if threshold is None:
+        hi = float(np.max(normal_maps)) * 2 - lo if normal_maps is not None and np.size(normal_maps) else 1.0
+    else:
+        hi = 2 * float(threshold) - lo
+    return lo, max(hi, lo + 1e-6)
+
+
+def run_batches(fn, dataset, batch_size):
+    """Apply ``fn(images (B,3,S,S) numpy) -> list of numpy outputs`` over a dataset; concat per output.
+
+    Returns (outputs, seconds). Masks/labels are read from the dataset separately, so the
+    dataset's images are decoded once here.
+    """
+    outs, t = None, 0.0
+    for i in range(0, len(dataset), batch_size):
+        xb = np.stack([dataset[j][0] for j in range(i, min(i + batch_size, len(dataset)))])
+        t0 = time.perf_counter()
+        res = fn(xb)
+        t += time.perf_counter() - t0
+        outs = [[r] for r in res] if outs is None else [o + [r] for o, r in zip(outs, res)]
+    return [np.concatenate(o) for o in outs], t
+
+
+def machine():
+    import paddle
+    return {"python": platform.python_version(), "paddle": paddle.__version__, "cpu": _cpu_name(),
+            "device": paddle.device.get_device()}
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=None, save_vis=False,
+                     vrange=None, fpr_limit=0.3):
+    """Metrics on the test split -> metrics.json and scores.csv (and pictures with save_vis).
+
+    Metrics use the raw scores: the references' min-max over the test set is monotonic, so AUROC,
+    AUPRO and F1-max are unchanged by it.
+    """
+    from .metrics import evaluate
+    labels = dataset.labels
+    masks = None
+    if maps is not None and dataset.has_masks:
+        masks = np.stack([dataset.load_mask(i) for i in range(len(dataset))])
+    res = evaluate(labels, scores, masks=masks, maps=maps, fpr_limit=fpr_limit, threshold=threshold)
+    res = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in res.items()}
+    out = {"method": method, "category": dataset.category, "data_dir": os.path.abspath(dataset.root),
+           "n_test": int(len(labels)), "n_anomalous": int(labels.sum()), "threshold": threshold}
+    out.update(res)
+    out.update(extra or {})
+    out["machine"] = machine()
+    out["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.makedirs(out_dir, exist_ok=True)
+    save_json(os.path.join(out_dir, "metrics.json"), out)
+    rows = [(s.path, s.label, float(sc)) + ((_verdict(sc, threshold),) if threshold is not None else ())
+            for s, sc in zip(dataset.samples, scores)]
+    header = ("path", "label", "score") + (("verdict",) if threshold is not None else ())
+    write_scores_csv(os.path.join(out_dir, "scores.csv"), rows, header)
+    if save_vis:
+        from .visualize import save_roc
+        vis_dir = os.path.join(out_dir, "vis")
+        save_roc(labels, scores, os.path.join(vis_dir, "roc.png"), title=f"{method} {dataset.category}")
+        if maps is not None:
+            lo, hi = vrange or vis_range(maps[labels == 0], threshold)
+            for i in range(len(dataset)):
+                s = dataset.samples[i]
+                name = f"{s.kind}_{os.path.splitext(os.path.basename(s.path))[0]}.png"
+                save_panel(os.path.join(vis_dir, name), dataset.load_rgb(i), maps[i], scores[i], threshold,
+                           lo, hi, masks[i] if masks is not None else None)
+    return out
+
+
+def _verdict(score, threshold):
+    return "anomalous" if threshold is not None and score >= threshold else "normal"
+
+
+def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None):
+    """One picture: image | overlay | predicted mask | ground truth (when given)."""
+    from .visualize import panel, save_png
+    if threshold is None:
+        title = f"score {score:.3f} (no threshold)"
+        thr = vmax
+    else:
+        title = f"score {score:.3f} / thr {threshold:.3f}: {_verdict(score, threshold).upper()}"
+        thr = threshold
+    save_png(path, panel(rgb, amap, thr, vmin, vmax, gt_mask=gt_mask, title=title))
+
+
+def print_verdicts(paths, scores, threshold):
+    for p, s in zip(paths, scores):
+        v = _verdict(s, threshold) if threshold is not None else "no threshold stored"
+        print(f"{p}\tscore {float(s):.4f}\t{v}")
+
+
+def require(value, what):
+    if value is None:
+        raise UserError(f"{what} is required")
+    return value

@@ -1,0 +1,137 @@
+"""Raw anomaly maps -> full-size maps and image scores, in numpy (one path for val.py and infer.py).
+
+The models stop at feature resolution because ``F.interpolate`` breaks Paddle 3.3's oneDNN predictor
+(REFERENCE.md §8b.3); everything after that happens here, so dygraph evaluation and Paddle Inference
+share the same code and agree by construction.
+"""
+import numpy as np
+
+from shared_data.errors import UserError
+
+__all__ = ["upsample", "combine", "gaussian_blur", "anomaly_maps", "image_scores"]
+
+
+def _to_numpy(x):
+    """numpy array from a numpy array, list, or a paddle Tensor (``.numpy()``)."""
+    if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def _as_nhw(maps, name="maps"):
+    """(N, H, W) float32 from (N, H, W) or (N, 1, H, W)."""
+    a = _to_numpy(maps)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 3:
+        raise UserError(f"{name} must have shape (N, H, W) or (N, 1, H, W), got {a.shape}")
+    return a.astype(np.float32, copy=False)
+
+
+def _size(size):
+    if np.isscalar(size):
+        size = (int(size), int(size))
+    h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0:
+        raise UserError(f"output size must be positive, got {size}")
+    return h, w
+
+
+def _bilinear_matrix(n_out, n_in):
+    """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres, align_corners=False.
+
+    src = (dst + 0.5) * n_in / n_out - 0.5, clamped at 0 below and at n_in - 1 above: the rule of
+    Paddle/PyTorch ``F.interpolate(mode='bilinear', align_corners=False)`` (no antialiasing).
+    """
+    ratio = float(np.float32(n_in) / np.float32(n_out))  # Paddle keeps the ratio in float32
+    src = ((np.arange(n_out, dtype=np.float64) + 0.5) * ratio - 0.5).astype(np.float32).astype(np.float64)
+    src = np.maximum(src, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = src - i0
+    m = np.zeros((n_out, n_in), np.float64)
+    rows = np.arange(n_out)
+    np.add.at(m, (rows, i0), 1.0 - l1)
+    np.add.at(m, (rows, i1), l1)
+    return m.astype(np.float32)
+
+
+def upsample(maps, size):
+    """Bilinear resize (N, h, w) or (N, 1, h, w) -> (N, H, W) float32; ``size`` = int or (H, W).
+
+    Equal to Paddle ``F.interpolate(mode='bilinear', align_corners=False)`` in both directions, and to
+    ``cv2.resize(INTER_LINEAR)`` when enlarging (same half-pixel rule). When shrinking cv2 differs (it
+    switches to area averaging for integer factors), so never mix cv2 in for downsampling.
+    Separable: out[n] = Ry (H, h) @ map[n] (h, w) @ Rx.T (w, W).
+    """
+    a = _as_nhw(maps)  # (N, h, w)
+    h_out, w_out = _size(size)
+    n, h, w = a.shape
+    if (h, w) == (h_out, w_out):
+        return a.copy()
+    ry = _bilinear_matrix(h_out, h)  # (H, h)
+    rx = _bilinear_matrix(w_out, w)  # (W, w)
+    return np.ascontiguousarray(np.matmul(np.matmul(ry, a), rx.T), dtype=np.float32)  # (N, H, W)
+
+
+def combine(maps_list, mode="product"):
+    """Element-wise product / sum / mean of same-size maps, e.g. STFPM's product over layers."""
+    if mode not in ("product", "sum", "mean"):
+        raise UserError(f"combine mode must be 'product', 'sum' or 'mean', got {mode!r}")
+    maps_list = [_as_nhw(m, "each map") for m in maps_list]
+    if not maps_list:
+        raise UserError("combine needs at least one map")
+    shape = maps_list[0].shape
+    for m in maps_list[1:]:
+        if m.shape != shape:
+            raise UserError(f"maps to combine differ in shape: {shape} vs {m.shape}; upsample first")
+    out = maps_list[0].copy()  # (N, H, W)
+    for m in maps_list[1:]:
+        if mode == "product":
+            out *= m
+        else:
+            out += m
+    if mode == "mean":
+        out /= len(maps_list)
+    return out
+
+
+def gaussian_blur(maps, sigma):
+    """Per-map Gaussian blur = ``scipy.ndimage.gaussian_filter(m, sigma)`` (reflect border,
+    truncate 4.0), as in PaDiM's reference (σ = 4). sigma None or 0 returns the maps unchanged."""
+    from scipy.ndimage import gaussian_filter
+
+    a = _as_nhw(maps)  # (N, H, W)
+    if not sigma:
+        return a.copy()
+    if sigma < 0:
+        raise UserError(f"sigma must be >= 0, got {sigma}")
+    # sigma 0 on the batch axis: each map is filtered on its own, exactly like a per-map call
+    return gaussian_filter(a, sigma=(0.0, float(sigma), float(sigma)), mode="reflect", truncate=4.0)
+
+
+def anomaly_maps(raw, out_size, combine_mode="product", sigma=None):
+    """Raw map(s) at feature resolution -> (N, H, W) float32 full-size anomaly maps.
+
+    ``raw`` is one array or a list of per-layer arrays, each (N, 1, h, w) or (N, h, w), possibly at
+    different resolutions. Order, as in STFPM's reference: each layer is upsampled to ``out_size``
+    first, then the layers are combined (``combine_mode``), then the optional blur (PaDiM σ = 4).
+    """
+    layers = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    if not layers:
+        raise UserError("anomaly_maps got an empty list of raw maps")
+    up = [upsample(r, out_size) for r in layers]  # each (N, H, W)
+    out = up[0] if len(up) == 1 else combine(up, combine_mode)
+    if sigma:
+        out = gaussian_blur(out, sigma)
+    return out
+
+
+def image_scores(maps, reduce="max"):
+    """(N,) image scores from (N, H, W) maps: ``max`` (STFPM, PaDiM, MVTec script) or ``mean``."""
+    a = _as_nhw(maps)
+    if reduce == "max":
+        return a.max(axis=(1, 2))
+    if reduce == "mean":
+        return a.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+    raise UserError(f"reduce must be 'max' or 'mean', got {reduce!r}")
