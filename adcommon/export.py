@@ -4,6 +4,7 @@ Paddle 3.x (PIR) writes ``inference.json``; Paddle 2.6 writes ``inference.pdmode
 records what a deployment needs besides the graph: preprocessing, post-processing, the order of the
 outputs (Paddle 3 names them fetch_name_0, 1, ...), the threshold and the Paddle version.
 """
+import json
 import os
 import shutil
 import tempfile
@@ -38,7 +39,7 @@ def export_inference(layer, out_dir, input_shape, meta, input_name="image"):
         model_file = next((f for f in MODEL_FILES if os.path.isfile(os.path.join(tmp, f))), None)
         if model_file is None:
             raise UserError(f"paddle.jit.save wrote no model file in {tmp}")
-        info = dict(meta)
+        info = json.loads(json.dumps(meta))  # plain copies: no YAML anchors for shared lists
         info.update({
             "model_file": model_file,
             "params_file": "inference.pdiparams",

@@ -159,7 +159,8 @@ def _materialise(obj, path):
         item = flat.itemsize
         view = np.lib.stride_tricks.as_strided(
             flat[offset:], shape=obj.size, strides=[d * item for d in obj.stride], writeable=False)
-        arr = np.ascontiguousarray(view)  # copy: honours non-contiguous strides
+        # copy: honours non-contiguous strides (np.ascontiguousarray would turn 0-d into (1,))
+        arr = np.array(view, order="C", copy=True)
         if st.storage_type.name == "BFloat16Storage":
             # bfloat16 = upper 16 bits of a float32
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
@@ -257,7 +258,7 @@ def _load_legacy(path):
     return _materialise(obj, path)
 
 
-def _unwrap(obj, path):
+def unwrap_state_dict(obj, path, hint=_CONVERT_HINT):
     """Find the dict of arrays inside common checkpoint containers; strip DataParallel's prefix."""
     for _ in range(3):
         if not isinstance(obj, dict):
@@ -271,7 +272,7 @@ def _unwrap(obj, path):
         else:
             break
     if not isinstance(obj, dict):
-        raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict; {_CONVERT_HINT}")
+        raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict; {hint}")
     out = collections.OrderedDict()
     for k, v in obj.items():
         if not isinstance(v, np.ndarray):
@@ -279,7 +280,7 @@ def _unwrap(obj, path):
         k = str(k)
         out[k[len("module."):] if k.startswith("module.") else k] = v
     if not out:
-        raise UserError(f"{path} contains no tensors; {_CONVERT_HINT}")
+        raise UserError(f"{path} contains no tensors; {hint}")
     return out
 
 
@@ -297,4 +298,4 @@ def load_torch_state_dict(path):
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, struct.error) as e:
             raise UserError(f"cannot read {path} as a PyTorch checkpoint ({e})") from None
-    return _unwrap(obj, path)
+    return unwrap_state_dict(obj, path)
