@@ -75,7 +75,7 @@ def paddle_model_url(name):
 def download_file(url, dst, timeout=None):
     """Fetch ``url`` into ``dst`` atomically; raises OSError (URLError, timeout) on failure."""
     timeout = DOWNLOAD_TIMEOUT if timeout is None else timeout
-    print(f"downloading {url} -> {dst}", file=sys.stderr)
+    print(f"downloading {url} -> {dst}", flush=True)  # progress on stdout: stderr is for the one error line
     with atomic_path(dst) as tmp:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
             shutil.copyfileobj(r, f, 1 << 20)
