@@ -75,7 +75,23 @@ def run_batches(fn, dataset, batch_size):
 def machine():
     import paddle
     return {"python": platform.python_version(), "paddle": paddle.__version__, "cpu": _cpu_name(),
-            "device": paddle.device.get_device()}
+            "cores": os.cpu_count(), "device": paddle.device.get_device()}
+
+
+def git_commit():
+    """Short commit of the code that produced a result ('+dirty' with local changes), or None."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        c = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                           timeout=10)
+        if c.returncode != 0:
+            return None
+        d = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=10)
+        return c.stdout.strip() + ("+dirty" if d.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _cpu_name():
@@ -109,6 +125,7 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
     out.update(extra or {})
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    out["commit"] = git_commit()
     os.makedirs(out_dir, exist_ok=True)
     save_json(os.path.join(out_dir, "metrics.json"), out)
     rows = [(s.path, s.label, float(sc)) + ((_verdict(sc, threshold),) if threshold is not None else ())

@@ -1,0 +1,117 @@
+"""Gather every <output_dir>/<method>/<category>/metrics.json into one results table per method and metric.
+
+    python scripts/collect_results.py [--output_dir output] [--readme README.md]
+
+Writes <output_dir>/results.md and results.csv: categories as columns plus Avg, like the seed ports'
+tables, each with a provenance line (data, backbone and weights, training length, machine, date, commit).
+With --readme FILE the block between '<!-- results:start -->' and '<!-- results:end -->' is replaced,
+so README tables are generated, never typed.
+"""
+import argparse
+import csv
+import glob
+import io
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import yaml  # noqa: E402
+
+from shared_data.errors import UserError, run_cli, write_text_atomic  # noqa: E402
+
+METHODS = ["stfpm", "padim", "kdad", "sspcab"]
+METRICS = [("image_auroc", "Image AUROC"), ("pixel_auroc", "Pixel AUROC"), ("aupro", "AUPRO (FPR<=0.3)"),
+           ("paper_localization_auroc", "Localization AUROC, paper's definition")]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+LENGTH_KEYS = ("epochs", "num_epochs", "steps")
+
+
+def load_runs(output_dir):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(output_dir, "*", "*", "metrics.json"))):
+        method = os.path.basename(os.path.dirname(os.path.dirname(path)))
+        with open(path, encoding="utf-8") as f:
+            m = json.load(f)
+        args_yml = os.path.join(os.path.dirname(path), "args.yml")
+        if os.path.isfile(args_yml):
+            with open(args_yml, encoding="utf-8") as f:
+                m["_args"] = yaml.safe_load(f) or {}
+        runs.setdefault(m.get("method", method), {})[m.get("category", os.path.basename(os.path.dirname(path)))] = m
+    return runs
+
+
+def _fmt(v):
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def _provenance(cats):
+    def uniq(values):
+        vals = sorted({str(v) for v in values if v not in (None, "")})
+        return ", ".join(vals) if vals else "n/a"
+    ms = list(cats.values())
+    length = []
+    for m in ms:
+        a = m.get("_args", {})
+        length += [f"{k} {a[k]}" for k in LENGTH_KEYS if a.get(k) is not None]
+    data = uniq(m.get("data_dir") for m in ms)
+    backbone = uniq((m.get("model_args") or {}).get("backbone") for m in ms)
+    weights = uniq((m.get("model_args") or {}).get("weights") for m in ms)
+    machine = uniq(f"{m['machine'].get('cpu')} / {m['machine'].get('device')} / Paddle {m['machine'].get('paddle')}"
+                   for m in ms if m.get("machine"))
+    dates = sorted(m.get("date", "") for m in ms)
+    return (f"data: {data}; backbone: {backbone} ({weights}); training: {uniq(length) if length else 'n/a'}; "
+            f"machine: {machine}; date: {dates[0][:10]}..{dates[-1][:10]}; commit: {uniq(m.get('commit') for m in ms)}")
+
+
+def tables(runs):
+    """(markdown, csv rows) for every method and metric present."""
+    md, rows = io.StringIO(), []
+    for method in [m for m in METHODS if m in runs] + sorted(set(runs) - set(METHODS)):
+        cats = runs[method]
+        names = sorted(cats)
+        md.write(f"### {method}\n\n_{_provenance(cats)}_\n\n")
+        for key, title in METRICS:
+            vals = [cats[c].get(key) for c in names]
+            if all(v is None for v in vals):
+                continue
+            got = [v for v in vals if v is not None]
+            avg = sum(got) / len(got)
+            md.write(f"**{title}** (%)\n\n| " + " | ".join(names + ["Avg"]) + " |\n|" + "---|" * (len(names) + 1) + "\n")
+            md.write("| " + " | ".join([_fmt(v) for v in vals] + [_fmt(avg)]) + " |\n\n")
+            rows += [[method, key, c, "" if v is None else f"{v:.6f}"] for c, v in zip(names, vals)]
+            rows.append([method, key, "Avg", f"{avg:.6f}"])
+    return md.getvalue(), rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output_dir", default="output")
+    p.add_argument("--readme", default=None, help="replace the results block of this Markdown file")
+    args = p.parse_args(argv)
+    runs = load_runs(args.output_dir)
+    if not runs:
+        raise UserError(f"no metrics.json under {args.output_dir}/<method>/<category>/ (run val.py first)")
+    md, rows = tables(runs)
+    write_text_atomic(os.path.join(args.output_dir, "results.md"), md)
+    buf = io.StringIO()
+    csv.writer(buf).writerows([["method", "metric", "category", "value"]] + rows)
+    write_text_atomic(os.path.join(args.output_dir, "results.csv"), buf.getvalue())
+    print(md)
+    if args.readme:
+        with open(args.readme, encoding="utf-8") as f:
+            text = f.read()
+        if START not in text or END not in text:
+            raise UserError(f"{args.readme} has no '{START}' ... '{END}' block")
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        cmd = "python scripts/collect_results.py --output_dir " + args.output_dir
+        write_text_atomic(args.readme, f"{head}{START}\n<!-- generated by: {cmd} -->\n\n{md}{END}{tail}")
+        print(f"updated {args.readme}")
+    print(f"wrote {os.path.join(args.output_dir, 'results.md')} and results.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Train + evaluate every method on every category, then gather one results table.
+#
+#   bash scripts/run_all_mvtec.sh [--methods stfpm,padim,kdad,sspcab] [--categories carpet,grid,...]
+#        [--data_dir data/mvtec] [--output_dir output] [--gpus 0,1,...] [--epochs N] [--steps N]
+#        [--backbone NAME --pretrained X] [--force]
+#
+# Resumable: a category whose metrics.json exists is skipped unless --force. A failed category is
+# reported and the rest go on; the exit code is non-zero if anything failed. With --gpus, categories
+# are spread over the GPUs, one process per GPU; without it they run one after another on the CPU.
+# Each run logs to <output_dir>/<method>/<category>/run.log.
+set -u
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHON=${PYTHON:-python3}
+METHODS="stfpm,padim,kdad,sspcab"
+CATEGORIES="carpet,grid,leather,tile,wood,bottle,cable,capsule,hazelnut,metal_nut,pill,screw,toothbrush,transistor,zipper"
+DATA_DIR="data/mvtec"
+OUTPUT_DIR="output"
+GPUS=""
+EPOCHS=""
+STEPS=""
+BACKBONE=""
+PRETRAINED=""
+FORCE=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --methods) METHODS=$2; shift 2 ;;
+        --categories) CATEGORIES=$2; shift 2 ;;
+        --data_dir) DATA_DIR=$2; shift 2 ;;
+        --output_dir) OUTPUT_DIR=$2; shift 2 ;;
+        --gpus) GPUS=$2; shift 2 ;;
+        --epochs) EPOCHS=$2; shift 2 ;;
+        --steps) STEPS=$2; shift 2 ;;
+        --backbone) BACKBONE=$2; shift 2 ;;
+        --pretrained) PRETRAINED=$2; shift 2 ;;
+        --force) FORCE=1; shift ;;
+        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+        *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+DATA_DIR=$(cd "${DATA_DIR}" 2>/dev/null && pwd) || { echo "error: --data_dir not found: $DATA_DIR" >&2; exit 2; }
+mkdir -p "${OUTPUT_DIR}" && OUTPUT_DIR=$(cd "${OUTPUT_DIR}" && pwd)
+
+folder_of() {
+    case "$1" in
+        stfpm) echo STFPM-Paddle ;; padim) echo PaDiM-Paddle ;; kdad) echo KDAD-Paddle ;; sspcab) echo SSPCAB-Paddle ;;
+        *) echo "" ;;
+    esac
+}
+
+# Method-specific training flags. Expected numbers (paper / seed Paddle port, MVTec mean):
+train_flags() {
+    local m=$1 f=""
+    [ -n "${BACKBONE}" ] && f="$f --backbone ${BACKBONE}"
+    [ -n "${PRETRAINED}" ] && f="$f --pretrained ${PRETRAINED}"
+    case "$m" in
+        # STFPM, ResNet-18, 100 epochs: paper image 95.5 / pixel 97.0 / PRO 92.1; Paddle port image 93.7 / pixel 96.7
+        stfpm) [ -n "${EPOCHS}" ] && f="$f --epochs ${EPOCHS}" ;;
+        # PaDiM: R18-Rd100 image 90.5 / pixel 96.5 (reference repo); WR50-Rd550 95.5 / 97.3; Paddle port R18 92.5 / 96.6
+        padim) ;;
+        # KDAD, VGG-16 expert, 601 epochs: paper detection 87.74 / localization 90.71; Paddle port 88.30 / 90.94
+        kdad) [ -n "${EPOCHS}" ] && f="$f --epochs ${EPOCHS}" ;;
+        # CutPaste 3-way + SSPCAB: SSPCAB paper image 96.1 (CutPaste 3-way 95.2); Paddle ports 96.3 / 96.9 (test-selected)
+        sspcab) [ -n "${STEPS}" ] && f="$f --steps ${STEPS}" ;;
+    esac
+    echo "$f"
+}
+
+IFS=',' read -r -a METHOD_LIST <<< "${METHODS}"
+IFS=',' read -r -a CAT_LIST <<< "${CATEGORIES}"
+IFS=',' read -r -a GPU_LIST <<< "${GPUS}"
+for m in "${METHOD_LIST[@]}"; do
+    [ -n "$(folder_of "$m")" ] || { echo "error: unknown method '$m' (stfpm, padim, kdad, sspcab)" >&2; exit 2; }
+done
+
+STATUS_DIR=$(mktemp -d)
+trap 'rm -rf "${STATUS_DIR}"' EXIT
+
+# run_one METHOD CATEGORY DEVICE: train + val, log to run.log, record ok/failed/skipped.
+run_one() {
+    local m=$1 c=$2 dev=$3
+    local folder out log
+    folder="${ROOT}/$(folder_of "$m")"
+    out="${OUTPUT_DIR}/${m}"
+    log="${out}/${c}/run.log"
+    if [ "${FORCE}" = "0" ] && [ -f "${out}/${c}/metrics.json" ]; then
+        echo "skip   ${m}/${c} (metrics.json exists; --force to redo)"
+        echo "skipped" > "${STATUS_DIR}/${m}_${c}"
+        return
+    fi
+    mkdir -p "${out}/${c}"
+    echo "start  ${m}/${c} on ${dev} -> ${log}"
+    local t0=$SECONDS
+    (
+        cd "${folder}" &&
+        ${PYTHON} train.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" --device "${dev}" \
+            $(train_flags "$m") &&
+        ${PYTHON} val.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" --device "${dev}"
+    ) > "${log}" 2>&1
+    if [ $? -eq 0 ]; then
+        echo "done   ${m}/${c} in $((SECONDS - t0)) s: $(tail -n 1 "${log}")"
+        echo "ok" > "${STATUS_DIR}/${m}_${c}"
+    else
+        echo "FAILED ${m}/${c} after $((SECONDS - t0)) s: $(grep -v '^\s*$' "${log}" | tail -n 1)"
+        echo "failed" > "${STATUS_DIR}/${m}_${c}"
+    fi
+}
+
+for m in "${METHOD_LIST[@]}"; do
+    if [ ${#GPU_LIST[@]} -gt 0 ]; then
+        # One worker per GPU; worker k takes categories k, k+n, k+2n, ...
+        n=${#GPU_LIST[@]}
+        for k in "${!GPU_LIST[@]}"; do
+            (
+                export CUDA_VISIBLE_DEVICES=${GPU_LIST[$k]}
+                for i in "${!CAT_LIST[@]}"; do
+                    [ $((i % n)) -eq "$k" ] && run_one "$m" "${CAT_LIST[$i]}" gpu
+                done
+            ) &
+        done
+        wait
+    else
+        for c in "${CAT_LIST[@]}"; do run_one "$m" "$c" cpu; done
+    fi
+done
+
+failed=$(grep -l failed "${STATUS_DIR}"/* 2>/dev/null | xargs -r -n1 basename)
+${PYTHON} "${ROOT}/scripts/collect_results.py" --output_dir "${OUTPUT_DIR}" || true
+if [ -n "${failed}" ]; then
+    echo "failed runs: $(echo ${failed})" >&2
+    exit 1
+fi
+echo "all runs finished; tables in ${OUTPUT_DIR}/results.md"
