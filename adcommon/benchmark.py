@@ -188,3 +188,59 @@ def get_autologger(model_name, batch_size, inference_config=None, save_path=None
     except ImportError:
         return AutoLogger(model_name, model_precision, batch_size, "dynamic", save_path,
                           inference_config, time_keys=keys, warmup=warmup)
+
+
+def count_flops(layer, input_shape):
+    """Floating-point operations (2 x multiply-adds) of conv and linear layers in one forward of
+    ``layer`` on a float32 input of ``input_shape`` (batch included). Element-wise ops are ignored:
+    they are not what a matrix-multiply peak measures."""
+    import paddle
+    import paddle.nn as nn
+    total = [0]
+
+    def conv_hook(m, inp, out):
+        cin = inp[0].shape[1]
+        kh, kw = m._kernel_size
+        n, cout, h, w = out.shape
+        total[0] += 2 * n * cout * h * w * (cin // m._groups) * kh * kw
+
+    def linear_hook(m, inp, out):
+        total[0] += 2 * int(np.prod(out.shape)) * m.weight.shape[0]
+
+    hooks = []
+    for sub in layer.sublayers(include_self=True):
+        if isinstance(sub, nn.Conv2D):
+            hooks.append(sub.register_forward_post_hook(conv_hook))
+        elif isinstance(sub, nn.Linear):
+            hooks.append(sub.register_forward_post_hook(linear_hook))
+    was_training = layer.training
+    layer.eval()
+    with paddle.no_grad():
+        layer(paddle.zeros(list(input_shape), "float32"))
+    for h in hooks:
+        h.remove()
+    if was_training:
+        layer.train()
+    return int(total[0])
+
+
+def gemm_flops_per_s(n=2048, repeats=5):
+    """The machine's float32 matrix-multiply rate (numpy/BLAS, all cores): best of ``repeats``."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.T.copy()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2.0 * n ** 3 / best
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_per_call(fn, repeats=5, warmup=1):
+    """Median seconds of ``fn()`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    return float(np.median([_timed(fn) for _ in range(repeats)]))

