@@ -1,0 +1,120 @@
+"""One benchmark table for the whole suite: metrics speed, each method's training / inference speed,
+memory, post-processing share and hardware share, on the machine it runs on.
+
+    python scripts/benchmark.py [--quick] [--methods padim,stfpm,kdad,sspcab] [--out output/benchmark.md]
+                                [--readme README.md]
+
+Hardware share = the backbone's FLOPs x images/s / this machine's float32 matrix-multiply rate
+(measured in the same run), i.e. how close to the hardware limit a predictor runs. Speed goals are
+checked here, never with timed assertions in tests.
+"""
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from shared_data.errors import run_cli, write_text_atomic  # noqa: E402
+
+FOLDERS = {"padim": "PaDiM-Paddle", "stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def make_benchmark_maps(n=150, size=256, seed=0):
+    """Half good, half with 1-3 elliptic defects (~2.7 % anomalous pixels); blurred-noise maps + 0.05 inside."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, size, size), np.uint8)
+    for i in range(n // 2, n):
+        for _ in range(rng.integers(1, 4)):
+            c = tuple(int(v) for v in rng.integers(40, size - 40, 2))
+            ax = tuple(int(v) for v in rng.integers(8, 41, 2))
+            cv2.ellipse(masks[i], c, ax, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    maps = np.stack([cv2.GaussianBlur(rng.random((size, size), dtype=np.float32), (0, 0), 2) for _ in range(n)])
+    maps += 0.05 * masks
+    labels = (masks.reshape(n, -1).max(1) > 0).astype(int)
+    return labels, masks.astype(bool), maps
+
+
+def metrics_rows():
+    from adcommon.benchmark import time_per_call
+    from adcommon.metrics import aupro, evaluate, pixel_auroc
+    labels, masks, maps = make_benchmark_maps()
+    rows = []
+    for name, fn, goal in (("pixel AUROC", lambda: pixel_auroc(masks, maps), "goal < 1 s"),
+                           ("AUPRO (FPR<=0.3)", lambda: aupro(masks, maps), "goal < 2 s"),
+                           ("evaluate() all metrics", lambda: evaluate(labels, maps.reshape(len(maps), -1).max(1),
+                                                                       masks, maps), "")):
+        t = time_per_call(fn, repeats=3, warmup=1)
+        rows.append({"method": "metrics", "what": f"{name}, 150 maps of 256x256", "value": f"{t:.2f} s",
+                     "note": goal})
+    return rows
+
+
+def machine_rows():
+    import paddle
+    from adcommon.benchmark import gemm_flops_per_s
+    from adcommon.pipeline import _cpu_name
+    return [{"method": "machine", "what": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                                           f"Paddle {paddle.__version__}",
+             "value": f"{gemm_flops_per_s() / 1e9:.0f} GFLOP/s", "note": "float32 GEMM (numpy, 2048^2)"}]
+
+
+def method_rows(method, quick):
+    path = os.path.join(ROOT, FOLDERS[method], "bench.py")
+    if not os.path.isfile(path):
+        return [{"method": method, "what": "no bench.py yet", "value": "—", "note": ""}]
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        spec = importlib.util.spec_from_file_location(f"{method}_bench", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        rows = mod.run(quick=quick)
+    finally:
+        sys.path.remove(os.path.dirname(path))
+    for r in rows:
+        r["method"] = r.get("method") or method
+    return rows
+
+
+def to_markdown(rows, cmd, seconds):
+    out = [f"_Measured by `{cmd}` on {time.strftime('%Y-%m-%d')} ({seconds:.0f} s)._", "",
+           "| method | what | value | note |", "|---|---|---|---|"]
+    out += [f"| {r['method']} | {r['what']} | {r['value']} | {r.get('note', '')} |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--methods", default="padim,stfpm,kdad,sspcab")
+    p.add_argument("--out", default=os.path.join("output", "benchmark.md"))
+    p.add_argument("--readme", default=None, help="replace the benchmark block of this Markdown file")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    rows = machine_rows() + metrics_rows()
+    for m in [m for m in args.methods.split(",") if m]:
+        print(f"== {m}", flush=True)
+        rows += method_rows(m, args.quick)
+    cmd = "python scripts/benchmark.py" + (" --quick" if args.quick else "") + \
+          (f" --methods {args.methods}" if args.methods != "padim,stfpm,kdad,sspcab" else "")
+    md = to_markdown(rows, cmd, time.perf_counter() - t0)
+    write_text_atomic(args.out, md)
+    print(md)
+    if args.readme:
+        with open(args.readme, encoding="utf-8") as f:
+            text = f.read()
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        write_text_atomic(args.readme, f"{head}{START}\n{md}{END}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
