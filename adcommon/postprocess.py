@@ -69,6 +69,12 @@ def upsample(maps, size):
     n, h, w = a.shape
     if (h, w) == (h_out, w_out):
         return a.copy()
+    if h_out >= h and w_out >= w:
+        # Enlarging: cv2's INTER_LINEAR uses the same half-pixel rule and is ~100x faster than the
+        # matmul below (and immune to BLAS thread contention); equal to it within 1e-6.
+        import cv2
+        return np.stack([cv2.resize(m, (w_out, h_out), interpolation=cv2.INTER_LINEAR) for m in a]).astype(
+            np.float32, copy=False)
     ry = _bilinear_matrix(h_out, h)  # (H, h)
     rx = _bilinear_matrix(w_out, w)  # (W, w)
     return np.ascontiguousarray(np.matmul(np.matmul(ry, a), rx.T), dtype=np.float32)  # (N, H, W)

@@ -64,3 +64,9 @@ def test_batched_mahalanobis_equals_per_position_reference():
         got = m.distance(paddle.to_tensor(e)).numpy().reshape(3, P)
     ref = np.array([[mahalanobis(e[n, :, p], mean[p], np.linalg.inv(covs[p])) for p in range(P)] for n in range(3)])
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3)
+
+
+def test_wide_resnet50_uses_paper_dims():
+    m = PaDiM("wide_resnet50_2", pretrained="none", image_size=64, crop_size=64)
+    assert sum(m.backbone.channels) == 1792 and m.model_args["d"] == 550
+    assert m.inv_cov.shape == [256, 550, 550]
