@@ -469,7 +469,8 @@ class _FeatureExtractor(nn.Layer):
             layer.training = False
 
     def train(self, mode=True):
-        super().train(mode)
+        # Paddle 2.6's Layer.train() takes no argument; 3.x takes `mode`.
+        super().train() if mode else super().eval()
         if self.frozen:
             self._set_eval()
         return self

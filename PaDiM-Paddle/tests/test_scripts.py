@@ -33,6 +33,7 @@ def test_checkpoint_round_trip(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_val_predict_export_infer_agree(trained, tmp_path):
     root, out = trained
     r = run_script("val.py", "--data_dir", root, "--category", "brick", "--output_dir", out, "--save_vis", "True")
