@@ -212,3 +212,12 @@ def peak_rss_mb():
     """Peak resident memory of this process so far (MB)."""
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def checkpoint_path(model_path, output_dir, category, name="model.pdparams"):
+    """--model_path, else <output_dir>/<category>/model.pdparams; one-line error when neither is given."""
+    if model_path:
+        return model_path
+    if not category:
+        raise UserError(f"give --model_path, or --category to use <output_dir>/<category>/{name}")
+    return os.path.join(output_dir, category, name)
