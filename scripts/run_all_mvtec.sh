@@ -3,7 +3,7 @@
 #
 #   bash scripts/run_all_mvtec.sh [--methods stfpm,padim,kdad,sspcab] [--categories carpet,grid,...]
 #        [--data_dir data/mvtec] [--output_dir output] [--gpus 0,1,...] [--epochs N] [--steps N]
-#        [--backbone NAME --pretrained X] [--force]
+#        [--backbone NAME --pretrained X] [--extra "--image_size 128 ..."] [--force]
 #
 # Resumable: a category whose metrics.json exists is skipped unless --force. A failed category is
 # reported and the rest go on; the exit code is non-zero if anything failed. With --gpus, categories
@@ -21,6 +21,7 @@ EPOCHS=""
 STEPS=""
 BACKBONE=""
 PRETRAINED=""
+EXTRA=""
 FORCE=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -33,8 +34,9 @@ while [ $# -gt 0 ]; do
         --steps) STEPS=$2; shift 2 ;;
         --backbone) BACKBONE=$2; shift 2 ;;
         --pretrained) PRETRAINED=$2; shift 2 ;;
+        --extra) EXTRA=$2; shift 2 ;;
         --force) FORCE=1; shift ;;
-        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
         *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -53,6 +55,7 @@ train_flags() {
     local m=$1 f=""
     [ -n "${BACKBONE}" ] && f="$f --backbone ${BACKBONE}"
     [ -n "${PRETRAINED}" ] && f="$f --pretrained ${PRETRAINED}"
+    [ -n "${EXTRA}" ] && f="$f ${EXTRA}"
     case "$m" in
         # STFPM, ResNet-18, 100 epochs: paper image 95.5 / pixel 97.0 / PRO 92.1; Paddle port image 93.7 / pixel 96.7
         stfpm) [ -n "${EPOCHS}" ] && f="$f --epochs ${EPOCHS}" ;;

@@ -1,0 +1,46 @@
+"""scripts/run_all_mvtec.sh on a small synthetic root: runs, resumes, reports a failure and goes on."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+    env = dict(os.environ, PYTHON=sys.executable)
+    return subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_all_mvtec.sh"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+@pytest.mark.slow
+def test_run_all_runs_resumes_and_reports_failures(tmp_path):
+    from shared_data.synthetic import generate
+    data = tmp_path / "data"
+    generate(str(data), ["brick", "tablet"], seed=0, image_size=64, n_train=8, n_test_good=3, n_test_defect=4)
+    out = tmp_path / "out"
+    common = ["--methods", "padim", "--data_dir", str(data), "--output_dir", str(out),
+              "--backbone", "resnet18", "--pretrained", "none", "--extra", "--image_size 64 --crop_size 64"]
+    r = _run("--categories", "brick,nosuchcat,tablet", *common)
+    assert r.returncode == 1, r.stdout + r.stderr           # one category failed ...
+    assert "FAILED padim/nosuchcat" in r.stdout and "unknown category" in r.stdout
+    for c in ("brick", "tablet"):                            # ... the others went on
+        m = json.load(open(out / "padim" / c / "metrics.json"))
+        assert m["image_auroc"] is not None
+        assert (out / "padim" / c / "run.log").is_file()
+    assert (out / "results.md").is_file() and "brick" in (out / "results.md").read_text()
+
+    r = _run("--categories", "brick,tablet", *common)        # resume: nothing to do
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("skip   padim/") == 2
+
+    before = os.path.getmtime(out / "padim" / "brick" / "metrics.json")
+    r = _run("--categories", "brick", "--force", *common)
+    assert r.returncode == 0 and os.path.getmtime(out / "padim" / "brick" / "metrics.json") > before
+
+
+def test_run_all_rejects_unknown_method(tmp_path):
+    r = _run("--methods", "padim,foo", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"))
+    assert r.returncode == 2 and "unknown method 'foo'" in r.stderr
