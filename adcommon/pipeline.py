@@ -3,9 +3,10 @@
 images, metrics.json + scores.csv, panel pictures.
 
 A post-processing spec is a dict:
-    {"out_size": 224, "combine": "product", "sigma": 4.0, "map_outputs": [0], "score_output": None}
+    {"out_size": 224, "combine": "product", "sigma": 4.0, "map_outputs": [0], "score_output": None,
+     "map_size": None}
 ``map_outputs`` are the indices of the model outputs holding (N, 1, h, w) maps (combined after
-upsampling); ``score_output`` is the index of an (N,) image-score output, or None for "max of the map".
+upsampling, at ``map_size`` when given, else at ``out_size``); ``score_output`` is the index of an (N,) image-score output, or None for "max of the map".
 """
 import os
 import platform
@@ -25,7 +26,7 @@ def postprocess(outputs, spec):
     idx = spec.get("map_outputs") or []
     if idx:
         maps = PP.anomaly_maps([np.asarray(outputs[i]) for i in idx], spec["out_size"],
-                               spec.get("combine", "product"), spec.get("sigma"))
+                               spec.get("combine", "product"), spec.get("sigma"), spec.get("map_size"))
     if spec.get("score_output") is not None:
         scores = np.asarray(outputs[spec["score_output"]], np.float32).reshape(-1)
     elif maps is not None:

@@ -116,18 +116,22 @@ def gaussian_blur(maps, sigma):
     return gaussian_filter(a, sigma=(0.0, float(sigma), float(sigma)), mode="reflect", truncate=4.0)
 
 
-def anomaly_maps(raw, out_size, combine_mode="product", sigma=None):
+def anomaly_maps(raw, out_size, combine_mode="product", sigma=None, map_size=None):
     """Raw map(s) at feature resolution -> (N, H, W) float32 full-size anomaly maps.
 
     ``raw`` is one array or a list of per-layer arrays, each (N, 1, h, w) or (N, h, w), possibly at
     different resolutions. Order, as in STFPM's reference: each layer is upsampled to ``out_size``
     first, then the layers are combined (``combine_mode``), then the optional blur (PaDiM σ = 4).
+    With ``map_size`` the layers are first brought to that size, combined there, and the combined map
+    is resized to ``out_size`` (STFPM's official order: product at 64 x 64, then resize to 256).
     """
     layers = list(raw) if isinstance(raw, (list, tuple)) else [raw]
     if not layers:
         raise UserError("anomaly_maps got an empty list of raw maps")
-    up = [upsample(r, out_size) for r in layers]  # each (N, H, W)
+    up = [upsample(r, map_size or out_size) for r in layers]  # each (N, H, W)
     out = up[0] if len(up) == 1 else combine(up, combine_mode)
+    if map_size:
+        out = upsample(out, out_size)
     if sigma:
         out = gaussian_blur(out, sigma)
     return out

@@ -99,3 +99,18 @@ def test_image_scores():
     assert image_scores(m[:, None]).shape == (3,)
     with pytest.raises(UserError, match="reduce"):
         image_scores(m, "median")
+
+
+def test_map_size_combines_at_intermediate_resolution():
+    """STFPM's order: each layer to 64x64 (bilinear), product there, then the product to 256."""
+    import paddle
+    import paddle.nn.functional as F
+    from adcommon.postprocess import anomaly_maps
+    rng = np.random.default_rng(3)
+    raw = [rng.random((2, 1, s, s)).astype(np.float32) for s in (16, 8, 4)]
+    got = anomaly_maps(raw, 64, "product", map_size=16)
+    prod = np.ones((2, 1, 16, 16), np.float32)
+    for r in raw:
+        prod *= F.interpolate(paddle.to_tensor(r), size=(16, 16), mode="bilinear", align_corners=False).numpy()
+    ref = F.interpolate(paddle.to_tensor(prod), size=(64, 64), mode="bilinear", align_corners=False).numpy()[:, 0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,149 @@
+"""Speed of STFPM on this machine: training and inference throughput, post-processing share, GFLOPs.
+
+    python bench.py [--quick] [--json bench.json]
+``run(quick=False)`` returns a list of rows {"name", "value", "unit", "backbone", "image_size",
+"batch_size", "mode", ...}. GFLOPs are counted analytically (conv layers, teacher + student up to
+layer3, one image at 256), so throughput x GFLOPs gives the share of the hardware's peak in use.
+Timings use random inputs and random weights: speed does not depend on the weights' values.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))                   # stfpm
+
+import numpy as np  # noqa: E402
+
+
+def conv_macs(model, image_size):
+    """Multiply-accumulates of every Conv2D for one (1, 3, S, S) input, counted from the output shapes:
+    C_out * H_out * W_out * (C_in / groups) * k_h * k_w per layer. Returns (macs, n_conv_layers)."""
+    import paddle
+    total, count, hooks = [0], [0], []
+
+    def hook(layer, inputs, output):
+        kh, kw = layer._kernel_size
+        _, c_out, h, w = output.shape
+        total[0] += int(c_out) * int(h) * int(w) * (layer._in_channels // layer._groups) * kh * kw
+        count[0] += 1
+
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.Conv2D):
+            hooks.append(layer.register_forward_post_hook(hook))
+    model.eval()
+    with paddle.no_grad():
+        model(paddle.zeros([1, 3, image_size, image_size]))
+    for h in hooks:
+        h.remove()
+    return total[0], count[0]
+
+
+def _timed(fn, reps):
+    fn()  # warm-up (allocations, oneDNN primitive creation)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+def _row(rows, name, value, unit, **settings):
+    rows.append(dict(name=name, value=round(float(value), 4), unit=unit, **settings))
+
+
+def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
+    import paddle
+    from adcommon.export import export_inference
+    from adcommon.pipeline import postprocess
+    from adcommon.predictor import Predictor
+    from stfpm import engine
+    from stfpm.loss import stfpm_loss
+    from stfpm.model import STFPM
+
+    paddle.seed(0)
+    model = STFPM(backbone, pretrained="none", image_size=image_size)
+    base = {"backbone": backbone, "image_size": image_size, "device": paddle.device.get_device()}
+    macs, n_conv = conv_macs(model, 256)  # the paper's input size, whatever the timing size
+    note = f"2 x MACs of {n_conv} conv layers; GMACs {macs / 1e9:.3f}"
+    _row(rows, "gflops_teacher_student_to_layer3", 2 * macs / 1e9, "GFLOP/image",
+         **dict(base, image_size=256, mode="analytic", note=note))
+
+    # training: the loop of engine.train (forward teacher + student, loss, backward, SGD step)
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((n_train, 3, image_size, image_size)).astype(np.float32)
+    opt = paddle.optimizer.Momentum(learning_rate=0.4, momentum=0.9, parameters=model.student.parameters(),
+                                    weight_decay=1e-4)
+
+    def epoch():
+        model.train()
+        for i in range(0, n_train, train_batch):
+            loss = stfpm_loss(*model.features(paddle.to_tensor(data[i:i + train_batch])))
+            opt.clear_grad()
+            loss.backward()
+            opt.step()
+
+    t = _timed(epoch, 1)
+    _row(rows, "train_images_per_s", n_train / t, "img/s", **dict(base, batch_size=train_batch, mode="dygraph"))
+    _row(rows, "train_epoch_s", t, "s", **dict(base, batch_size=train_batch, mode="dygraph",
+                                                note=f"{n_train} images per epoch"))
+
+    spec = engine.postprocess_spec(image_size)
+    run = engine.runner(model)
+    with tempfile.TemporaryDirectory() as d:
+        export_inference(model, os.path.join(d, "inference"), [None, 3, image_size, image_size],
+                         {"outputs": engine.OUTPUTS, "postprocess": spec})
+        runners = {"dygraph": run}
+        for mk in (False, True):
+            p = Predictor(os.path.join(d, "inference"), use_mkldnn=mk, cpu_threads=os.cpu_count() or 1)
+            runners[f"predictor_onednn_{'on' if mk else 'off'}"] = p.run
+        for bs in (1, 8):
+            x = data[:bs] if len(data) >= bs else \
+                rng.standard_normal((bs, 3, image_size, image_size)).astype(np.float32)
+            for mode, fn in runners.items():
+                t_model = _timed(lambda: fn(x), reps)
+                out = fn(x)
+                t_post = _timed(lambda: postprocess(out, spec), reps)
+                s = dict(base, batch_size=bs, mode=mode)
+                _row(rows, "infer_images_per_s", bs / (t_model + t_post), "img/s", **s)
+                _row(rows, "model_ms_per_image", 1000 * t_model / bs, "ms", **s)
+                _row(rows, "postprocess_share", t_post / (t_model + t_post), "fraction", **s)
+
+
+def run(quick=False):
+    """Benchmark rows (see module docstring). quick: ResNet-18 only, 64 px, 4 images, 1 repetition."""
+    import paddle
+    from adcommon import cli
+    paddle.set_device("cpu")
+    cli.set_seed(0)
+    rows = []
+    if quick:
+        bench_backbone("resnet18", 64, n_train=4, train_batch=4, reps=1, rows=rows)
+    else:
+        for backbone in ("resnet18", "efficientnet_lite0"):
+            bench_backbone(backbone, 256, n_train=32, train_batch=32, reps=3, rows=rows)
+    for r in rows:
+        r.update(threads=os.cpu_count(), paddle=paddle.__version__)
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None, help="also write the rows here")
+    args = p.parse_args(argv)
+    rows = run(args.quick)
+    for r in rows:
+        extra = f"bs {r.get('batch_size', '-')}, {r['mode']}"
+        print(f"{r['backbone']:<18} {r['image_size']:>4}px {r['name']:<34} {r['value']:>10.4f} {r['unit']:<12} {extra}")
+    if args.json:
+        from adcommon.cli import save_json
+        save_json(args.json, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    from adcommon.cli import run_cli
+    run_cli(main)

@@ -1,0 +1,52 @@
+"""Export a trained STFPM model for Paddle Inference: <output_dir>/<category>/inference/.
+
+    python export_model.py --category brick
+    python export_model.py --depth 18 --img_size=256 --model_path=output/carpet/model.pdparams  (seed flags)
+The graph holds teacher and student and returns the three per-layer distance maps at feature
+resolution, (N, 1, S/4, S/4), (N, 1, S/8, S/8), (N, 1, S/16, S/16); inference.yml holds preprocessing,
+post-processing (bilinear to S, product, score = max), the threshold and the output order.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(p, data=False)
+    p.add_argument("--category", default=None)
+    p.add_argument("--model_path", "--checkpoint", dest="model_path", default=None,
+                   help="checkpoint (default <output_dir>/<category>/model.pdparams)")
+    p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
+                   help="default <output_dir>/<category>/inference")
+    p.add_argument("--img_size", "--image_size", dest="img_size", type=int, default=None,
+                   help="input size; must equal the size the model was trained at (the default)")
+    p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from adcommon.export import export_inference
+    from stfpm import engine
+
+    if not args.model_path and not args.category:
+        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
+    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    model, ck = engine.load(ckpt)
+    s = ck["model_args"]["image_size"]
+    if args.img_size not in (None, s):
+        # the threshold and the colour scale were measured at the training size
+        raise cli.UserError(f"--img_size {args.img_size}: this model was trained at {s}; leave --img_size out")
+    out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
+    yml = export_inference(model, out, [None, 3, s, s], engine.deploy_meta(ck))
+    print(f"exported to {out} ({yml})")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)

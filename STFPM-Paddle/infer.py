@@ -1,0 +1,15 @@
+"""Paddle Inference on an exported STFPM model (TIPC / deployment), with auto_log benchmark output.
+
+    python infer.py --model_dir output/brick/inference --img_path ../data/synthetic/brick/test --use_mkldnn True
+Same pre- and post-processing code as val.py and predict.py (adcommon), so the scores agree.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon.cli import run_cli  # noqa: E402
+from adcommon.infer import infer_main  # noqa: E402
+
+if __name__ == "__main__":
+    run_cli(lambda argv: infer_main(argv, "STFPM"))

@@ -1,0 +1,65 @@
+"""Score images with a trained STFPM checkpoint (dygraph): panel pictures, scores.csv, verdicts.
+
+    python predict.py --category brick --img_path ../data/synthetic/brick/test/crack
+    python predict.py --checkpoint=output/carpet/model.pdparams --image_path=000.png --save_path=predict.png
+"""
+import argparse
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(p, data=False)
+    p.add_argument("--category", default=None, help="finds <output_dir>/<category>/model.pdparams")
+    p.add_argument("--model_path", "--checkpoint", dest="model_path", default=None,
+                   help="checkpoint path (instead of --output_dir/--category)")
+    p.add_argument("--img_path", "--image_path", dest="img_path", default=None,
+                   help="an image, a folder (recursive) or a glob")
+    p.add_argument("--save_dir", "--save_path", dest="save_dir", default=None,
+                   help="folder for pictures and scores.csv (default <output_dir>/<category>/predict); "
+                        "a .png name (seed style) receives the picture of a single image")
+    p.add_argument("--batch_size", type=int, default=1)
+    p.add_argument("--save_vis", "--save_fig", dest="save_vis", type=cli.str2bool, default=True)
+    p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from adcommon.infer import predict_images
+    from stfpm import engine
+
+    if not args.model_path and not args.category:
+        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
+    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    paths = cli.find_images(args.img_path)
+    picture = None
+    save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
+    if save_dir.lower().endswith(PICTURE_EXTENSIONS):  # seed: --save_path=predict.png, one picture
+        if len(paths) != 1:
+            raise cli.UserError(f"--save_path {save_dir} is a picture name: give one image, or a folder name")
+        picture, save_dir = save_dir, os.path.dirname(os.path.abspath(save_dir))
+    cli.set_device(args.device)
+    model, ck = engine.load(ckpt)
+    predict_images(paths, engine.runner(model), engine.deploy_meta(ck), save_dir, args.batch_size,
+                   args.save_vis or picture is not None)
+    if picture:
+        q = paths[0]
+        name = f"{os.path.basename(os.path.dirname(q))}_{os.path.splitext(os.path.basename(q))[0]}.png"
+        shutil.move(os.path.join(save_dir, name), picture)
+        print(f"picture {picture}, scores.csv in {save_dir}")
+    else:
+        print(f"pictures and scores.csv in {save_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)

@@ -1,0 +1,87 @@
+"""User errors end in one line on stderr and a non-zero exit; the seed's flags keep working."""
+import json
+import os
+
+import pytest
+
+from stfpm_helpers import CATEGORY, IMAGE_SIZE, run_script
+
+
+def _one_line_error(r, *words):
+    assert r.returncode != 0, r.stdout
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error:")
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_missing_dataset(tmp_path):
+    r = run_script("train", "--data_dir", tmp_path / "nope", "--category", CATEGORY, "--output_dir", tmp_path)
+    _one_line_error(r, "dataset folder not found")
+
+
+def test_unknown_category(syn_root, tmp_path):
+    r = run_script("val", "--data_dir", syn_root, "--category", "carpet", "--output_dir", tmp_path)
+    _one_line_error(r, "unknown category", CATEGORY)
+
+
+def test_checkpoint_of_another_method(syn_root, tmp_path):
+    pytest.importorskip("paddle")
+    from adcommon import cli
+    path = str(tmp_path / "padim.pdparams")
+    cli.save_checkpoint(path, "padim", {"backbone": "resnet18"}, {})
+    r = run_script("val", "--data_dir", syn_root, "--category", CATEGORY, "--checkpoint", path)
+    _one_line_error(r, "padim checkpoint, not stfpm")
+    _one_line_error(run_script("export_model", "--model_path", path), "padim")
+
+
+def test_corrupt_image(trained, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    r = run_script("predict", "--output_dir", trained, "--category", CATEGORY, "--img_path", bad,
+                   "--save_dir", tmp_path / "pred")
+    _one_line_error(r, "cannot read image", "broken.png")
+
+
+def test_resume_without_last_checkpoint(syn_root, tmp_path):
+    r = run_script("train", "--data_dir", syn_root, "--category", CATEGORY, "--output_dir", tmp_path,
+                   "--pretrained", "none", "--resume")
+    _one_line_error(r, "checkpoint not found", "last.pdparams")
+
+
+def test_bad_image_size_and_export_size(trained, tmp_path):
+    _one_line_error(run_script("train", "--category", CATEGORY, "--image_size", 100), "multiple of 32")
+    _one_line_error(run_script("export_model", "--output_dir", trained, "--category", CATEGORY, "--img_size", 256),
+                    f"trained at {IMAGE_SIZE}")
+
+
+def test_seed_flags(syn_root, trained, tmp_path):
+    """The seed's spellings: positional split, --mvtec_ad, --model_save_path, --depth, --checkpoint,
+    --train_val, predict --image_path/--save_path NAME.png, export --img_size/--model_path."""
+    out = tmp_path / "seed"
+    r = run_script("train", "train", "--depth=18", f"--mvtec_ad={syn_root}", "--category", CATEGORY, "--epochs", 1,
+                   "--train_val=False", f"--model_save_path={out}", "--seed", 42, "--pretrained", "none",
+                   "--image_size", IMAGE_SIZE, "--batch_size", 8)
+    assert r.returncode == 0, r.stderr
+    ck = out / CATEGORY / "model.pdparams"
+    assert ck.is_file() and not (out / CATEGORY / "metrics.json").exists()  # --train_val=False is False
+    r = run_script("train", "test", f"--mvtec_ad={syn_root}", "--category", CATEGORY, f"--checkpoint={ck}",
+                   f"--model_save_path={out}")
+    assert r.returncode == 0 and "Pixel-AUC" in r.stdout, r.stderr
+    assert json.load(open(out / CATEGORY / "metrics.json"))["method"] == "stfpm"
+    pic = tmp_path / "predict.png"
+    img = os.path.join(syn_root, CATEGORY, "test", "good", "000.png")
+    r = run_script("predict", "--depth", 18, f"--checkpoint={ck}", f"--image_path={img}", f"--save_path={pic}")
+    assert r.returncode == 0 and pic.is_file(), r.stderr
+    r = run_script("export_model", "--depth", 18, f"--img_size={IMAGE_SIZE}", f"--model_path={ck}",
+                   f"--save_dir={tmp_path / 'inference'}")
+    assert r.returncode == 0 and (tmp_path / "inference" / "inference.yml").is_file(), r.stderr
+
+
+def test_gpu_on_a_cpu_build(syn_root, tmp_path):
+    paddle = pytest.importorskip("paddle")
+    if paddle.device.is_compiled_with_cuda():
+        pytest.skip("this Paddle has CUDA")
+    r = run_script("train", "--data_dir", syn_root, "--category", CATEGORY, "--output_dir", tmp_path, "--device", "gpu")
+    _one_line_error(r, "no CUDA support")

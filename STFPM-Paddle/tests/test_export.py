@@ -1,0 +1,73 @@
+import csv
+import os
+
+import numpy as np
+import pytest
+
+paddle = pytest.importorskip("paddle")
+
+from adcommon.export import export_inference  # noqa: E402
+from adcommon.pipeline import postprocess  # noqa: E402
+from adcommon.predictor import Predictor, load_meta  # noqa: E402
+from stfpm import engine  # noqa: E402
+from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    assert load_script("export_model").main(["--output_dir", trained, "--category", CATEGORY]) == 0
+    return os.path.join(trained, CATEGORY, "inference")
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("mkldnn", [False, True])
+def test_export_matches_dygraph(tmp_path, mkldnn):
+    paddle.seed(0)
+    from stfpm.model import STFPM
+    model = STFPM("resnet18", pretrained="none", image_size=IMAGE_SIZE)
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((3, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+    with paddle.no_grad():
+        ref = [m.numpy() for m in model(paddle.to_tensor(x))]
+    d = str(tmp_path / "inference")
+    meta = {"outputs": list(engine.OUTPUTS), "postprocess": engine.postprocess_spec(IMAGE_SIZE)}
+    export_inference(model, d, [None, 3, IMAGE_SIZE, IMAGE_SIZE], meta)
+    out = Predictor(d, use_mkldnn=mkldnn, cpu_threads=1).run(x)
+    assert [o.shape for o in out] == [(3, 1, 16, 16), (3, 1, 8, 8), (3, 1, 4, 4)]  # 3 maps, not 6 features
+    for a, b in zip(out, ref):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    (m1, s1), (m2, s2) = postprocess(out, meta["postprocess"]), postprocess(ref, meta["postprocess"])
+    assert m1.shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+    np.testing.assert_allclose(m1, m2, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(s1, s2, atol=1e-4, rtol=1e-4)
+
+
+def test_inference_yml_describes_the_model(exported, trained):
+    meta = load_meta(exported)
+    ck = engine.load(os.path.join(trained, CATEGORY, "model.pdparams"))[1]
+    assert meta["method"] == "stfpm" and meta["outputs"] == engine.OUTPUTS
+    assert meta["postprocess"] == ck["model_args"]["postprocess"]
+    assert meta["threshold"] == pytest.approx(ck["threshold"])
+    assert meta["preprocess"]["image_size"] == IMAGE_SIZE and meta["preprocess"]["crop_size"] is None
+
+
+def _scores(path):
+    with open(path) as f:
+        return {os.path.abspath(r["path"]): float(r["score"]) for r in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("mkldnn", [False, True])
+def test_infer_matches_val(syn_root, trained, exported, tmp_path, mkldnn):
+    """infer.py (Paddle Inference) and val.py (dygraph) give the same image scores (<= 1e-4)."""
+    from adcommon.infer import infer_main
+    assert load_script("val").main(["--data_dir", syn_root, "--category", CATEGORY, "--output_dir", trained]) == 0
+    save = str(tmp_path / "infer")
+    assert infer_main(["--model_dir", exported, "--img_path", os.path.join(syn_root, CATEGORY, "test"),
+                       "--save_dir", save, "--use_mkldnn", str(mkldnn), "--batch_size", "2", "--save_vis", "False",
+                       "--benchmark", "True"], "STFPM") == 0
+    val, inf = _scores(os.path.join(trained, CATEGORY, "scores.csv")), _scores(os.path.join(save, "scores.csv"))
+    assert set(val) == set(inf) and len(val) == 7
+    for p in val:
+        assert abs(val[p] - inf[p]) <= 1e-4 * max(1.0, abs(val[p])), p
+    log = open(os.path.join(save, "auto_log.log")).read()
+    assert "model_name: STFPM" in log and f"enable_mkldnn: {mkldnn}" in log and "data_num: 4" in log

@@ -1,0 +1,116 @@
+"""Train STFPM students on the normal training images of one or more categories.
+
+    python train.py --data_dir ../data/synthetic --category brick --backbone efficientnet_lite0
+    python train.py train --depth=18 --mvtec_ad=PATH/MVTec --category carpet --model_save_path=./output  (seed flags)
+Writes <output_dir>/<category>/model.pdparams (best teacher + student, threshold, post-processing),
+last.pdparams (for --resume), args.yml and train.log. `python train.py test ...` evaluates instead.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+DEPTHS = {18: "resnet18"}  # the seed's --depth; 34/50/101 have no backbone here
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("split", nargs="?", choices=["train", "test"], default="train",
+                   help="seed compatibility: 'test' evaluates --checkpoint (or the trained model) instead")
+    cli.add_common_args(p)
+    p.add_argument("--mvtec_ad", dest="data_dir", help=argparse.SUPPRESS)            # seed name
+    p.add_argument("--model_save_path", dest="output_dir", help=argparse.SUPPRESS)   # seed name
+    p.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)            # seed: model for 'test'
+    p.add_argument("--backbone", default="resnet18", choices=["resnet18", "wide_resnet50_2", "efficientnet_lite0"],
+                   help="teacher and student architecture (paper: resnet18)")
+    p.add_argument("--depth", type=int, choices=sorted(DEPTHS), default=None, help="seed alias: 18 = resnet18")
+    p.add_argument("--pretrained", default="imagenet",
+                   help="teacher weights: imagenet | none | PATH (.pdparams or torchvision .pth)")
+    p.add_argument("--image_size", type=int, default=256, help="input size, a multiple of 32 (paper: 256)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.4)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight_decay", type=float, default=1e-4)
+    p.add_argument("--holdout_ratio", type=float, default=0.2,
+                   help="share of train/good held out to pick the best epoch and the threshold (paper: 0.2)")
+    p.add_argument("--threshold_quantile", type=float, default=0.99)
+    p.add_argument("--resume", type=cli.str2bool, nargs="?", const=True, default=False,
+                   help="continue from <output_dir>/<category>/last.pdparams")
+    p.add_argument("--val", "--train_val", dest="val", type=cli.str2bool, default=False,
+                   help="evaluate on the test split after training (never used to pick a checkpoint)")
+    p.add_argument("--save_vis", "--save_fig", dest="save_vis", type=cli.str2bool, nargs="?", const=True,
+                   default=False)
+    for seed_only in ("--checkpoint_epoch", "--print_freq", "--result_path"):
+        p.add_argument(seed_only, default=None, help=argparse.SUPPRESS)  # seed flags without a use here
+    p.set_defaults(seed=42)  # the seed port's --seed 42 (the official code uses 0)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from shared_data.dataset import MVTecAD
+    from stfpm import engine
+    from stfpm.model import STFPM
+
+    if args.depth:
+        args.backbone = DEPTHS[args.depth]
+    if args.image_size % 32 or args.image_size < 32:
+        raise cli.UserError(f"--image_size must be a positive multiple of 32, got {args.image_size}")
+    if args.epochs < 1 or args.batch_size < 1:
+        raise cli.UserError("--epochs and --batch_size must be >= 1")
+    cli.set_device(args.device)
+    cats = cli.categories_arg(args.data_dir, args.category)
+    if args.split == "test":
+        return _test(args, cats, engine)
+    for cat in cats:
+        out = cli.category_dir(args.output_dir, cat)
+        resume = cli.load_checkpoint(os.path.join(out, "last.pdparams"), engine.METHOD) if args.resume else None
+        cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
+        if resume is not None:
+            model = engine.build(resume["model_args"])  # the architecture of the run being continued
+        else:
+            model = STFPM(args.backbone, args.pretrained, args.image_size)
+        a = model.model_args
+        kw = dict(image_size=a["image_size"], crop_size=None, mean=a["mean"], std=a["std"])
+        if args.holdout_ratio > 0:
+            fit_ds = MVTecAD(args.data_dir, cat, "train", subset="fit", holdout_ratio=args.holdout_ratio, **kw)
+            hold_ds = MVTecAD(args.data_dir, cat, "train", subset="holdout", holdout_ratio=args.holdout_ratio, **kw)
+        else:
+            fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
+        os.makedirs(out, exist_ok=True)
+        log = cli.make_logger(os.path.join(out, "train.log"))
+        log(f"STFPM {cat}: teacher {a['weights']}, student {a['backbone']} random init, {a['image_size']}px, "
+            f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out normal images, "
+            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}")
+        stats = engine.train(model, fit_ds, hold_ds, out, cat, args.epochs, args.batch_size, args.lr, args.momentum,
+                             args.weight_decay, args.seed, resume, args.threshold_quantile, log)
+        cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+        log(f"saved {os.path.join(out, 'model.pdparams')} (best epoch {stats['best_epoch']}, "
+            f"{stats['train_seconds']:.1f} s training, peak RSS {cli.peak_rss_mb():.0f} MB)")
+        if args.val:
+            model, ck = engine.load(os.path.join(out, "model.pdparams"))
+            res = engine.evaluate(model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
+            log(f"test split: image AUROC {engine.fmt(res['image_auroc'])}, pixel AUROC "
+                f"{engine.fmt(res['pixel_auroc'])}, AUPRO {engine.fmt(res['aupro'])}")
+    return 0
+
+
+def _test(args, cats, engine):
+    """Seed's `train.py test`: evaluate a trained model (the seed printed Pixel-AUC / Image-AUC)."""
+    if args.checkpoint and len(cats) > 1:
+        raise cli.UserError("--checkpoint names one model: give one --category")
+    for cat in cats:
+        out = cli.category_dir(args.output_dir, cat)
+        model, ck = engine.load(args.checkpoint or os.path.join(out, "model.pdparams"))
+        res = engine.evaluate(model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
+        print(f"Category: {cat}\tPixel-AUC: {engine.fmt(res['pixel_auroc'])}\t"
+              f"Image-AUC: {engine.fmt(res['image_auroc'])}\tAUPRO: {engine.fmt(res['aupro'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)

@@ -1,0 +1,50 @@
+"""Evaluate a trained STFPM model on the test split: metrics.json, scores.csv (and pictures).
+
+    python val.py --data_dir ../data/synthetic --category brick [--save_vis True]
+    python val.py --depth=18 --mvtec_ad=PATH/MVTec --category carpet --checkpoint=output/carpet/model.pdparams
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(p)
+    p.add_argument("--mvtec_ad", dest="data_dir", help=argparse.SUPPRESS)            # seed name
+    p.add_argument("--model_save_path", dest="output_dir", help=argparse.SUPPRESS)   # seed name
+    p.add_argument("--model_path", "--checkpoint", dest="model_path", default=None,
+                   help="checkpoint (default <output_dir>/<category>/model.pdparams)")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--save_vis", "--save_fig", dest="save_vis", type=cli.str2bool, nargs="?", const=True,
+                   default=False)
+    p.add_argument("--compute_pro", type=cli.str2bool, default=True,
+                   help=argparse.SUPPRESS)  # seed flag; AUPRO is always computed (exact and fast here)
+    p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from stfpm import engine
+
+    cli.set_device(args.device)
+    cats = cli.categories_arg(args.data_dir, args.category)
+    if args.model_path and len(cats) > 1:
+        raise cli.UserError("--model_path names one model: give one --category")
+    for cat in cats:
+        out = cli.category_dir(args.output_dir, cat)
+        model, ck = engine.load(args.model_path or os.path.join(out, "model.pdparams"))
+        res = engine.evaluate(model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
+        print(f"Category: {cat}\tImage AUROC: {engine.fmt(res['image_auroc'])}\tPixel AUROC: "
+              f"{engine.fmt(res['pixel_auroc'])}\tAUPRO: {engine.fmt(res['aupro'])}"
+              f"\t-> {os.path.join(out, 'metrics.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)
