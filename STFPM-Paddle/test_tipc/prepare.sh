@@ -18,7 +18,7 @@ fi
 
 TIPC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$(dirname "${TIPC_DIR}")")       # the repo root holds shared_data/
-source "${TIPC_DIR}/common_func.sh"
+source "${ROOT}/scripts/tipc/common_func.sh"
 cd "$(dirname "${TIPC_DIR}")" || exit 1          # paths in the config are relative to STFPM-Paddle/
 
 if [ ! -f "${FILENAME}" ]; then
@@ -29,7 +29,7 @@ dataline=$(awk 'NR==1, NR==51{print}' "${FILENAME}")
 IFS=$'\n'
 lines=(${dataline})
 unset IFS
-python=${TIPC_PYTHON:-$(func_parser_value "${lines[2]}")}
+python=${PYTHON:-${TIPC_PYTHON:-$(func_parser_value "${lines[2]}")}}
 norm_train=$(func_parser_value "${lines[15]}")
 category=$(echo "${norm_train}" | sed -n 's/.*--category[= ]\([^ ]*\).*/\1/p')
 category=${category:-brick}

@@ -1,50 +1,47 @@
 #!/bin/bash
-# Helpers to read TIPC configs (key:value lines) and record results.
+# Helpers of the TIPC format-A scripts (same names and behaviour as PaddleOCR/STFPM-Paddle's common_func.sh).
 
-func_parser_key() {
+function func_parser_key(){      # "key:value" -> key
     local strs=$1
-    IFS=":"
-    local array=(${strs})
-    echo ${array[0]}
+    echo "${strs%%:*}"
 }
 
-func_parser_value() {
-    # Everything after the first ':' (values may hold ':' themselves).
+function func_parser_value(){    # "key:value" -> value (everything after the first ':')
     local strs=$1
     echo "${strs#*:}"
 }
 
-func_set_params() {
-    # "key=value", or a blank when either is null/empty.
+function func_set_params(){      # key value -> "key=value", or " " when either is null/empty
     local key=$1
     local value=$2
-    if [ "${key}" = "null" ] || [ -z "${key}" ] || [ "${value}" = "null" ] || [ -z "${value}" ]; then
+    if [ "${key}" = "null" ] || [ "${value}" = "null" ] || [ -z "${key}" ] || [ -z "${value}" ]; then
         echo " "
     else
         echo "${key}=${value}"
     fi
 }
 
-func_parser_params() {
-    # Pick MODE's value from "mode1=a|mode2=b"; a bare value applies to every mode.
+function func_parser_params(){   # "key:mode1=a|mode2=b" MODE -> the value for MODE (a plain value as is)
     local strs=$1
     local mode=$2
-    IFS="|"
-    local array=(${strs})
-    for item in "${array[@]}"; do
-        if [[ "${item}" == "${mode}="* ]]; then
+    local value
+    value=$(func_parser_value "${strs}")
+    if [[ "${value}" != *"="* ]]; then
+        echo "${value}"
+        return
+    fi
+    local IFS="|"
+    local item
+    for item in ${value}; do
+        if [ "${item%%=*}" = "${mode}" ]; then
             echo "${item#*=}"
-            return
-        fi
-        if [[ "${item}" != *"="* ]]; then
-            echo "${item}"
             return
         fi
     done
     echo "null"
 }
 
-status_check() {
+function status_check(){         # exit_code command log: one line per command, the TIPC result format
     local last_status=$1
     local run_command=$2
     local run_log=$3

@@ -1,133 +1,156 @@
 #!/bin/bash
-# TIPC chain for a 51-line ("format A") config: train -> eval -> export -> Paddle Inference over the
-# CPU/GPU matrix. Shared by the paper folders that use format A (PaDiM, STFPM, KDAD); each folder's
-# test_tipc/test_train_inference_python.sh calls it from inside that folder:
-#   bash test_tipc/test_train_inference_python.sh test_tipc/configs/PaDiM/train_infer_python.txt lite_train_lite_infer
-# Every step's exit status becomes one line of test_tipc/output/<model>/results_python.log; the script
-# itself always exits 0 (the caller reads the log).
+# TIPC chain for a 51-line ("format A") config: train -> eval -> export -> inference matrix.
+# Shared by the paper folders that use format A (STFPM, PaDiM, KDAD): each folder's
+# test_tipc/test_train_inference_python.sh changes into that folder and calls this script, e.g.
+#   cd STFPM-Paddle && bash test_tipc/test_train_inference_python.sh test_tipc/configs/STFPM/train_infer_python.txt lite_train_lite_infer
+# One line per command goes to test_tipc/output/<model_name>/results_python.log:
+#   "Run successfully with command - ..." or "Run failed with command - ...". The script itself never fails.
+# GPU entries are skipped (no line) when this Paddle has no CUDA device. PYTHON (or TIPC_PYTHON)
+# overrides the interpreter named in the config. Paths in the config are relative to the paper folder.
+FILENAME=$(cd "$(dirname "$1")" 2>/dev/null && pwd)/$(basename "$1")
+MODE=${2:-lite_train_lite_infer}
 source "$(dirname "${BASH_SOURCE[0]}")/common_func.sh"
 export PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)${PYTHONPATH:+:${PYTHONPATH}}"
 
-FILENAME=$1
-MODE=$2
 dataline=$(awk 'NR==1, NR==51{print}' "${FILENAME}")
 IFS=$'\n'
 lines=(${dataline})
+unset IFS
 
+# train_params
 model_name=$(func_parser_value "${lines[1]}")
-python=${PYTHON:-$(func_parser_value "${lines[2]}")}
+python=${PYTHON:-${TIPC_PYTHON:-$(func_parser_value "${lines[2]}")}}
 gpu_list=$(func_parser_value "${lines[3]}")
 device_key=$(func_parser_key "${lines[4]}")
-save_model_key=$(func_parser_key "${lines[7]}")
-save_model_value=$(func_parser_value "${lines[7]}")
+device_list=$(func_parser_value "${lines[4]}")
+epoch_key=$(func_parser_key "${lines[6]}")
+epoch_value=$(func_parser_params "${lines[6]}" "${MODE}")
+save_key=$(func_parser_key "${lines[7]}")
+save_value=$(func_parser_value "${lines[7]}")
 batch_key=$(func_parser_key "${lines[8]}")
-batch_value=$(func_parser_params "$(func_parser_value "${lines[8]}")" "${MODE}")
+batch_value=$(func_parser_params "${lines[8]}" "${MODE}")
 pretrain_key=$(func_parser_key "${lines[9]}")
-pretrain_value=$(func_parser_params "$(func_parser_value "${lines[9]}")" "${MODE}")
-train_model_name=$(func_parser_value "${lines[10]}")
+pretrain_value=$(func_parser_params "${lines[9]}" "${MODE}")
+trainer_list=$(func_parser_value "${lines[14]}")
 norm_train=$(func_parser_value "${lines[15]}")
-eval_cmd=$(func_parser_value "${lines[23]}")
-save_infer_key=$(func_parser_key "${lines[27]}")
-save_infer_value=$(func_parser_value "${lines[27]}")
+# eval_params
+eval_py=$(func_parser_value "${lines[23]}")
+# infer_params
+export_dir_key=$(func_parser_key "${lines[27]}")
+export_dir_value=$(func_parser_value "${lines[27]}")
 export_weight_key=$(func_parser_key "${lines[28]}")
 export_weight_value=$(func_parser_value "${lines[28]}")
 norm_export=$(func_parser_value "${lines[29]}")
-inference_cmd=$(func_parser_value "${lines[39]}")
+inference_py=$(func_parser_value "${lines[39]}")
 use_gpu_key=$(func_parser_key "${lines[40]}")
 use_gpu_list=$(func_parser_value "${lines[40]}")
-use_mkldnn_key=$(func_parser_key "${lines[41]}")
-use_mkldnn_list=$(func_parser_value "${lines[41]}")
-cpu_threads_key=$(func_parser_key "${lines[42]}")
-cpu_threads_list=$(func_parser_value "${lines[42]}")
+mkldnn_key=$(func_parser_key "${lines[41]}")
+mkldnn_list=$(func_parser_value "${lines[41]}")
+threads_key=$(func_parser_key "${lines[42]}")
+threads_list=$(func_parser_value "${lines[42]}")
 infer_batch_key=$(func_parser_key "${lines[43]}")
 infer_batch_list=$(func_parser_value "${lines[43]}")
-use_trt_key=$(func_parser_key "${lines[44]}")
-use_trt_list=$(func_parser_value "${lines[44]}")
+trt_key=$(func_parser_key "${lines[44]}")
+trt_list=$(func_parser_value "${lines[44]}")
 precision_key=$(func_parser_key "${lines[45]}")
 precision_list=$(func_parser_value "${lines[45]}")
-infer_model_key=$(func_parser_key "${lines[46]}")
-infer_model_value=$(func_parser_value "${lines[46]}")
+model_dir_key=$(func_parser_key "${lines[46]}")
+model_dir_value=$(func_parser_value "${lines[46]}")
 image_dir_key=$(func_parser_key "${lines[47]}")
-infer_img_dir=$(func_parser_value "${lines[47]}")
+image_dir_value=$(func_parser_value "${lines[47]}")
 benchmark_key=$(func_parser_key "${lines[49]}")
 benchmark_value=$(func_parser_value "${lines[49]}")
+infer_key1=$(func_parser_key "${lines[50]}")
+infer_value1=$(func_parser_value "${lines[50]}")
 
-LOG_PATH="./test_tipc/output/${model_name}"
+LOG_PATH=./test_tipc/output/${model_name}
 mkdir -p "${LOG_PATH}"
 status_log="${LOG_PATH}/results_python.log"
-rm -f "${status_log}"
+: > "${status_log}"   # one run, one result list
 
-has_cuda=$(${python} -c "import paddle; print(int(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0))" 2>/dev/null || echo 0)
+has_cuda=$(${python} -c "import paddle; print(int(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0))" 2>/dev/null | tail -n 1)
+[ "${has_cuda}" = "1" ] || has_cuda=0
 
-# ---- train (one entry per gpu in gpu_list; CPU when Paddle has no CUDA)
-IFS="|"
-for gpu in ${gpu_list}; do
-    if [ "${has_cuda}" = "1" ] && [ "${gpu}" != "-1" ]; then
-        export CUDA_VISIBLE_DEVICES=${gpu}
-        device="gpu"
-    else
-        device="cpu"
-    fi
-    set_device=$(func_set_params "${device_key}" "${device}")
-    set_save=$(func_set_params "${save_model_key}" "${save_model_value}")
-    set_batch=$(func_set_params "${batch_key}" "${batch_value}")
-    set_pretrain=$(func_set_params "${pretrain_key}" "${pretrain_value}")
-    cmd="${python} ${norm_train} ${set_device} ${set_save} ${set_batch} ${set_pretrain}"
-    eval "${cmd}" > "${LOG_PATH}/train_${device}.log" 2>&1
-    status_check $? "${cmd}" "${status_log}"
-    break  # single-card lite mode: one training is enough
-done
-
-# ---- eval
-if [ "${eval_cmd}" != "null" ]; then
-    cmd="${python} ${eval_cmd}"
-    eval "${cmd}" > "${LOG_PATH}/eval.log" 2>&1
-    status_check $? "${cmd}" "${status_log}"
-fi
-
-# ---- export
-set_export_weight=$(func_set_params "${export_weight_key}" "${export_weight_value}")
-set_save_infer=$(func_set_params "${save_infer_key}" "${save_infer_value}")
-cmd="${python} ${norm_export} ${set_export_weight} ${set_save_infer}"
-eval "${cmd}" > "${LOG_PATH}/export.log" 2>&1
-status_check $? "${cmd}" "${status_log}"
-
-# ---- inference matrix
-set_model=$(func_set_params "${infer_model_key}" "${infer_model_value}")
-set_img=$(func_set_params "${image_dir_key}" "${infer_img_dir}")
-set_benchmark=$(func_set_params "${benchmark_key}" "${benchmark_value}")
-for use_gpu in ${use_gpu_list}; do
-    if [ "${use_gpu}" = "True" ] || [ "${use_gpu}" = "true" ]; then
-        if [ "${has_cuda}" != "1" ]; then
-            echo "skip GPU inference: this Paddle has no CUDA device"
-            continue
-        fi
-        for use_trt in ${use_trt_list}; do
-            for precision in ${precision_list}; do
-                for bs in ${infer_batch_list}; do
-                    _log="${LOG_PATH}/python_infer_gpu_usetrt_${use_trt}_precision_${precision}_batchsize_${bs}.log"
-                    cmd="${python} ${inference_cmd} ${use_gpu_key}=True ${use_trt_key}=${use_trt} ${precision_key}=${precision} ${infer_batch_key}=${bs} ${set_model} ${set_img} ${set_benchmark}"
-                    eval "${cmd}" > "${_log}" 2>&1
-                    status_check $? "${cmd}" "${status_log}"
-                done
-            done
-        done
-    else
-        for mkldnn in ${use_mkldnn_list}; do
-            for threads in ${cpu_threads_list}; do
-                for precision in ${precision_list}; do
-                    if [ "${precision}" = "fp16" ] && [ "${mkldnn}" != "True" ]; then
-                        continue
-                    fi
-                    for bs in ${infer_batch_list}; do
-                        _log="${LOG_PATH}/python_infer_cpu_usemkldnn_${mkldnn}_threads_${threads}_precision_${precision}_batchsize_${bs}.log"
-                        cmd="${python} ${inference_cmd} ${use_gpu_key}=False ${use_mkldnn_key}=${mkldnn} ${cpu_threads_key}=${threads} ${precision_key}=${precision} ${infer_batch_key}=${bs} ${set_model} ${set_img} ${set_benchmark}"
-                        eval "${cmd}" > "${_log}" 2>&1
-                        status_check $? "${cmd}" "${status_log}"
+function func_inference(){
+    local IFS="|"
+    local use_gpu use_mkldnn threads batch_size precision use_trt
+    for use_gpu in ${use_gpu_list}; do
+        if [ "${use_gpu}" = "False" ] || [ "${use_gpu}" = "false" ]; then
+            for use_mkldnn in ${mkldnn_list}; do
+                for threads in ${threads_list}; do
+                    for batch_size in ${infer_batch_list}; do
+                        for precision in ${precision_list}; do
+                            if [ "${precision}" = "fp16" ] && [ "${use_mkldnn}" != "True" ]; then
+                                continue
+                            fi
+                            local _log="${LOG_PATH}/python_infer_cpu_usemkldnn_${use_mkldnn}_threads_${threads}_precision_${precision}_batchsize_${batch_size}.log"
+                            local cmd="${python} ${inference_py} $(func_set_params "${use_gpu_key}" "${use_gpu}") $(func_set_params "${mkldnn_key}" "${use_mkldnn}") $(func_set_params "${threads_key}" "${threads}") $(func_set_params "${model_dir_key}" "${model_dir_value}") $(func_set_params "${infer_batch_key}" "${batch_size}") $(func_set_params "${image_dir_key}" "${image_dir_value}") $(func_set_params "${benchmark_key}" "${benchmark_value}") $(func_set_params "${precision_key}" "${precision}") $(func_set_params "${infer_key1}" "${infer_value1}") > ${_log} 2>&1"
+                            eval "${cmd}"
+                            status_check $? "${cmd}" "${status_log}"
+                            tail -n 2 "${_log}"
+                        done
                     done
                 done
             done
-        done
-    fi
+        else
+            if [ "${has_cuda}" != "1" ]; then
+                echo "skip GPU inference: this Paddle has no CUDA device"
+                continue
+            fi
+            for use_trt in ${trt_list}; do
+                for precision in ${precision_list}; do
+                    for batch_size in ${infer_batch_list}; do
+                        local _log="${LOG_PATH}/python_infer_gpu_usetrt_${use_trt}_precision_${precision}_batchsize_${batch_size}.log"
+                        local cmd="${python} ${inference_py} $(func_set_params "${use_gpu_key}" "${use_gpu}") $(func_set_params "${trt_key}" "${use_trt}") $(func_set_params "${precision_key}" "${precision}") $(func_set_params "${model_dir_key}" "${model_dir_value}") $(func_set_params "${infer_batch_key}" "${batch_size}") $(func_set_params "${image_dir_key}" "${image_dir_value}") $(func_set_params "${benchmark_key}" "${benchmark_value}") $(func_set_params "${infer_key1}" "${infer_value1}") > ${_log} 2>&1"
+                        eval "${cmd}"
+                        status_check $? "${cmd}" "${status_log}"
+                        tail -n 2 "${_log}"
+                    done
+                done
+            done
+        fi
+    done
+}
+
+if [ "${MODE}" != "lite_train_lite_infer" ]; then
+    echo "only lite_train_lite_infer is supported, got '${MODE}'"
+    exit 0
+fi
+
+IFS="|" read -r -a gpus <<< "${gpu_list}"
+IFS="|" read -r -a devices <<< "${device_list}"
+for i in "${!gpus[@]}"; do
+    gpu=${gpus[$i]}
+    device=${devices[$i]:-cpu}
+    if [ "${device}" != "cpu" ]; then
+        if [ "${has_cuda}" != "1" ]; then
+            echo "skip training on ${device}: this Paddle has no CUDA device"
+            continue
+        fi
+        export CUDA_VISIBLE_DEVICES=${gpu}
+    fi   # a CPU entry trains with --device=cpu and leaves the GPUs visible for the GPU inference rows
+    for trainer in ${trainer_list//|/ }; do
+        if [ "${trainer}" != "norm_train" ]; then
+            continue   # only norm_train is defined in these folders
+        fi
+        _log="${LOG_PATH}/train_${device}.log"
+        cmd="${python} ${norm_train} $(func_set_params "${device_key}" "${device}") $(func_set_params "${epoch_key}" "${epoch_value}") $(func_set_params "${save_key}" "${save_value}") $(func_set_params "${batch_key}" "${batch_value}") $(func_set_params "${pretrain_key}" "${pretrain_value}") > ${_log} 2>&1"
+        eval "${cmd}"
+        status_check $? "${cmd}" "${status_log}"
+        tail -n 2 "${_log}"
+        if [ "${eval_py}" != "null" ]; then
+            _log="${LOG_PATH}/eval_${device}.log"
+            cmd="${python} ${eval_py} $(func_set_params "${device_key}" "${device}") > ${_log} 2>&1"
+            eval "${cmd}"
+            status_check $? "${cmd}" "${status_log}"
+            tail -n 1 "${_log}"
+        fi
+        _log="${LOG_PATH}/export_${device}.log"
+        cmd="${python} ${norm_export} $(func_set_params "${export_weight_key}" "${export_weight_value}") $(func_set_params "${export_dir_key}" "${export_dir_value}") > ${_log} 2>&1"
+        eval "${cmd}"
+        status_check $? "${cmd}" "${status_log}"
+        func_inference
+    done
 done
+echo "results in ${status_log}"
 exit 0
