@@ -34,9 +34,7 @@ def main(argv=None):
     from adcommon.export import export_inference
     from stfpm import engine
 
-    if not args.model_path and not args.category:
-        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
-    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
     model, ck = engine.load(ckpt)
     s = ck["model_args"]["image_size"]
     if args.img_size not in (None, s):

@@ -37,9 +37,7 @@ def main(argv=None):
     from adcommon.infer import predict_images
     from stfpm import engine
 
-    if not args.model_path and not args.category:
-        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
-    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
     paths = cli.find_images(args.img_path)
     picture = None
     save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
