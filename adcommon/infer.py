@@ -7,6 +7,7 @@ checkpoint): {"method", "preprocess": {image_size, crop_size, mean, std}, "postp
 """
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -32,6 +33,7 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
     """
     prep = preprocess_for(meta)
     spec, threshold = meta["postprocess"], meta.get("threshold")
+    map_threshold, region_only = meta.get("map_threshold"), bool(meta.get("region_only_if_anomalous"))
     p = meta["preprocess"]
     size = p.get("crop_size") or p["image_size"]
     lo, hi = meta.get("vis_range") or (None, None)
@@ -56,12 +58,13 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
             all_maps.append(maps)
             if save_vis:
                 if lo is None:
-                    lo, hi = vis_range(maps, threshold)
+                    lo, hi = vis_range(maps, threshold if map_threshold is None else map_threshold)
                 for q, m, s in zip(chunk, maps, scores):
                     rgb = T.resize_image(T.load_image(q), p["image_size"], p.get("crop_size"))
                     name = os.path.splitext(os.path.basename(q))[0]
                     parent = os.path.basename(os.path.dirname(q))
-                    save_panel(os.path.join(save_dir, f"{parent}_{name}.png"), rgb, m, float(s), threshold, lo, hi)
+                    save_panel(os.path.join(save_dir, f"{parent}_{name}.png"), rgb, m, float(s), threshold, lo, hi,
+                               None, map_threshold, region_only)
     scores = np.concatenate(all_scores)
     rows = [(q, float(s)) + ((("anomalous" if s >= threshold else "normal"),) if threshold is not None else ())
             for q, s in zip(paths, scores)]
@@ -99,7 +102,15 @@ def infer_main(argv, model_name):
         raise UserError("--model_dir is required (the folder written by export_model.py)")
     if args.batch_size < 1:
         raise UserError("--batch_size must be >= 1")
-    pred = Predictor(model_dir, use_gpu=args.use_gpu, use_mkldnn=args.use_mkldnn, cpu_threads=args.cpu_threads,
+    from .predictor import load_meta
+    use_mkldnn = args.use_mkldnn
+    if use_mkldnn and not args.use_gpu and load_meta(model_dir).get("graph_has_gradients"):
+        # oneDNN's conv/pool backward kernels refuse inference mode (Paddle 3.3): a graph holding
+        # paddle.grad runs with oneDNN off. Said once, not an error.
+        print("note: this exported graph computes input gradients, which oneDNN cannot run; "
+              "running with oneDNN off", file=sys.stderr)
+        use_mkldnn = False
+    pred = Predictor(model_dir, use_gpu=args.use_gpu, use_mkldnn=use_mkldnn, cpu_threads=args.cpu_threads,
                      precision=args.precision, use_tensorrt=args.use_tensorrt, gpu_mem=args.gpu_mem,
                      gpu_id=args.gpu_id, ir_optim=args.ir_optim)
     paths = find_images(args.img_path)

@@ -107,11 +107,12 @@ def _cpu_name():
 
 
 def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=None, save_vis=False,
-                     vrange=None, fpr_limit=0.3):
+                     vrange=None, fpr_limit=0.3, map_threshold=None, region_only_if_anomalous=False):
     """Metrics on the test split -> metrics.json and scores.csv (and pictures with save_vis).
 
     Metrics use the raw scores: the references' min-max over the test set is monotonic, so AUROC,
-    AUPRO and F1-max are unchanged by it.
+    AUPRO and F1-max are unchanged by it. ``map_threshold`` (pictures only) is for maps whose units
+    differ from the image score's (KDAD's per-image scaled gradient maps); default: ``threshold``.
     """
     from .metrics import evaluate
     labels = dataset.labels
@@ -138,12 +139,12 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
         vis_dir = os.path.join(out_dir, "vis")
         save_roc(labels, scores, os.path.join(vis_dir, "roc.png"), title=f"{method} {dataset.category}")
         if maps is not None:
-            lo, hi = vrange or vis_range(maps[labels == 0], threshold)
+            lo, hi = vrange or vis_range(maps[labels == 0], threshold if map_threshold is None else map_threshold)
             for i in range(len(dataset)):
                 s = dataset.samples[i]
                 name = f"{s.kind}_{os.path.splitext(os.path.basename(s.path))[0]}.png"
                 save_panel(os.path.join(vis_dir, name), dataset.load_rgb(i), maps[i], scores[i], threshold,
-                           lo, hi, masks[i] if masks is not None else None)
+                           lo, hi, masks[i] if masks is not None else None, map_threshold, region_only_if_anomalous)
     return out
 
 
@@ -151,16 +152,25 @@ def _verdict(score, threshold):
     return "anomalous" if threshold is not None and score >= threshold else "normal"
 
 
-def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None):
-    """One picture: image | overlay | predicted mask | ground truth (when given)."""
+def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_threshold=None,
+               region_only_if_anomalous=False):
+    """One picture: image | overlay | predicted mask | ground truth (when given).
+
+    The verdict uses the image ``threshold``; the predicted region uses ``map_threshold`` when the map
+    has other units than the score (default: ``threshold``). ``region_only_if_anomalous`` draws the
+    region only for images over the image threshold (maps scaled per image always have a hot spot).
+    """
     from .visualize import panel, save_png
     if threshold is None:
         title = f"score {score:.3f} (no threshold)"
-        thr = vmax
     else:
         title = f"score {score:.3f} / thr {threshold:.3f}: {_verdict(score, threshold).upper()}"
-        thr = threshold
-    save_png(path, panel(rgb, amap, thr, vmin, vmax, gt_mask=gt_mask, title=title))
+    region = map_threshold if map_threshold is not None else threshold
+    if region is None:
+        region = vmax
+    if region_only_if_anomalous and threshold is not None and score < threshold:
+        region = float("inf")
+    save_png(path, panel(rgb, amap, region, vmin, vmax, gt_mask=gt_mask, title=title))
 
 
 def print_verdicts(paths, scores, threshold):

@@ -1,0 +1,110 @@
+"""KDAD benchmarks (run by scripts/benchmark.py; nothing here is a test).
+
+    python bench.py [--quick]
+Rows: training images/s (cloner step with the expert's features cached, and with the expert run every
+step as the reference does), exported-predictor throughput at batch 1 and 8 for the gradient graph
+(oneDNN off: it cannot run it) and the discrepancy graph (oneDNN on/off), post-processing share and
+hardware share (conv FLOPs x images/s / measured float32 GEMM rate). The expert is random: weights do
+not change the speed.
+"""
+import os
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+S = 128  # the paper's input size
+
+
+def _model():
+    import paddle
+    from kdad.model import KDAD
+    paddle.seed(0)
+    return KDAD("vgg16", "none", S)
+
+
+def training_speed(quick=False):
+    """Images/s of one Adam step on a batch (paper batch 64; quick: 16)."""
+    import paddle
+    from adcommon.benchmark import time_per_call
+    from kdad.engine import expert_targets
+    from kdad.loss import distill_loss
+    bs = 16 if quick else 64
+    model = _model()
+    opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.cloner.parameters())
+    x_np = np.random.default_rng(0).random((bs, 3, S, S)).astype(np.float32)
+    x = paddle.to_tensor(x_np)
+    targets = expert_targets(model, x_np, bs)
+    model.cloner.train()
+
+    def step(cached):
+        pred = model.cloner_pools(x)
+        if cached:
+            real = targets
+        else:
+            with paddle.no_grad():
+                real = model.expert(x)
+        loss = distill_loss(pred, real, model.lamda)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+
+    reps = 2 if quick else 5
+    t_c = time_per_call(lambda: step(True), repeats=reps, warmup=1)
+    t_u = time_per_call(lambda: step(False), repeats=reps, warmup=1)
+    return [{"method": "KDAD", "what": f"train step, batch {bs}, {S}px, expert features cached (ours)",
+             "value": f"{bs / t_c:.1f} img/s", "note": f"{1000 * t_c / bs:.0f} ms/image"},
+            {"method": "KDAD", "what": f"train step, batch {bs}, {S}px, expert run every step (reference)",
+             "value": f"{bs / t_u:.1f} img/s", "note": f"caching is {t_u / t_c:.1f}x faster"}]
+
+
+def predictor_throughput(quick=False):
+    """Exported KDAD through Paddle Inference: images/s for both maps, batch 1 and 8."""
+    from adcommon.benchmark import count_flops, gemm_flops_per_s, time_per_call
+    from adcommon.export import export_inference
+    from adcommon.pipeline import postprocess
+    from adcommon.predictor import Predictor
+    from kdad import engine
+    rows = []
+    gemm = gemm_flops_per_s()
+    model = _model()
+    model.eval()
+    fwd = count_flops(model.expert, [1, 3, S, S]) + count_flops(model.cloner, [1, 3, S, S])
+    ck = {"model_args": dict(model.model_args), "threshold": 1.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, onednn in (("gradients", [False]), ("discrepancy", [False, True])):
+            model.deploy_map = kind
+            d = os.path.join(tmp, kind)
+            export_inference(model, d, [None, 3, S, S], engine.deploy_meta(ck, kind))
+            # the gradient graph runs the forward, then the backward of both networks (~2x the forward)
+            flops = fwd * (3 if kind == "gradients" else 1)
+            spec = engine.postprocess_spec(kind, S)
+            for bs in (1, 8):
+                x = np.random.default_rng(0).random((bs, 3, S, S)).astype(np.float32)
+                for mkl in onednn:
+                    pred = Predictor(d, use_mkldnn=mkl, cpu_threads=os.cpu_count())
+                    t_inf = time_per_call(lambda: pred.run(x), repeats=2 if quick else 5, warmup=1)
+                    outs = pred.run(x)
+                    t_post = time_per_call(lambda: postprocess(outs, spec), repeats=3, warmup=1)
+                    ips = bs / t_inf
+                    rows.append({"method": "KDAD",
+                                 "what": f"predictor {kind} map, {S}px, batch {bs}, oneDNN {'on' if mkl else 'off'}",
+                                 "value": f"{ips:.2f} img/s",
+                                 "note": f"post-processing {100 * t_post / t_inf:.1f} % of inference; "
+                                         f"hardware share {100 * flops * ips / gemm:.0f} %"})
+    rows.append({"method": "KDAD", "what": f"VGG-16 expert + cloner B forward at {S}px",
+                 "value": f"{fwd / 1e9:.2f} GFLOP", "note": f"float32 GEMM rate {gemm / 1e9:.0f} GFLOP/s"})
+    return rows
+
+
+def run(quick=False):
+    return training_speed(quick) + predictor_throughput(quick)
+
+
+if __name__ == "__main__":
+    for r in run(quick="--quick" in sys.argv):
+        print(f"{r['what']:<75} {r['value']:>12}  {r['note']}")

@@ -1,0 +1,58 @@
+"""Export a trained KDAD model for Paddle Inference: <output_dir>/<category>/inference/.
+
+    python export_model.py --category brick [--map gradients|discrepancy]
+The graph returns the detection score and the localization map. ``gradients`` (the paper's map)
+contains paddle.grad: Paddle Inference runs it with oneDNN off (infer.py switches oneDNN off for it).
+``discrepancy`` (expert/cloner per-position discrepancy, no gradients) runs with oneDNN on as well.
+``auto`` = gradients on Paddle 3, discrepancy on Paddle 2.6 (its predictor fails on gradient graphs).
+inference.yml holds preprocessing, post-processing, thresholds and the output order.
+"""
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(p, data=False)
+    p.add_argument("--category", "--normal_class", dest="category", default=None)
+    p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
+    p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
+                   help="default <output_dir>/<category>/inference")
+    p.add_argument("--map", default="auto", choices=["auto", "gradients", "discrepancy"],
+                   help="localization map in the graph")
+    p.add_argument("--config", default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
+    return p
+
+
+def default_map():
+    import paddle
+    major = int(paddle.__version__.split(".")[0])
+    return "gradients" if major >= 3 or paddle.__version__.startswith("0.0") else "discrepancy"
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from adcommon.export import export_inference
+    from kdad import engine
+
+    if not args.model_path and not args.category:
+        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
+    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    model, ck = engine.load(ckpt)
+    kind = default_map() if args.map == "auto" else args.map
+    model.deploy_map = kind
+    s = ck["model_args"]["image_size"]
+    out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
+    yml = export_inference(model, out, [None, 3, s, s], engine.deploy_meta(ck, kind))
+    print(f"exported the {kind} graph to {out} ({yml})")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)

@@ -1,0 +1,36 @@
+import os
+import sys
+
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(TESTS)   # KDAD-Paddle/
+ROOT = os.path.dirname(HERE)
+for p in (TESTS, HERE, ROOT):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from kdad_testutil import run_script  # noqa: E402
+
+# Tiny but complete runs: 64 px input (pool5 is 2 x 2), random expert (no weights needed offline).
+TRAIN_ARGS = ("--pretrained", "none", "--image_size", 64, "--batch_size", 4, "--eval_interval", 1,
+              "--save_interval", 1)
+
+
+@pytest.fixture(scope="session")
+def syn_root(tmp_path_factory):
+    """Small synthetic MVTec-layout data: one texture category at 64 px."""
+    from shared_data.synthetic import generate
+    root = str(tmp_path_factory.mktemp("kdad_syn"))
+    generate(root, ["brick"], seed=0, image_size=64, n_train=10, n_test_good=3, n_test_defect=5)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained(syn_root, tmp_path_factory):
+    """A KDAD model trained 2 epochs on the tiny data with a random VGG-16 expert."""
+    out = str(tmp_path_factory.mktemp("kdad_out"))
+    r = run_script("train.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", out,
+                   "--epochs", 2, *TRAIN_ARGS)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return syn_root, out

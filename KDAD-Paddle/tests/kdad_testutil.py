@@ -1,0 +1,38 @@
+"""Helpers for KDAD's tests (a uniquely named module: four paper folders share one pytest run)."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # KDAD-Paddle/
+ROOT = os.path.dirname(HERE)
+
+
+def run_script(script, *args, cwd=HERE, env=None):
+    """Run a script of this folder in a subprocess; returns CompletedProcess (text)."""
+    return subprocess.run([sys.executable, os.path.join(HERE, script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=900, env=env)
+
+
+def one_line_error(r):
+    """Assert a failed run printed exactly one 'error: ...' line on stderr (Paddle's own import
+    warnings aside); return it."""
+    assert r.returncode != 0, r.stdout[-1000:]
+    lines = [l for l in r.stderr.strip().splitlines() if l.strip() and "warn" not in l.lower()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+def load_script(name):
+    """Import one of this folder's scripts under a unique module name (train.py exists in every folder)."""
+    spec = importlib.util.spec_from_file_location(f"kdad_script_{name}", os.path.join(HERE, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def paddle_major():
+    import paddle
+    v = paddle.__version__
+    return 99 if v.startswith("0.0") else int(v.split(".")[0])

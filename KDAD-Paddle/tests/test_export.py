@@ -1,0 +1,102 @@
+"""val.py, predict.py, export_model.py and infer.py agree (<= 1e-4), for both exported maps."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kdad_testutil import paddle_major, run_script
+
+
+def _scores(path):
+    with open(path) as f:
+        return {os.path.basename(os.path.dirname(r["path"])) + "/" + os.path.basename(r["path"]): float(r["score"])
+                for r in csv.DictReader(f)}
+
+
+def _close(a, b, tol=1e-4):
+    assert set(a) == set(b)
+    return max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for k in a) <= tol
+
+
+@pytest.mark.slow
+def test_val_predict_export_infer_agree(trained, tmp_path):
+    root, out = trained
+    d = os.path.join(out, "brick")
+    r = run_script("val.py", "--data_dir", root, "--category", "brick", "--output_dir", out, "--save_vis", "True")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.load(open(os.path.join(d, "metrics.json")))
+    for k in ("image_auroc", "pixel_auroc", "aupro", "paper_localization_auroc", "threshold"):
+        assert m[k] is not None and np.isfinite(m[k]), k
+    assert m["localization_method"] == "gradients"
+    assert os.path.isfile(os.path.join(d, "vis", "roc.png"))
+    assert len([f for f in os.listdir(os.path.join(d, "vis")) if f.endswith(".png")]) == m["n_test"] + 1
+    val = _scores(os.path.join(d, "scores.csv"))
+
+    img_dir = os.path.join(root, "brick", "test")
+    r = run_script("predict.py", "--output_dir", out, "--category", "brick", "--img_path", img_dir,
+                   "--save_dir", tmp_path / "pred", "--batch_size", 3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _close(val, _scores(tmp_path / "pred" / "scores.csv"))
+    assert len([f for f in os.listdir(tmp_path / "pred") if f.endswith(".png")]) == len(val)
+
+    if paddle_major() < 3:
+        pytest.skip("Paddle 2.6's predictor cannot run a graph with gradients (discrepancy export tested below)")
+    r = run_script("export_model.py", "--output_dir", out, "--category", "brick")
+    assert r.returncode == 0, r.stderr[-2000:]
+    inf = os.path.join(d, "inference")
+    for mkl in ("False", "True"):
+        r = run_script("infer.py", "--model_dir", inf, "--img_path", img_dir, "--use_mkldnn", mkl, "--batch_size", 3,
+                       "--save_dir", tmp_path / f"inf{mkl}", "--benchmark", "True")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert _close(val, _scores(tmp_path / f"inf{mkl}" / "scores.csv"))
+        notes = [l for l in r.stderr.splitlines() if l.startswith("note:") and "oneDNN" in l]
+        assert len(notes) == (1 if mkl == "True" else 0)
+        assert "inference_time(ms)" in open(tmp_path / f"inf{mkl}" / "auto_log.log").read()
+    assert len([f for f in os.listdir(tmp_path / "infFalse") if f.endswith(".png")]) == len(val)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gradients", "discrepancy"])
+def test_predictor_matches_dygraph_raw_and_postprocessed(trained, tmp_path, kind):
+    """Raw outputs and post-processed maps of Paddle Inference vs the dygraph model (val.py's path)."""
+    from adcommon.pipeline import postprocess
+    from adcommon.predictor import Predictor
+    from kdad import engine
+    from kdad.localization import localize
+    from shared_data.dataset import MVTecAD
+    if kind == "gradients" and paddle_major() < 3:
+        pytest.skip("Paddle 2.6's predictor cannot run a graph with gradients")
+    root, out = trained
+    r = run_script("export_model.py", "--output_dir", out, "--category", "brick", "--map", kind,
+                   "--save_dir", tmp_path / kind)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model, ck = engine.load(os.path.join(out, "brick", "model.pdparams"))
+    ds = MVTecAD(root, "brick", "test", 64, None, None, None)
+    x = np.stack([ds[i][0] for i in range(len(ds))])
+    ref = localize(model, x, kind)
+    spec = engine.postprocess_spec(kind, 64)
+    ref_maps, ref_scores = postprocess(ref, spec)
+    for mkl in ([False] if kind == "gradients" else [False, True]):
+        outs = Predictor(str(tmp_path / kind), use_mkldnn=mkl).run(x)
+        for a, b in zip(outs, ref):
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+        maps, scores = postprocess(outs, spec)
+        np.testing.assert_allclose(scores, ref_scores, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(maps, ref_maps, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_val_other_methods_write_their_own_metrics(trained):
+    root, out = trained
+    r = run_script("val.py", "--data_dir", root, "--category", "brick", "--output_dir", out,
+                   "--localization_method", "discrepancy")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.load(open(os.path.join(out, "brick", "discrepancy", "metrics.json")))
+    assert m["localization_method"] == "discrepancy" and m["pixel_auroc"] is not None
+    r = run_script("val.py", "--data_dir", root, "--category", "brick", "--output_dir", out,
+                   "--localization_test", "False")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.load(open(os.path.join(out, "brick", "metrics.json")))
+    assert m["image_auroc"] is not None and m["pixel_auroc"] is None and m["paper_localization_auroc"] is None

@@ -1,0 +1,110 @@
+"""Train KDAD's cloner to copy a frozen expert on the normal training images of one or more categories.
+
+    python train.py --data_dir ../data/synthetic --category brick [--pretrained imagenet] [--epochs 601]
+    python train.py --config configs/config.yaml --dataset_root ../data/MVTec --normal_class capsule --save_dir output
+Values come from the command line, then configs/config.yaml, then the paper's MVTec settings.
+Writes <output_dir>/<category>/model.pdparams (expert + cloner, threshold from held-out normals),
+last.pdparams (for --resume), args.yml and train.log.
+"""
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(p)
+    p.set_defaults(category=None, seed=0)
+    p.add_argument("--dataset_root", dest="data_dir", help=argparse.SUPPRESS)         # seed name
+    p.add_argument("--normal_class", dest="category", help=argparse.SUPPRESS)         # seed name
+    p.add_argument("--save_dir", dest="output_dir", help=argparse.SUPPRESS)           # seed name
+    p.add_argument("--config", default=None, help="YAML with the reference's keys (default configs/config.yaml)")
+    p.add_argument("--backbone", default="vgg16", choices=["vgg16", "efficientnet_lite0"],
+                   help="expert network (paper: vgg16; efficientnet_lite0 has offline ImageNet weights)")
+    p.add_argument("--pretrained", default=None, help="expert weights: imagenet | none (random expert) | PATH")
+    p.add_argument("--image_size", type=int, default=None, help="input size (paper 128)")
+    p.add_argument("--batch_size", type=int, default=None, help="paper 64")
+    p.add_argument("--epochs", "--num_epochs", dest="epochs", type=int, default=None, help="paper 601")
+    p.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=None, help="Adam, paper 1e-3")
+    p.add_argument("--lamda", type=float, default=None, help="weight of the MSE term (paper 0.5 for MVTec)")
+    p.add_argument("--use_bias", type=cli.str2bool, default=None)
+    p.add_argument("--equal_network_size", type=cli.str2bool, default=None)
+    p.add_argument("--direction_loss_only", type=cli.str2bool, default=None)
+    p.add_argument("--resume", "--continue_train", dest="resume", type=cli.str2bool, nargs="?", const=True,
+                   default=None, help="continue from <output_dir>/<category>/last.pdparams")
+    p.add_argument("--localization_test", type=cli.str2bool, default=None, help="for --val")
+    p.add_argument("--localization_method", default=None,
+                   choices=["gradients", "smooth_grad", "gbp", "discrepancy"], help="for --val")
+    p.add_argument("--experiment_name", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--holdout_ratio", type=float, default=0.2,
+                   help="share of train/good kept aside (normal images only) for the periodic check and "
+                        "the threshold; 0 trains on all images and sets no threshold")
+    p.add_argument("--threshold_quantile", type=float, default=0.99)
+    p.add_argument("--eval_interval", type=int, default=10, help="epochs between held-out checks (reference 10)")
+    p.add_argument("--save_interval", type=int, default=10, help="epochs between writes of last.pdparams")
+    p.add_argument("--select", default="last", choices=["last", "holdout"],
+                   help="final weights: last epoch (reference) or lowest held-out normal mean score")
+    p.add_argument("--cache_expert", type=cli.str2bool, default=True,
+                   help="compute the frozen expert's features of the training images once")
+    p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
+    p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from kdad import engine
+    from kdad.config import apply_config
+    from shared_data.dataset import MVTecAD
+
+    apply_config(args)
+    for name in ("epochs", "batch_size", "image_size"):
+        if getattr(args, name) < 1:
+            raise cli.UserError(f"--{name} must be >= 1")
+    if not 0 <= args.holdout_ratio < 1:
+        raise cli.UserError("--holdout_ratio must be in [0, 1)")
+    cli.set_device(args.device)
+    for cat in cli.categories_arg(args.data_dir, args.category):
+        out = cli.category_dir(args.output_dir, cat)
+        os.makedirs(out, exist_ok=True)
+        log = cli.make_logger(os.path.join(out, "train.log"))
+        cli.set_seed(args.seed)
+        model = engine.build_model(args.backbone, args.pretrained, args.image_size, args.lamda, args.use_bias,
+                                   args.equal_network_size, args.direction_loss_only)
+        kw = dict(image_size=args.image_size, crop_size=None, mean=None, std=None)  # [0, 1], no normalisation
+        if args.holdout_ratio > 0:
+            fit_ds = MVTecAD(args.data_dir, cat, "train", subset="fit", holdout_ratio=args.holdout_ratio, **kw)
+            hold_ds = MVTecAD(args.data_dir, cat, "train", subset="holdout", holdout_ratio=args.holdout_ratio, **kw)
+        else:
+            fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
+        n_hold = len(hold_ds) if hold_ds is not None else 0
+        log(f"KDAD {cat}: expert {args.backbone} ({model.model_args['weights']}), cloner "
+            f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_hold} held-out normal images, "
+            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}")
+        stats = engine.train(model, fit_ds, hold_ds, out, log, args.epochs, args.batch_size, args.lr, args.seed,
+                             args.eval_interval, args.save_interval, args.resume, args.cache_expert, args.select)
+        calib = engine.holdout_calibration(model, hold_ds, args.batch_size, args.threshold_quantile)
+        stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
+        path = os.path.join(out, "model.pdparams")
+        engine.save(path, model, cat, calib, stats, args.experiment_name)
+        cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+        thr = calib["threshold"]
+        log(f"saved {path}; threshold {'none (no held-out images)' if thr is None else f'{thr:.4f}'}, "
+            f"{stats['train_images_per_s']} train images/s, peak RSS {stats['peak_rss_mb']} MB")
+        if args.val:
+            import val
+            val.main(["--output_dir", args.output_dir, "--category", cat, "--data_dir", args.data_dir,
+                      "--localization_test", str(args.localization_test),
+                      "--localization_method", args.localization_method,
+                      "--save_vis", str(args.save_vis), "--device", args.device] +
+                     (["--config", args.config] if args.config else []))
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)
