@@ -224,8 +224,9 @@ def count_flops(layer, input_shape):
     return int(total[0])
 
 
-def gemm_flops_per_s(n=2048, repeats=5):
-    """The machine's float32 matrix-multiply rate (numpy/BLAS, all cores): best of ``repeats``."""
+def gemm_flops_per_s(n=2048, repeats=10):
+    """The machine's float32 matrix-multiply rate (numpy/BLAS, all cores): best of ``repeats``
+    (the best run is the least disturbed by other processes; a loaded machine still reads low)."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     b = a.T.copy()
     a @ b

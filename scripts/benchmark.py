@@ -63,7 +63,8 @@ def machine_rows():
     from adcommon.pipeline import _cpu_name
     return [{"method": "machine", "what": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                                            f"Paddle {paddle.__version__}",
-             "value": f"{gemm_flops_per_s() / 1e9:.0f} GFLOP/s", "note": "float32 GEMM (numpy, 2048^2)"}]
+             "value": f"{gemm_flops_per_s() / 1e9:.0f} GFLOP/s",
+             "note": f"float32 GEMM (numpy, 2048^2); load average at start {os.getloadavg()[0]:.2f}"}]
 
 
 def method_rows(method, quick):
