@@ -40,9 +40,9 @@ echo "== synthetic data in $DATA"
 train_flags() {
     case "$1" in
         padim) echo "--backbone efficientnet_lite0" ;;
-        stfpm) echo "--backbone efficientnet_lite0 --epochs 8" ;;
+        stfpm) echo "--backbone efficientnet_lite0 --epochs 4" ;;
         sspcab) echo "--backbone efficientnet_lite0 --steps 150 --batch_size 16" ;;
-        kdad) echo "--backbone efficientnet_lite0 --epochs 15" ;;
+        kdad) echo "--backbone efficientnet_lite0 --epochs 20" ;;
     esac
 }
 folder_of() {
