@@ -35,7 +35,6 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
     spec, threshold = meta["postprocess"], meta.get("threshold")
     map_threshold, region_only = meta.get("map_threshold"), bool(meta.get("region_only_if_anomalous"))
     p = meta["preprocess"]
-    size = p.get("crop_size") or p["image_size"]
     lo, hi = meta.get("vis_range") or (None, None)
     all_scores, all_maps = [], []
     os.makedirs(save_dir, exist_ok=True)

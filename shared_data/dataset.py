@@ -172,3 +172,22 @@ class MVTecAD(_paddle_dataset_base()):
         x = T.to_tensor(self.load_rgb(i), self.mean, self.std)
         m = self.load_mask(i).astype(np.float32)[None]
         return x, m, np.int64(s.label), s.kind, s.path
+
+
+def image_batches(dataset, batch_size, num_workers=0):
+    """Consecutive batches (B, ...) numpy of each item's first field (the image), in order.
+
+    Without workers the items are built here: Paddle 3.3's single-process DataLoader hangs instead
+    of raising when __getitem__ raises (a corrupt image would freeze training rather than give the
+    one-line error). With workers, paddle.io.DataLoader does the loading.
+    """
+    first = lambda item: item[0] if isinstance(item, (tuple, list)) else item  # noqa: E731
+    if num_workers > 0:
+        import paddle
+        for b in paddle.io.DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False,
+                                      num_workers=num_workers, use_shared_memory=False):
+            x = first(b)
+            yield x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+        return
+    for k in range(0, len(dataset), batch_size):
+        yield np.stack([first(dataset[j]) for j in range(k, min(k + batch_size, len(dataset)))])

@@ -1,5 +1,6 @@
 """Training loop, checkpoints and deployment description of KDAD (what train/val/predict/export share)."""
 import os
+import sys
 import time
 
 import numpy as np
@@ -128,7 +129,7 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
                             optimizer=_opt_state_by_name(opt, model.cloner), history=history, best=best)
 
     t_train, seen = 0.0, 0
-    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="train", unit="epoch", disable=None)
+    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="train", unit="epoch", disable=None, file=sys.stdout)
     for epoch in bar:
         model.cloner.train()
         t_ep = time.perf_counter()

@@ -1,4 +1,5 @@
 """Fitting, checkpoint and deployment description of a PaDiM model (what train/val/predict/export share)."""
+import sys
 import time
 
 import numpy as np
@@ -7,6 +8,7 @@ from tqdm import tqdm
 
 from adcommon import cli
 from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
+from shared_data.dataset import image_batches
 
 from .gaussian import GaussianAccumulator
 from .model import PaDiM
@@ -21,10 +23,6 @@ def postprocess_spec(crop_size):
             "score_output": None}
 
 
-def _loader(ds, batch_size, num_workers):
-    return paddle.io.DataLoader(ds, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=num_workers)
-
-
 @paddle.no_grad()
 def fit(model, fit_ds, holdout_ds, batch_size=32, num_workers=0, threshold_quantile=0.99, log=print):
     """Fit the Gaussians; the threshold comes from held-out normal images scored by a model fitted
@@ -36,14 +34,16 @@ def fit(model, fit_ds, holdout_ds, batch_size=32, num_workers=0, threshold_quant
     P, d = model.mean.shape
     t0 = time.perf_counter()
     acc_fit = GaussianAccumulator(d, P)
-    for x, *_ in tqdm(_loader(fit_ds, batch_size, num_workers), desc="fit", unit="batch", leave=False):
-        acc_fit.add(model.embed(x))
+    n_batches = -(-len(fit_ds) // batch_size)
+    for x in tqdm(image_batches(fit_ds, batch_size, num_workers), desc="fit", unit="batch", total=n_batches,
+                  leave=False, file=sys.stdout):
+        acc_fit.add(model.embed(paddle.to_tensor(x)))
     threshold, vr, hold_scores = None, None, []
     if holdout_ds is not None and len(holdout_ds):
         acc_hold = GaussianAccumulator(d, P)
         embs = []
-        for x, *_ in _loader(holdout_ds, batch_size, num_workers):
-            e = model.embed(x)
+        for x in image_batches(holdout_ds, batch_size, num_workers):
+            e = model.embed(paddle.to_tensor(x))
             acc_hold.add(e)
             embs.append(e)
         mean, inv = acc_fit.mean_inv_cov()

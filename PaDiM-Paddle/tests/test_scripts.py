@@ -107,3 +107,15 @@ def test_no_weights_offline_is_one_line(syn_root, tmp_path):
                             http_proxy="http://127.0.0.1:9"))
     msg = one_line_error(r)
     assert "efficientnet_lite0" in msg and "none" in msg
+
+
+def test_corrupt_training_image_is_an_error_not_a_hang(tmp_path):
+    """Paddle's single-process DataLoader hangs when an item raises; fitting must stop with one line."""
+    from shared_data.synthetic import generate
+    root = tmp_path / "data"
+    generate(str(root), ["brick"], seed=0, image_size=64, n_train=6, n_test_good=1, n_test_defect=1)
+    (root / "brick" / "train" / "good" / "003.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    r = run_script("train.py", "--data_dir", root, "--category", "brick", "--output_dir", tmp_path / "o",
+                   "--pretrained", "none", "--image_size", 64, "--crop_size", 64, "--holdout_ratio", 0)
+    assert "003.png" in one_line_error(r)
+    assert not (tmp_path / "o" / "brick" / "model.pdparams").exists()

@@ -7,6 +7,7 @@ looked at during training.
 """
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -131,7 +132,7 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
         # The order depends only on (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
         perm = np.random.default_rng([seed, epoch]).permutation(n)
         t0, seen, losses = time.perf_counter(), 0, []
-        bar = tqdm(range(0, n, batch_size), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
+        bar = tqdm(range(0, n, batch_size), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, file=sys.stdout)
         for i in bar:
             idx = perm[i:i + batch_size]  # drop_last=False, as the reference
             x = paddle.to_tensor(fit.batch(idx))

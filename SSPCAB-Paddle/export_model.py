@@ -1,0 +1,51 @@
+"""Export a trained CutPaste + SSPCAB model for Paddle Inference: <output_dir>/<category>/inference/.
+
+    python export_model.py --category brick
+The graph returns [GDE score (N,), patch map (N, 1, h, w)]: the density's mean and precision are buffers
+inside it, so the predictor gives the anomaly score directly (nothing pickled beside the model).
+inference.yml holds preprocessing, post-processing, the threshold and the output order.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(p, data=False)
+    p.add_argument("--category", "--data_type", "--type", dest="category", default=None)
+    p.add_argument("--model_dir", dest="output_dir", help=argparse.SUPPRESS)    # seed name
+    p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
+    p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
+                   help="default <output_dir>/<category>/inference")
+    p.add_argument("--threshold", "--dist_th", dest="threshold", type=float, default=None,
+                   help="write this threshold (a GDE score) instead of the one from held-out normals")
+    p.add_argument("--img_size", type=int, default=None, help=argparse.SUPPRESS)  # the checkpoint knows
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from adcommon.export import export_inference
+    from sspcab import engine
+
+    if not args.model_path and not args.category:
+        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
+    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    model, ck = engine.load(ckpt)
+    meta = engine.deploy_meta(ck)
+    if args.threshold is not None:
+        meta["threshold"] = args.threshold
+    s = ck["model_args"]["image_size"]
+    out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
+    yml = export_inference(model, out, [None, 3, s, s], meta)
+    print(f"exported to {out} ({yml})")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)

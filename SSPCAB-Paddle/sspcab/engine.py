@@ -1,0 +1,286 @@
+"""Training loop, density fitting, checkpoints and the deployment description (what the scripts share)."""
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import paddle
+
+from shared_data.dataset import image_batches
+from tqdm import tqdm
+
+from adcommon import cli
+from adcommon.pipeline import postprocess, run_batches, threshold_from_normals, vis_range
+from shared_data import transforms as T
+
+from .cutpaste import VARIANTS, batch_indices, cutpaste_views, step_rng
+from .density import fit_gaussian, l2_normalize, subsample
+from .loss import class_labels, total_loss
+from .model import ProjectionNet
+
+METHOD = "sspcab"
+SIGMA = 4.0          # Gaussian smoothing of the upsampled patch map (as PaDiM; CutPaste smooths its patch maps too)
+MAX_PATCHES = 16384  # layer4 positions used to fit the patch GDE (random subset above that; keeps fit time flat)
+# What the training hyper-parameters of a resumable state must match.
+TRAIN_KEYS = ("steps", "batch_size", "lr", "momentum", "weight_decay", "freeze_steps", "sspcab_lambda", "seed")
+
+
+def postprocess_spec(image_size):
+    """Outputs [score (N,), patch map (N, 1, h, w)] -> map bilinear to the input size, blur sigma 4;
+    the image score is the GDE score itself (output 0), not the max of the map."""
+    return {"out_size": int(image_size), "combine": "product", "sigma": SIGMA, "map_outputs": [1],
+            "score_output": 0}
+
+
+def lr_at(step, steps, lr):
+    """One cosine decay over the run: lr * (1 + cos(pi * step / steps)) / 2 (the reference's
+    CosineAnnealingWarmRestarts with T_0 = all steps, stepped every update)."""
+    return 0.5 * lr * (1.0 + math.cos(math.pi * step / max(1, steps)))
+
+
+def load_images(ds):
+    """Training images of a dataset, resized once to the model's size: uint8 (n, S, S, 3).
+    The reference caches its resized training images in memory the same way."""
+    return np.stack([ds.load_rgb(i) for i in range(len(ds))])
+
+
+class CutPasteSteps(paddle.io.Dataset):
+    """Item k = sample (k % B) of training step first_step + k // B: its views (V, 3, S, S) float32.
+
+    Batch composition and augmentations are keyed by (seed, step, index), so a DataLoader with
+    batch_size = B, in order, yields the same step-k batch for any worker count and after a resume.
+    """
+
+    def __init__(self, images, batch_size, seed, first_step, steps, variant, mean, std):
+        super().__init__()
+        self.images, self.B, self.seed = images, batch_size, seed
+        self.first, self.steps, self.variant, self.mean, self.std = first_step, steps, variant, mean, std
+
+    def __len__(self):
+        return (self.steps - self.first) * self.B
+
+    def __getitem__(self, k):
+        step, i = self.first + k // self.B, k % self.B
+        img = self.images[batch_indices(len(self.images), self.B, self.seed, step)[i]]
+        views = cutpaste_views(img, step_rng(self.seed, step, i), self.variant)
+        return np.stack([T.to_tensor(v, self.mean, self.std) for v in views])
+
+
+def _batches(ds, batch_size, num_workers):
+    """Consecutive batches of ``ds`` as tensors (B, V, 3, S, S); see shared_data.dataset.image_batches."""
+    for x in image_batches(ds, batch_size, num_workers):
+        yield paddle.to_tensor(x)
+
+
+def _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, sspcab_lambda, seed):
+    return dict(zip(TRAIN_KEYS, (int(steps), int(batch_size), float(lr), float(momentum), float(weight_decay),
+                                 int(freeze_steps), float(sspcab_lambda), int(seed))))
+
+
+def _optimizer_state(opt, model):
+    """opt.state_dict() keyed by structural names ('head.0.weight' + '_velocity_0') instead of paddle's
+    generated ones ('linear_3.w_0_velocity_0'), which differ from one process (or model) to the next."""
+    names = {p.name: k for k, p in model.named_parameters()}
+    out = {}
+    for key, v in opt.state_dict().items():
+        pname = next((n for n in names if key.startswith(n + "_")), None)
+        out[names[pname] + key[len(pname):] if pname else key] = v
+    return out
+
+
+def _set_optimizer_state(opt, model, state):
+    names = {k: p.name for k, p in model.named_parameters()}
+    mapped = {}
+    for key, v in state.items():
+        k = next((k for k in names if key.startswith(k + "_")), None)
+        mapped[names[k] + key[len(k):] if k else key] = v
+    opt.set_state_dict(mapped)
+
+
+def save_state(path, model, opt, step, targs, history):
+    """The resumable training state (atomic write): weights, optimizer, next step, hyper-parameters."""
+    cli.save_checkpoint(path, METHOD, model.model_args, model.state_dict(), kind="train_state", step=int(step),
+                        optimizer=_optimizer_state(opt, model), train_args=targs, history=history)
+
+
+def _resume(path, model, opt, targs, log):
+    """Load ``path`` into model/optimizer; returns (next step, history). Refuses another run's state."""
+    ck = cli.load_checkpoint(path, METHOD)
+    if ck.get("kind") != "train_state":
+        raise cli.UserError(f"{path} is not a training state written by train.py")
+    same = {k: v for k, v in ck["model_args"].items() if k != "weights"}
+    mine = {k: v for k, v in model.model_args.items() if k != "weights"}
+    diff = [k for k in sorted(set(same) | set(mine)) if same.get(k) != mine.get(k)] + \
+           [k for k in TRAIN_KEYS if ck["train_args"].get(k) != targs[k]]
+    if diff:
+        k = diff[0]
+        old = ck["train_args"].get(k, ck["model_args"].get(k))
+        raise cli.UserError(f"cannot resume from {path}: it was written with {k}={old!r}, this run has "
+                            f"{targs.get(k, model.model_args.get(k))!r} (same flags, or delete it to restart)")
+    cli.set_state_strict(model, ck["state_dict"], f"training state {path}")
+    _set_optimizer_state(opt, model, ck["optimizer"])
+    log(f"resumed from {path} at step {ck['step']}/{targs['steps']}")
+    return int(ck["step"]), list(ck.get("history") or [])
+
+
+def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_decay=3e-5, freeze_steps=20,
+          sspcab_lambda=0.1, seed=0, num_workers=0, state_path=None, save_interval=100, resume=False,
+          log_interval=10, log=print):
+    """CutPaste training (+ lambda * L_SSPCAB): SGD with momentum, one cosine decay over ``steps``
+    updates, the pretrained backbone frozen for the first ``freeze_steps`` updates.
+
+    Each update sees 3 x batch_size images (one per class for 3-way). Returns training statistics.
+    """
+    variant = model.model_args["variant"]
+    n_views = VARIANTS[variant]
+    targs = _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, sspcab_lambda, seed)
+    opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=momentum, parameters=model.parameters(),
+                                    weight_decay=weight_decay)
+    start, history = 0, []
+    if resume and state_path and os.path.isfile(state_path):
+        start, history = _resume(state_path, model, opt, targs, log)
+    elif resume:
+        log(f"--resume: no training state at {state_path}, starting at step 0")
+    freeze = model.model_args["pretrained"] != "none" and freeze_steps > 0   # a random backbone is not frozen
+    a = model.model_args
+    ds = CutPasteSteps(images, batch_size, seed, start, steps, variant, a["mean"], a["std"])
+    loader = _batches(ds, batch_size, num_workers)
+    labels = class_labels(n_views, batch_size)                              # (V B,)
+    model.train()
+    t0, seen = time.perf_counter(), 0
+    steps_left = zip(range(start, steps), loader) if start < steps else []
+    bar = tqdm(steps_left, total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True, file=sys.stdout)
+    for step, views in bar:
+        model.set_backbone_trainable(not (freeze and step < freeze_steps))
+        # stochastic layers (Lite0's drop-connect) draw from paddle's RNG: seed it per step for resume
+        paddle.seed(int(step_rng(seed, step).integers(2 ** 31)))
+        opt.set_lr(lr_at(step, steps, lr))
+        x = views.transpose([1, 0, 2, 3, 4]).reshape([-1] + views.shape[2:])   # (V B, 3, S, S), view-major
+        _, logits, io = model.train_forward(x)
+        loss, ce, rec = total_loss(logits, labels, io, sspcab_lambda)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        seen += int(x.shape[0])
+        acc = float((logits.argmax(axis=1) == labels).astype("float32").mean())
+        row = {"step": step + 1, "loss": float(loss), "ce": float(ce), "sspcab": float(rec), "acc": acc,
+               "lr": lr_at(step, steps, lr)}
+        bar.set_postfix(loss=f"{row['loss']:.4f}", ce=f"{row['ce']:.3f}", ssp=f"{row['sspcab']:.4f}",
+                        acc=f"{acc:.2f}")
+        if (step + 1) % log_interval == 0 or step + 1 == steps:
+            ips = seen / max(time.perf_counter() - t0, 1e-9)
+            history.append(row)
+            log(f"step {step + 1}/{steps} loss {row['loss']:.4f} (ce {row['ce']:.4f} + {sspcab_lambda} x sspcab "
+                f"{row['sspcab']:.4f}) acc {acc:.3f} lr {row['lr']:.6f} {ips:.1f} img/s")
+        if state_path and save_interval and ((step + 1) % save_interval == 0 or step + 1 == steps):
+            save_state(state_path, model, opt, step + 1, targs, history)  # also at the end: density may fail
+    bar.close()
+    model.set_backbone_trainable(True)
+    secs = time.perf_counter() - t0
+    return dict(targs, variant=variant, start_step=start, train_seconds=round(secs, 1),
+                images_per_second=round(seen / max(secs, 1e-9), 2), history=history)
+
+
+@paddle.no_grad()
+def embed_dataset(model, ds, batch_size=32):
+    """(pooled (n, D), layer4 features (n, C, h, w)) float32 of a dataset, test-time preprocessing."""
+    model.eval()
+    (fmaps, pooled), _ = run_batches(lambda x: [t.numpy() for t in model.embed(paddle.to_tensor(x))],
+                                     ds, batch_size)
+    return pooled, fmaps
+
+
+def _positions(fmaps):
+    """(n, C, h, w) -> (n h w, C) L2-normalised position embeddings."""
+    return l2_normalize(fmaps.transpose(0, 2, 3, 1).reshape(-1, fmaps.shape[1]))
+
+
+def set_gaussians(model, pooled, fmaps, seed=0, max_patches=MAX_PATCHES):
+    """Fit both GDEs on normal images and store them in the model's buffers."""
+    mean, prec = fit_gaussian(l2_normalize(pooled))
+    pmean, pprec = fit_gaussian(subsample(_positions(fmaps), max_patches, seed))
+    for buf, v in ((model.density_mean, mean), (model.density_precision, prec),
+                   (model.patch_mean, pmean), (model.patch_precision, pprec)):
+        buf.set_value(v.astype(np.float32))
+
+
+@paddle.no_grad()
+def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantile=0.99,
+                seed=0, max_patches=MAX_PATCHES, log=print):
+    """GDE on train/good embeddings; threshold from held-out normals; then refit on all train images.
+
+    1. fit the image and patch Gaussians on ``fit_ds``;
+    2. score ``holdout_ds`` (normal images the network and the Gaussians never saw): the image
+       threshold is the ``threshold_quantile`` of their scores; the patch map is scaled in the graph
+       (buffer map_scale) so that the same number marks the map's own held-out quantile, because the
+       adcommon panel draws one threshold on the map (a positive scale leaves pixel metrics unchanged);
+    3. refit both Gaussians on fit + held-out images (map_scale and thresholds stay).
+    """
+    if len(fit_ds) < 2:
+        raise cli.UserError(f"the Gaussian needs at least 2 normal training images, got {len(fit_ds)} "
+                            "(after the held-out share: add images or use --holdout_ratio 0)")
+    t0 = time.perf_counter()
+    pooled, fmaps = embed_dataset(model, fit_ds, batch_size)
+    set_gaussians(model, pooled, fmaps, seed, max_patches)
+    threshold, vr, hold_scores, n_hold = None, None, [], 0
+    if holdout_ds is not None and len(holdout_ds):
+        hp, hf = embed_dataset(model, holdout_ds, batch_size)
+        n_hold = len(hp)
+        model.map_scale.set_value(np.ones([1], np.float32))
+        raw = [model.score(paddle.to_tensor(hp)).numpy(), model.patch_map(paddle.to_tensor(hf)).numpy()]
+        maps, hold_scores = postprocess(raw, postprocess_spec(model.model_args["image_size"]))
+        threshold = threshold_from_normals(hold_scores, threshold_quantile)
+        map_threshold = threshold_from_normals(maps.reshape(len(maps), -1).max(1), threshold_quantile)
+        scale = threshold / map_threshold if map_threshold and map_threshold > 0 else 1.0
+        model.map_scale.set_value(np.array([scale], np.float32))
+        vr = list(vis_range(maps * scale, threshold))
+        pooled, fmaps = np.concatenate([pooled, hp]), np.concatenate([fmaps, hf])
+        set_gaussians(model, pooled, fmaps, seed, max_patches)
+    n_pos = len(pooled) * fmaps.shape[2] * fmaps.shape[3]
+    stats = {"n_fit": len(fit_ds), "n_holdout": n_hold, "n_gaussian": int(len(pooled)),
+             "n_patches": int(min(n_pos, max_patches) if max_patches else n_pos),
+             "threshold": threshold, "threshold_quantile": threshold_quantile,
+             "map_scale": float(model.map_scale.numpy()[0]), "holdout_scores": [float(s) for s in hold_scores],
+             "vis_range": vr, "fit_seconds": round(time.perf_counter() - t0, 3)}
+    log(f"GDE fitted on {stats['n_gaussian']} images ({stats['n_patches']} layer4 positions for the map) "
+        f"in {stats['fit_seconds']} s; threshold "
+        f"{'none' if threshold is None else round(threshold, 4)} from {n_hold} held-out normals")
+    return stats
+
+
+def save(path, model, category, fit_stats, train_stats):
+    args = dict(model.model_args, postprocess=postprocess_spec(model.model_args["image_size"]))
+    cli.save_checkpoint(path, METHOD, args, model.state_dict(), kind="model", category=category,
+                        threshold=fit_stats["threshold"], vis_range=fit_stats["vis_range"], fit=fit_stats,
+                        train=train_stats)
+
+
+def build(a, pretrained="none"):
+    """The architecture described by model_args ``a`` (weights come from the checkpoint)."""
+    return ProjectionNet(a["backbone"], pretrained, a["head_layer"], a["variant"], a["sspcab"], a["image_size"],
+                         a["sspcab_kernel"], a["sspcab_dilation"], a["sspcab_reduction"])
+
+
+def load(path):
+    """(model in eval mode, checkpoint) from a fitted model.pdparams."""
+    ck = cli.load_checkpoint(path, METHOD)
+    if ck.get("kind") != "model":
+        raise cli.UserError(f"{path} is a training state (step {ck.get('step')}), not a fitted model; "
+                            "finish it with train.py --resume")
+    a = ck["model_args"]
+    model = build(a)
+    cli.set_state_strict(model, ck["state_dict"], f"SSPCAB checkpoint {path}")
+    model.model_args.update(weights=a.get("weights"), pretrained=a.get("pretrained"))
+    model.eval()
+    return model, ck
+
+
+def deploy_meta(ck):
+    """What a deployment needs besides the graph (inference.yml; predict.py uses the same dict)."""
+    a = ck["model_args"]
+    return {"method": METHOD, "category": ck.get("category"),
+            "preprocess": {"image_size": a["image_size"], "crop_size": None, "mean": a["mean"], "std": a["std"]},
+            "postprocess": a["postprocess"], "outputs": ["score", "patch_map"],
+            "threshold": ck.get("threshold"), "vis_range": ck.get("vis_range"),
+            "model_args": {k: v for k, v in a.items() if k != "postprocess"}}

@@ -1,0 +1,132 @@
+"""CutPaste ProjectionNet (Li et al., CVPR 2021) with SSPCAB in the penultimate convolution (Ristea et al.).
+
+Training: backbone -> pooled embedding -> projection head -> 3-way logits (original / CutPaste-normal /
+CutPaste-scar), plus the SSPCAB block's input and output for its reconstruction loss.
+Eval forward returns what is deployed, scored inside the graph from buffers (no pickles):
+    [image score (N,): Mahalanobis distance of the L2-normalised pooled embedding (GDE),
+     patch map (N, 1, h, w): the same GDE applied to every layer4 position (ours, localisation)]
+Resize and blur of the map are adcommon.postprocess's job (no interpolate in the graph).
+"""
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from adcommon.backbones import build_backbone
+from shared_data.errors import UserError
+
+from .cutpaste import VARIANTS
+from .sspcab import SSPCAB
+
+BACKBONES = ("resnet18", "efficientnet_lite0")
+# Where SSPCAB goes: the authors replace "the penultimate convolutional layer" (ristea/sspcab #3).
+# ResNet-18: conv1 of the last BasicBlock (512 -> 512, 3x3; conv2 of that block is the last conv).
+# EfficientNet-Lite0: its last two convolutions change the width (project 1152 -> 320, head 320 -> 1280)
+# and SSPCAB must keep it, so it replaces the one before them: the 3x3 depthwise conv of the last
+# MBConv block (1152 -> 1152).
+SSPCAB_SITES = {"resnet18": ("layer4", -1, "conv1"), "efficientnet_lite0": ("_blocks", -1, "_depthwise_conv")}
+HEAD_WIDTH, PROJ_DIM = 512, 128      # Runinho: head = [512] * head_layer + [128], each Linear+BN+ReLU
+
+
+def mahalanobis(e, mean, precision):
+    """(..., D) embeddings -> (...) sqrt((e - mu)^T P (e - mu)), in the graph (matmul with buffers)."""
+    d = e - mean                                              # (..., D)
+    m2 = (paddle.matmul(d, precision) * d).sum(axis=-1)       # (...)
+    return paddle.sqrt(paddle.clip(m2, min=0.0))
+
+
+class ProjectionNet(nn.Layer):
+    """Backbone (+ SSPCAB) -> embedding; head -> logits for training; GDE buffers for scoring."""
+
+    def __init__(self, backbone="resnet18", pretrained="imagenet", head_layer=1, variant="3way", sspcab=True,
+                 image_size=256, sspcab_kernel=1, sspcab_dilation=1, sspcab_reduction=8):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
+        grid = -(-int(image_size) // 32)                      # layer4 is at stride 32: (S / 32)^2 positions
+        if sspcab and grid < 2 * (sspcab_kernel + sspcab_dilation):
+            # every visible sub-kernel of position (i, j) lies at (i +- (k' + d), j +- (k' + d)): on a
+            # smaller map some positions see only zero padding, and on 2 x 2 all of them do
+            raise UserError(f"image size {image_size} gives a {grid}x{grid} layer4 map, too small for SSPCAB's "
+                            f"masked kernel (k'={sspcab_kernel}, d={sspcab_dilation}): use an image size >= "
+                            f"{32 * 2 * (sspcab_kernel + sspcab_dilation)}, or no SSPCAB")
+        # layer4 = last feature map (for the patch map), pooled = its global average (the embedding)
+        self.backbone = build_backbone(backbone, pretrained=pretrained, layers=("layer4", "pooled"), frozen=False)
+        dim = self.backbone.channels[-1]                      # 512 (ResNet-18) or 1280 (Lite0)
+        self._sspcab_io = None
+        self._sspcab_path = None
+        if sspcab:
+            # inserted after the ImageNet weights are loaded: the replaced conv's weights are dropped
+            parent, name, old = self._site(SSPCAB_SITES[backbone])
+            block = SSPCAB(old._in_channels, sspcab_kernel, sspcab_dilation, sspcab_reduction)
+            setattr(parent, name, block)
+            block.register_forward_post_hook(self._record_sspcab)
+            self._sspcab_path = SSPCAB_SITES[backbone]
+        # trainable weights that came with the backbone (not SSPCAB's, not BatchNorm's running statistics,
+        # which paddle keeps as stop_gradient parameters): what --freeze_steps freezes
+        new = {id(p) for p in self.sspcab.parameters()} if sspcab else set()
+        self._pretrained_ids = {id(p) for p in self.backbone.parameters() if not p.stop_gradient and id(p) not in new}
+        layers, last = [], dim
+        for width in [HEAD_WIDTH] * int(head_layer) + [PROJ_DIM]:
+            layers += [nn.Linear(last, width), nn.BatchNorm1D(width), nn.ReLU()]
+            last = width
+        self.head = nn.Sequential(*layers)
+        self.out = nn.Linear(last, VARIANTS[variant])
+        # fitted state, saved and exported with the weights: image GDE, patch GDE, map scale (see engine)
+        self.register_buffer("density_mean", paddle.zeros([dim], "float32"))
+        self.register_buffer("density_precision", paddle.zeros([dim, dim], "float32"))
+        self.register_buffer("patch_mean", paddle.zeros([dim], "float32"))
+        self.register_buffer("patch_precision", paddle.zeros([dim, dim], "float32"))
+        self.register_buffer("map_scale", paddle.ones([1], "float32"))
+        bb = self.backbone
+        self.model_args = {"backbone": backbone, "weights": bb.pretrained, "pretrained": bb.pretrained_arg,
+                           "image_size": int(image_size), "head_layer": int(head_layer), "variant": variant,
+                           "sspcab": bool(sspcab), "sspcab_kernel": int(sspcab_kernel),
+                           "sspcab_dilation": int(sspcab_dilation), "sspcab_reduction": int(sspcab_reduction),
+                           "sspcab_site": "{}[{}].{}".format(*self._sspcab_path) if sspcab else None,
+                           "embed_dim": int(dim), "mean": list(bb.mean), "std": list(bb.std)}
+
+    def _site(self, path):
+        """(parent layer, attribute name, current layer) of ``net.<a>[<i>].<b>``."""
+        seq, idx, name = path
+        parent = getattr(self.backbone.net, seq)[idx]
+        return parent, name, getattr(parent, name)
+
+    @property
+    def sspcab(self):
+        """The SSPCAB block inside the backbone, or None for the plain CutPaste baseline."""
+        return self._site(self._sspcab_path)[2] if self._sspcab_path else None
+
+    def _record_sspcab(self, layer, inputs, output):
+        # forward post-hook: keep the block's (input, output) of a training pass for L_SSPCAB
+        if layer.training:
+            self._sspcab_io = (inputs[0], output)
+
+    def set_backbone_trainable(self, trainable):
+        """Freeze / unfreeze the pretrained weights (CutPaste's --freeze_resnet); SSPCAB and head stay
+        trainable. BatchNorm statistics keep updating, as in the reference (requires_grad only)."""
+        for p in self.backbone.parameters():
+            if id(p) in self._pretrained_ids:
+                p.stop_gradient = not trainable
+
+    def train_forward(self, x):
+        """(B, 3, S, S) -> (embeddings (B, D), logits (B, classes), (SSPCAB input, output) or None)."""
+        self._sspcab_io = None
+        _, pooled = self.backbone(x)                          # (B, D); the hook fills _sspcab_io
+        return pooled, self.out(self.head(pooled)), self._sspcab_io
+
+    def score(self, pooled):
+        """(N, D) pooled embeddings -> (N,) image scores: Mahalanobis of the L2-normalised embedding."""
+        return mahalanobis(F.normalize(pooled, axis=1), self.density_mean, self.density_precision)
+
+    def patch_map(self, fmap):
+        """(N, C, h, w) layer4 features -> (N, 1, h, w): the patch GDE at every position, times map_scale."""
+        e = F.normalize(fmap.transpose([0, 2, 3, 1]), axis=-1)           # (N, h, w, C)
+        return mahalanobis(e, self.patch_mean, self.patch_precision).unsqueeze(1) * self.map_scale
+
+    def embed(self, x):
+        """(N, 3, S, S) -> (layer4 features (N, C, h, w), pooled embedding (N, D))."""
+        return self.backbone(x)
+
+    def forward(self, x):
+        fmap, pooled = self.backbone(x)
+        return [self.score(pooled), self.patch_map(fmap)]

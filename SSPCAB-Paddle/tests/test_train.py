@@ -1,0 +1,108 @@
+"""Training: seeded determinism, resume = uninterrupted run, the backbone freeze, what train.py writes."""
+import os
+
+import numpy as np
+import pytest
+
+paddle = pytest.importorskip("paddle")
+
+from adcommon import cli  # noqa: E402
+from sspcab import engine  # noqa: E402
+from sspcab.model import ProjectionNet  # noqa: E402
+from sspcab_helpers import SIZE  # noqa: E402
+
+
+def _images(syn_root):
+    from shared_data.dataset import MVTecAD
+    return engine.load_images(MVTecAD(syn_root, "brick", "train", image_size=SIZE))[:4]
+
+
+def _run(images, seed=0, steps=3, backbone="resnet18", pretrained="none", **kw):
+    cli.set_seed(seed)
+    m = ProjectionNet(backbone, pretrained, image_size=SIZE)
+    stats = engine.train(m, images, steps, batch_size=2, seed=seed, log=lambda s: None, **kw)
+    return m, stats
+
+
+def _same_weights(a, b, atol=0.0):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_allclose(sa[k].numpy(), sb[k].numpy(), atol=atol, rtol=0, err_msg=k)
+
+
+@pytest.mark.slow
+def test_same_seed_same_model(syn_root):
+    imgs = _images(syn_root)
+    a, sa = _run(imgs)
+    b, sb = _run(imgs)
+    _same_weights(a, b)
+    assert [r["loss"] for r in sa["history"]] == [r["loss"] for r in sb["history"]]
+    c, _ = _run(imgs, seed=1)
+    assert not np.allclose(a.out.weight.numpy(), c.out.weight.numpy())
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted_run(syn_root, tmp_path, monkeypatch):
+    imgs = _images(syn_root)
+    full, _ = _run(imgs, steps=4)
+    state = str(tmp_path / "last.pdparams")
+    real = engine.CutPasteSteps.__getitem__
+
+    def crash_at_step_2(self, k):
+        if self.first + k // self.B >= 2:
+            raise KeyboardInterrupt
+        return real(self, k)
+
+    monkeypatch.setattr(engine.CutPasteSteps, "__getitem__", crash_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(imgs, steps=4, state_path=state, save_interval=2)
+    monkeypatch.setattr(engine.CutPasteSteps, "__getitem__", real)
+    ck = cli.load_checkpoint(state, engine.METHOD)
+    assert ck["kind"] == "train_state" and ck["step"] == 2
+    resumed, stats = _run(imgs, steps=4, state_path=state, save_interval=2, resume=True)
+    assert stats["start_step"] == 2
+    _same_weights(full, resumed, atol=1e-6)
+    with pytest.raises(cli.UserError, match="cannot resume"):              # another run's state
+        _run(imgs, steps=5, state_path=state, resume=True)
+
+
+@pytest.mark.slow
+def test_pretrained_backbone_frozen_for_the_first_steps(syn_root):
+    imgs = _images(syn_root)
+    cli.set_seed(0)
+    m = ProjectionNet("efficientnet_lite0", "imagenet", image_size=SIZE)
+    conv = m.backbone.net._blocks[3]._project_conv.weight.numpy().copy()
+    head = m.head[0].weight.numpy().copy()
+    ssp = m.sspcab.conv1.weight.numpy().copy()
+    engine.train(m, imgs, 2, batch_size=2, freeze_steps=2, log=lambda s: None)
+    np.testing.assert_array_equal(m.backbone.net._blocks[3]._project_conv.weight.numpy(), conv)
+    assert not np.array_equal(m.head[0].weight.numpy(), head)
+    assert not np.array_equal(m.sspcab.conv1.weight.numpy(), ssp)
+    assert not any(p.stop_gradient for p in m.backbone.net._blocks[3].parameters() if "weight" in p.name
+                   and "_bn" not in p.name)                                    # unfrozen afterwards
+
+
+@pytest.mark.slow
+def test_train_script_outputs(trained):
+    out = os.path.join(trained["output_dir"], "brick")
+    assert {"model.pdparams", "args.yml", "train.log"} <= set(os.listdir(out))
+    assert not os.path.exists(os.path.join(out, "last.pdparams"))             # superseded by the model
+    ck = cli.load_checkpoint(trained["ckpt"], engine.METHOD)
+    a = ck["model_args"]
+    assert ck["kind"] == "model" and a["sspcab"] and a["postprocess"]["score_output"] == 0
+    assert ck["threshold"] is not None and ck["fit"]["n_holdout"] == 2 and ck["fit"]["n_gaussian"] == 10
+    assert ck["train"]["steps"] == 3 and len(ck["train"]["history"]) == 3
+    log = open(os.path.join(out, "train.log")).read()
+    assert "step 3/3" in log and "threshold" in log
+    model, _ = engine.load(trained["ckpt"])
+    assert float(model.density_precision.abs().sum()) > 0 and model.map_scale.numpy()[0] > 0
+
+
+@pytest.mark.slow
+def test_workers_do_not_change_the_run(syn_root):
+    """Batches are keyed by (seed, step, index): a DataLoader with workers trains the same model."""
+    imgs = _images(syn_root)
+    a, _ = _run(imgs, steps=2)
+    b, _ = _run(imgs, steps=2, num_workers=1)
+    _same_weights(a, b)
