@@ -41,9 +41,7 @@ def main(argv=None):
     from adcommon.export import export_inference
     from kdad import engine
 
-    if not args.model_path and not args.category:
-        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
-    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
     model, ck = engine.load(ckpt)
     kind = default_map() if args.map == "auto" else args.map
     model.deploy_map = kind

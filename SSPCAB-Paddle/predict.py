@@ -41,11 +41,9 @@ def main(argv=None):
 
     if args.cuda is not None:
         args.device = "gpu" if args.cuda else "cpu"
-    if not args.model_path and not args.category:
-        raise cli.UserError("give --model_path, or --category to use <output_dir>/<category>/model.pdparams")
     if args.batch_size < 1:
         raise cli.UserError(f"--batch_size must be >= 1, got {args.batch_size}")
-    ckpt = args.model_path or os.path.join(args.output_dir, args.category, "model.pdparams")
+    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
     paths = cli.find_images(args.img_path)
     cli.set_device(args.device)
     model, ck = engine.load(ckpt)

@@ -41,7 +41,7 @@ train_flags() {
     case "$1" in
         padim) echo "--backbone efficientnet_lite0" ;;
         stfpm) echo "--backbone efficientnet_lite0 --epochs 4" ;;
-        sspcab) echo "--backbone efficientnet_lite0 --steps 150 --batch_size 16" ;;
+        sspcab) echo "--backbone efficientnet_lite0 --image_size 128 --steps 60 --batch_size 8" ;;
         kdad) echo "--backbone efficientnet_lite0 --epochs 20" ;;
     esac
 }
