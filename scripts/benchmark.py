@@ -84,10 +84,23 @@ def method_rows(method, quick):
     return rows
 
 
+def _cells(r):
+    """(what, value, note) of a row; rows either name 'what'/'value' directly or carry 'name', a
+    numeric 'value' with a 'unit', and detail fields (backbone, image_size, batch_size, mode, ...)."""
+    if "what" in r:
+        return r["what"], str(r["value"]), r.get("note", "")
+    v, unit = r.get("value"), r.get("unit", "")
+    value = f"{v:.4g} {unit}".strip() if isinstance(v, (int, float)) else f"{v} {unit}".strip()
+    skip = ("method", "name", "metric", "value", "unit", "note")
+    details = ", ".join(f"{k} {r[k]}" for k in r if k not in skip)
+    name = r.get("name") or r.get("metric") or ""
+    return (f"{name} ({details})" if details else name), value, r.get("note", "")
+
+
 def to_markdown(rows, cmd, seconds):
     out = [f"_Measured by `{cmd}` on {time.strftime('%Y-%m-%d')} ({seconds:.0f} s)._", "",
            "| method | what | value | note |", "|---|---|---|---|"]
-    out += [f"| {r['method']} | {r['what']} | {r['value']} | {r.get('note', '')} |" for r in rows]
+    out += ["| {} | {} | {} | {} |".format(r.get("method", ""), *_cells(r)) for r in rows]
     return "\n".join(out) + "\n"
 
 
@@ -105,6 +118,8 @@ def main(argv=None):
         rows += method_rows(m, args.quick)
     cmd = "python scripts/benchmark.py" + (" --quick" if args.quick else "") + \
           (f" --methods {args.methods}" if args.methods != "padim,stfpm,kdad,sspcab" else "")
+    import json
+    write_text_atomic(os.path.splitext(args.out)[0] + ".json", json.dumps(rows, indent=1, default=str))
     md = to_markdown(rows, cmd, time.perf_counter() - t0)
     write_text_atomic(args.out, md)
     print(md)
