@@ -21,7 +21,7 @@ __all__ = ["str2bool", "add_common_args", "add_infer_args", "set_seed", "set_dev
 
 
 def str2bool(v):
-    """argparse type for booleans: True/False/true/false/1/0/yes/no (never `type=bool`)."""
+    """argparse type for booleans: True/False/true/false/1/0/yes/no (argparse's bool() would read "False" as True)."""
     if isinstance(v, bool):
         return v
     s = str(v).strip().lower()

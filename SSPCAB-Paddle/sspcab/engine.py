@@ -241,7 +241,7 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
     stats = {"n_fit": len(fit_ds), "n_holdout": n_hold, "n_gaussian": int(len(pooled)),
              "n_patches": int(min(n_pos, max_patches) if max_patches else n_pos),
              "threshold": threshold, "threshold_quantile": threshold_quantile,
-             "map_scale": float(model.map_scale.numpy()[0]), "holdout_scores": [float(s) for s in hold_scores],
+             "map_scale": float(model.map_scale.numpy().reshape(-1)[0]), "holdout_scores": [float(s) for s in hold_scores],
              "vis_range": vr, "fit_seconds": round(time.perf_counter() - t0, 3)}
     log(f"GDE fitted on {stats['n_gaussian']} images ({stats['n_patches']} layer4 positions for the map) "
         f"in {stats['fit_seconds']} s; threshold "

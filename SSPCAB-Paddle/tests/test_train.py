@@ -96,7 +96,7 @@ def test_train_script_outputs(trained):
     log = open(os.path.join(out, "train.log")).read()
     assert "step 3/3" in log and "threshold" in log
     model, _ = engine.load(trained["ckpt"])
-    assert float(model.density_precision.abs().sum()) > 0 and model.map_scale.numpy()[0] > 0
+    assert float(model.density_precision.abs().sum()) > 0 and model.map_scale.numpy().reshape(-1)[0] > 0
 
 
 @pytest.mark.slow
