@@ -85,15 +85,21 @@ def method_rows(method, quick):
 
 
 def _cells(r):
-    """(what, value, note) of a row; rows either name 'what'/'value' directly or carry 'name', a
-    numeric 'value' with a 'unit', and detail fields (backbone, image_size, batch_size, mode, ...)."""
-    if "what" in r:
-        return r["what"], str(r["value"]), r.get("note", "")
-    v, unit = r.get("value"), r.get("unit", "")
-    value = f"{v:.4g} {unit}".strip() if isinstance(v, (int, float)) else f"{v} {unit}".strip()
-    skip = ("method", "name", "metric", "value", "unit", "note")
+    """(what, value, note) of a row. Rows name 'what'/'value'/'note' directly, or carry a 'name' with
+    a numeric 'value' and 'unit', or a figure such as 'images_per_s', plus detail fields (backbone,
+    image_size, batch_size, mode, ...)."""
+    skip = {"method", "name", "what", "value", "unit", "note", "paddle", "cpu", "device"}
+    if "value" in r:
+        v, unit = r["value"], r.get("unit", "")
+        value = f"{v:.4g} {unit}".strip() if isinstance(v, (int, float)) else f"{v} {unit}".strip()
+    else:
+        fig = next((k for k in ("images_per_s", "steps_per_s", "ms_per_batch") if k in r), None)
+        value = f"{r[fig]:.4g} {fig.replace('_per_', '/').replace('images', 'img')}" if fig else ""
+        skip |= {fig}
+    name = r.get("what") or r.get("name") or ""
     details = ", ".join(f"{k} {r[k]}" for k in r if k not in skip)
-    name = r.get("name") or r.get("metric") or ""
+    if "what" in r and "value" in r:     # already a sentence
+        return r["what"], value, r.get("note", "")
     return (f"{name} ({details})" if details else name), value, r.get("note", "")
 
 
@@ -110,17 +116,26 @@ def main(argv=None):
     p.add_argument("--methods", default="padim,stfpm,kdad,sspcab")
     p.add_argument("--out", default=os.path.join("output", "benchmark.md"))
     p.add_argument("--readme", default=None, help="replace the benchmark block of this Markdown file")
+    p.add_argument("--from_json", default=None, help="format rows saved by an earlier run instead of measuring")
     args = p.parse_args(argv)
+    import json
     t0 = time.perf_counter()
-    rows = machine_rows() + metrics_rows()
-    for m in [m for m in args.methods.split(",") if m]:
-        print(f"== {m}", flush=True)
-        rows += method_rows(m, args.quick)
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as f:
+            saved = json.load(f)
+        rows, seconds = saved["rows"], saved["seconds"]
+    else:
+        rows = machine_rows() + metrics_rows()
+        for m in [m for m in args.methods.split(",") if m]:
+            print(f"== {m}", flush=True)
+            rows += method_rows(m, args.quick)
+        seconds = time.perf_counter() - t0
     cmd = "python scripts/benchmark.py" + (" --quick" if args.quick else "") + \
           (f" --methods {args.methods}" if args.methods != "padim,stfpm,kdad,sspcab" else "")
-    import json
-    write_text_atomic(os.path.splitext(args.out)[0] + ".json", json.dumps(rows, indent=1, default=str))
-    md = to_markdown(rows, cmd, time.perf_counter() - t0)
+    if not args.from_json:
+        write_text_atomic(os.path.splitext(args.out)[0] + ".json",
+                          json.dumps({"rows": rows, "seconds": seconds}, indent=1, default=str))
+    md = to_markdown(rows, cmd, seconds)
     write_text_atomic(args.out, md)
     print(md)
     if args.readme:
