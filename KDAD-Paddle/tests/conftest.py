@@ -10,11 +10,7 @@ for p in (TESTS, HERE, ROOT):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from kdad_testutil import run_script  # noqa: E402
-
-# Tiny but complete runs: 64 px input (pool5 is 2 x 2), random expert (no weights needed offline).
-TRAIN_ARGS = ("--pretrained", "none", "--image_size", 64, "--batch_size", 4, "--eval_interval", 1,
-              "--save_interval", 1)
+from kdad_testutil import TRAIN_ARGS, run_script  # noqa: E402
 
 
 @pytest.fixture(scope="session")

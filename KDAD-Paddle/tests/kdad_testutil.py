@@ -7,6 +7,10 @@ import sys
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # KDAD-Paddle/
 ROOT = os.path.dirname(HERE)
 
+# Tiny but complete runs: 64 px input (pool5 is 2 x 2), random expert (no weights needed offline).
+TRAIN_ARGS = ("--pretrained", "none", "--image_size", 64, "--batch_size", 4, "--eval_interval", 1,
+              "--save_interval", 1)
+
 
 def run_script(script, *args, cwd=HERE, env=None):
     """Run a script of this folder in a subprocess; returns CompletedProcess (text)."""

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TRAIN_ARGS
+from kdad_testutil import TRAIN_ARGS
 from kdad_testutil import run_script
 
 
