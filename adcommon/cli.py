@@ -49,7 +49,8 @@ def add_infer_args(p):
     """Paddle Inference flags (TIPC names kept: --use_gpu --use_mkldnn --cpu_threads ...)."""
     p.add_argument("--use_gpu", type=str2bool, default=False)
     p.add_argument("--use_mkldnn", "--enable_mkldnn", dest="use_mkldnn", type=str2bool, default=False)
-    p.add_argument("--cpu_threads", type=int, default=1)
+    p.add_argument("--cpu_threads", type=int, default=None,
+                   help="CPU math threads (default: $OMP_NUM_THREADS, else every available core)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     p.add_argument("--use_tensorrt", type=str2bool, default=False)
     p.add_argument("--gpu_mem", type=int, default=500)
@@ -69,8 +70,27 @@ def set_seed(seed):
     paddle.seed(seed)
 
 
+def cpu_threads():
+    """Threads for Paddle's CPU math library: $OMP_NUM_THREADS when the user set it (Paddle's import
+    overwrites an unset one with 1, so the value seen before that import is used), else every core
+    this process may use."""
+    from . import USER_OMP_NUM_THREADS
+    env = (USER_OMP_NUM_THREADS or "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def set_device(device):
-    """paddle.set_device with a one-line error when a GPU is asked for on a CPU-only build."""
+    """paddle.set_device with a one-line error when a GPU is asked for on a CPU-only build.
+
+    On CPU it also gives Paddle's math library every available core: eager Paddle uses one thread
+    by default, which halves training/fitting speed on a 2-core machine (ResNet-18 forward, batch 8:
+    1.2 s with one thread, 0.66 s with two).
+    """
     import paddle
     d = (device or "cpu").lower()
     if d.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
@@ -80,6 +100,10 @@ def set_device(device):
         paddle.set_device(d)
     except (ValueError, RuntimeError) as e:
         raise UserError(f"--device {device}: {str(e).splitlines()[0]}") from None
+    if d == "cpu":
+        set_threads = getattr(getattr(paddle.base, "core", None), "set_num_threads", None)
+        if set_threads is not None:
+            set_threads(cpu_threads())
     return d
 
 

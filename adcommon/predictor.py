@@ -10,6 +10,7 @@ import yaml
 
 from shared_data.errors import UserError
 
+from .cli import cpu_threads as _cli_threads
 from .export import MODEL_FILES
 
 
@@ -41,7 +42,7 @@ class Predictor:
     Outputs come back as numpy arrays in the order recorded in inference.yml (``meta['outputs']``).
     """
 
-    def __init__(self, model_dir, use_gpu=False, use_mkldnn=False, cpu_threads=1, precision="fp32",
+    def __init__(self, model_dir, use_gpu=False, use_mkldnn=False, cpu_threads=None, precision="fp32",
                  use_tensorrt=False, gpu_mem=500, gpu_id=0, ir_optim=True):
         import paddle
         from paddle import inference
@@ -70,7 +71,7 @@ class Predictor:
                                               precision_mode=prec, use_static=False, use_calib_mode=False)
         else:
             config.disable_gpu()
-            config.set_cpu_math_library_num_threads(int(cpu_threads or 1))
+            config.set_cpu_math_library_num_threads(int(cpu_threads or _cli_threads()))
             set_onednn(config, bool(use_mkldnn))
             if use_mkldnn and precision == "int8":
                 raise UserError("--precision int8 on CPU needs a quantised model; use fp32")

@@ -126,6 +126,8 @@ def main(argv=None):
         rows, seconds = saved["rows"], saved["seconds"]
     else:
         rows = machine_rows() + metrics_rows()
+        from adcommon import cli
+        cli.set_device("cpu")  # eager rows use every core, as the training/val scripts do
         for m in [m for m in args.methods.split(",") if m]:
             print(f"== {m}", flush=True)
             rows += method_rows(m, args.quick)
