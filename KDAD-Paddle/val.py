@@ -39,7 +39,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.pipeline import postprocess, run_batches, save_val_outputs
+    from adcommon.pipeline import postprocess, run_batches, save_val_outputs, summary_line
     from kdad import engine
     from kdad.config import apply_config
     from kdad.localization import detect, localize, paper_localization_auroc, soft_masks
@@ -80,10 +80,7 @@ def main(argv=None):
                    "timing": {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3), "images": len(ds)}},
             save_vis=args.save_vis, vrange=meta.get("vis_range"), map_threshold=meta.get("map_threshold"),
             region_only_if_anomalous=meta.get("region_only_if_anomalous", False))
-        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-        print(f"Category: {cat}\tImage AUROC: {fmt(res['image_auroc'])}\tPixel AUROC: {fmt(res['pixel_auroc'])}"
-              f"\tAUPRO: {fmt(res['aupro'])}\tpaper localization AUROC: {fmt(paper)}"
-              f"\t-> {os.path.join(save_dir, 'metrics.json')}")
+        print(summary_line(cat, res, os.path.join(save_dir, "metrics.json"), paper_localization_AUROC=paper))
     return 0
 
 

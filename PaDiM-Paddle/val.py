@@ -28,7 +28,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     import paddle
     from shared_data.dataset import MVTecAD
-    from adcommon.pipeline import postprocess, run_batches, save_val_outputs
+    from adcommon.pipeline import postprocess, run_batches, save_val_outputs, summary_line
     from padim import engine
 
     cli.set_device(args.device)
@@ -51,9 +51,7 @@ def main(argv=None):
                                       "timing": {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3),
                                                  "images": len(ds)}},
                                save_vis=args.save_vis, vrange=ck.get("vis_range"))
-        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-        print(f"Category: {cat}\tImage AUROC: {fmt(res['image_auroc'])}\tPixel AUROC: {fmt(res['pixel_auroc'])}"
-              f"\tAUPRO: {fmt(res['aupro'])}\t-> {os.path.join(out, 'metrics.json')}")
+        print(summary_line(cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

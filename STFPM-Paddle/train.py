@@ -52,6 +52,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from adcommon.pipeline import fmt_metric
     from shared_data.dataset import MVTecAD
     from stfpm import engine
     from stfpm.model import STFPM
@@ -62,10 +63,10 @@ def main(argv=None):
         raise cli.UserError(f"--image_size must be a positive multiple of 32, got {args.image_size}")
     if args.epochs < 1 or args.batch_size < 1:
         raise cli.UserError("--epochs and --batch_size must be >= 1")
+    if args.split == "test":
+        return _test(args)
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
-    if args.split == "test":
-        return _test(args, cats, engine)
     for cat in cats:
         out = cli.category_dir(args.output_dir, cat)
         resume = cli.load_checkpoint(os.path.join(out, "last.pdparams"), engine.METHOD) if args.resume else None
@@ -94,22 +95,23 @@ def main(argv=None):
         if args.val:
             model, ck = engine.load(os.path.join(out, "model.pdparams"))
             res = engine.evaluate(model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-            log(f"test split: image AUROC {engine.fmt(res['image_auroc'])}, pixel AUROC "
-                f"{engine.fmt(res['pixel_auroc'])}, AUPRO {engine.fmt(res['aupro'])}")
+            log(f"test split: image AUROC {fmt_metric(res['image_auroc'])}, pixel AUROC "
+                f"{fmt_metric(res['pixel_auroc'])}, AUPRO {fmt_metric(res['aupro'])}")
     return 0
 
 
-def _test(args, cats, engine):
-    """Seed's `train.py test`: evaluate a trained model (the seed printed Pixel-AUC / Image-AUC)."""
-    if args.checkpoint and len(cats) > 1:
-        raise cli.UserError("--checkpoint names one model: give one --category")
-    for cat in cats:
-        out = cli.category_dir(args.output_dir, cat)
-        model, ck = engine.load(args.checkpoint or os.path.join(out, "model.pdparams"))
-        res = engine.evaluate(model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-        print(f"Category: {cat}\tPixel-AUC: {engine.fmt(res['pixel_auroc'])}\t"
-              f"Image-AUC: {engine.fmt(res['image_auroc'])}\tAUPRO: {engine.fmt(res['aupro'])}")
-    return 0
+def _test(args):
+    """Seed's `train.py test`: evaluate a trained model; the same code and output as val.py."""
+    import importlib.util
+    # loaded by path: a bare `import val` could find another paper folder's val.py in one process
+    spec = importlib.util.spec_from_file_location("stfpm_val", os.path.join(os.path.dirname(os.path.abspath(__file__)), "val.py"))
+    val = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(val)
+    argv = ["--data_dir", args.data_dir, "--output_dir", args.output_dir, "--device", args.device,
+            "--batch_size", str(args.batch_size), "--save_vis", str(bool(args.save_vis))]
+    argv += ["--category", args.category] if args.category else []
+    argv += ["--model_path", args.checkpoint] if args.checkpoint else []
+    return val.main(argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from adcommon.pipeline import summary_line
     from stfpm import engine
 
     cli.set_device(args.device)
@@ -40,9 +41,7 @@ def main(argv=None):
         out = cli.category_dir(args.output_dir, cat)
         model, ck = engine.load(args.model_path or os.path.join(out, "model.pdparams"))
         res = engine.evaluate(model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-        print(f"Category: {cat}\tImage AUROC: {engine.fmt(res['image_auroc'])}\tPixel AUROC: "
-              f"{engine.fmt(res['pixel_auroc'])}\tAUPRO: {engine.fmt(res['aupro'])}"
-              f"\t-> {os.path.join(out, 'metrics.json')}")
+        print(summary_line(cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

@@ -106,6 +106,20 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
+def fmt_metric(v):
+    """A metric for a one-line summary: four decimals, 'n/a' when it cannot be computed."""
+    return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{v:.4f}"
+
+
+def summary_line(category, res, path, pixel_note="", **more):
+    """The line val.py prints per category: image / pixel AUROC, AUPRO, any extra metrics, where it went."""
+    parts = [f"Category: {category}", f"Image AUROC: {fmt_metric(res.get('image_auroc'))}",
+             f"Pixel AUROC{pixel_note}: {fmt_metric(res.get('pixel_auroc'))}",
+             f"AUPRO{pixel_note}: {fmt_metric(res.get('aupro'))}"]
+    parts += [f"{k.replace('_', ' ')}: {fmt_metric(v)}" for k, v in more.items()]
+    return "\t".join(parts) + f"\t-> {path}"
+
+
 def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=None, save_vis=False,
                      vrange=None, fpr_limit=0.3, map_threshold=None, region_only_if_anomalous=False):
     """Metrics on the test split -> metrics.json and scores.csv (and pictures with save_vis).

@@ -45,11 +45,7 @@ train_flags() {
         kdad) echo "--backbone efficientnet_lite0 --epochs 20" ;;
     esac
 }
-folder_of() {
-    case "$1" in
-        stfpm) echo STFPM-Paddle ;; padim) echo PaDiM-Paddle ;; kdad) echo KDAD-Paddle ;; sspcab) echo SSPCAB-Paddle ;;
-    esac
-}
+. "$ROOT/scripts/methods.sh"  # folder_of
 
 t_all=$SECONDS
 IFS=',' read -r -a METHOD_LIST <<< "$METHODS"

@@ -43,12 +43,7 @@ done
 DATA_DIR=$(cd "${DATA_DIR}" 2>/dev/null && pwd) || { echo "error: --data_dir not found: $DATA_DIR" >&2; exit 2; }
 mkdir -p "${OUTPUT_DIR}" && OUTPUT_DIR=$(cd "${OUTPUT_DIR}" && pwd)
 
-folder_of() {
-    case "$1" in
-        stfpm) echo STFPM-Paddle ;; padim) echo PaDiM-Paddle ;; kdad) echo KDAD-Paddle ;; sspcab) echo SSPCAB-Paddle ;;
-        *) echo "" ;;
-    esac
-}
+. "$ROOT/scripts/methods.sh"  # folder_of
 
 # Method-specific training flags. Expected numbers (paper / seed Paddle port, MVTec mean):
 train_flags() {

@@ -40,25 +40,21 @@ def fit(model, fit_ds, holdout_ds, batch_size=32, num_workers=0, threshold_quant
         acc_fit.add(model.embed(paddle.to_tensor(x)))
     threshold, vr, hold_scores = None, None, []
     if holdout_ds is not None and len(holdout_ds):
-        acc_hold = GaussianAccumulator(d, P)
-        embs = []
-        for x in image_batches(holdout_ds, batch_size, num_workers):
-            e = model.embed(paddle.to_tensor(x))
-            acc_hold.add(e)
-            embs.append(e)
-        mean, inv = acc_fit.mean_inv_cov()
-        model.mean.set_value(mean)
-        model.inv_cov.set_value(inv)
+        # Score the held-out normals with Gaussians fitted without them, then add them to the sums
+        # (their embeddings are kept: far smaller than a second set of (P, d, d) sums).
+        embs = [model.embed(paddle.to_tensor(x)) for x in image_batches(holdout_ds, batch_size, num_workers)]
+        model.mean.set_value(acc_fit.mean())
+        acc_fit.write_inverse(model.inv_cov)
         spec = postprocess_spec(model.model_args["crop_size"])
-        maps = [postprocess([model.distance(e).numpy()], spec)[0] for e in embs]
-        maps = np.concatenate(maps)
+        maps = np.concatenate([postprocess([model.distance(e).numpy()], spec)[0] for e in embs])
         hold_scores = maps.reshape(len(maps), -1).max(1)
         threshold = threshold_from_normals(hold_scores, threshold_quantile)
         vr = list(vis_range(maps, threshold))
-        acc_fit = acc_fit.merged(acc_hold)
-    mean, inv = acc_fit.mean_inv_cov()
-    model.mean.set_value(mean)
-    model.inv_cov.set_value(inv)
+        for e in embs:
+            acc_fit.add(e)
+        del embs, maps
+    model.mean.set_value(acc_fit.mean())
+    acc_fit.write_inverse(model.inv_cov)
     stats = {"n_fit": len(fit_ds), "n_holdout": len(holdout_ds) if holdout_ds is not None else 0,
              "n_gaussian": acc_fit.n, "threshold": threshold, "threshold_quantile": threshold_quantile,
              "holdout_scores": [float(s) for s in hold_scores], "vis_range": vr,

@@ -6,59 +6,72 @@ categories. Here each batch adds to running sums, so memory is flat in N:
     S1 = sum_n (x_n - k),   S2 = sum_n (x_n - k)(x_n - k)^T     per position,
 with a shift k (the first batch's mean) that keeps float32 sums accurate. Then
     mean = k + S1/N,   cov = (S2 - S1 S1^T / N) / (N - 1) + eps I     (np.cov, unbiased, + 0.01 I).
+
+The sums are numpy arrays updated in place, a chunk of positions at a time: for Wide-ResNet-50
+(3136 x 550 x 550) one float32 array is 3.8 GB, and Paddle's eager ops on it make full-size
+temporaries (and slicing such a tensor is slow), which is what ran out of memory on 24 GB.
 """
 import numpy as np
 import paddle
 
+CHUNK = 256  # positions per in-place step: 256 x 550 x 550 float64 = 620 MB for Wide-ResNet-50
+
 
 class GaussianAccumulator:
-    """Running sums for P positions of D-dim embeddings; add() takes (B, D, P) tensors."""
+    """Running sums for P positions of D-dim embeddings; add() takes (B, D, P) tensors or arrays."""
 
     def __init__(self, dim, positions):
         self.dim, self.positions = dim, positions
         self.n = 0
-        self.shift = None                                   # (P, D)
-        self.s1 = paddle.zeros([positions, dim], "float32")  # (P, D)
-        self.s2 = paddle.zeros([positions, dim, dim], "float32")  # (P, D, D)
+        self.shift = None                                          # (P, D) float32
+        self.s1 = np.zeros((positions, dim), np.float64)           # (P, D)
+        self.s2 = np.zeros((positions, dim, dim), np.float32)      # (P, D, D)
 
-    def add(self, emb):
-        """emb: (B, D, P) float32 embeddings of B normal images."""
-        x = emb.transpose([2, 0, 1])                         # (P, B, D)
+    def add(self, emb, chunk=CHUNK):
+        """emb: (B, D, P) float32 embeddings of B normal images (paddle tensor or numpy)."""
+        e = emb.numpy() if hasattr(emb, "numpy") else np.asarray(emb)
+        x = e.astype(np.float32, copy=False).transpose(2, 0, 1)    # (P, B, D) view
         if self.shift is None:
-            self.shift = x.mean(axis=1)                      # (P, D)
-        xc = x - self.shift.unsqueeze(1)                     # (P, B, D)
-        self.s1 += xc.sum(axis=1)
-        self.s2 += paddle.matmul(xc, xc, transpose_x=True)   # (P, D, D)
-        self.n += int(emb.shape[0])
+            self.shift = x.mean(axis=1)                            # (P, D)
+        tmp = np.empty((min(chunk, self.positions), self.dim, self.dim), np.float32)  # reused: no page faults
+        for i in range(0, self.positions, chunk):
+            xc = x[i:i + chunk] - self.shift[i:i + chunk, None, :]     # (p, B, D)
+            self.s1[i:i + chunk] += xc.sum(axis=1)
+            t = tmp[:len(xc)]
+            np.matmul(xc.transpose(0, 2, 1), xc, out=t)
+            self.s2[i:i + chunk] += t
+        self.n += int(e.shape[0])
 
-    def merged(self, other):
-        """A new accumulator holding the sums of both (used to refit on fit + holdout images)."""
-        if other.n == 0:
-            return self
-        out = GaussianAccumulator(self.dim, self.positions)
-        # Re-express other's sums around self.shift: x - k1 = (x - k2) + (k2 - k1).
-        d = (other.shift - self.shift).unsqueeze(2)          # (P, D, 1)
-        s1o = other.s1.unsqueeze(2)                          # (P, D, 1)
-        out.shift, out.n = self.shift, self.n + other.n
-        out.s1 = self.s1 + other.s1 + other.n * d.squeeze(2)
-        out.s2 = (self.s2 + other.s2 + paddle.matmul(s1o, d, transpose_y=True)
-                  + paddle.matmul(d, s1o, transpose_y=True) + other.n * paddle.matmul(d, d, transpose_y=True))
-        return out
-
-    def mean_cov(self, eps=0.01):
-        """(mean (P, D), covariance (P, D, D)) with eps on the diagonal, as float32."""
+    def _check(self):
         if self.n < 2:
             raise ValueError(f"need at least 2 training images to fit a covariance, got {self.n}")
-        m1 = self.s1 / self.n                                # (P, D)
-        cov = (self.s2 - self.n * paddle.matmul(m1.unsqueeze(2), m1.unsqueeze(1))) / (self.n - 1)
-        cov = cov + eps * paddle.eye(self.dim, dtype="float32")
-        return self.shift + m1, cov
 
-    def mean_inv_cov(self, eps=0.01, chunk=512):
-        """(mean, inverse covariance) as float32; inverted in float64, a chunk of positions at a time."""
-        mean, cov = self.mean_cov(eps)
-        inv = np.empty([self.positions, self.dim, self.dim], np.float32)
+    def mean(self):
+        """(P, D) float32 mean."""
+        self._check()
+        return (self.shift + self.s1 / self.n).astype(np.float32)
+
+    def cov_chunk(self, start, stop, eps=0.01):
+        """Covariance of positions start..stop-1 as float64 (np.cov, unbiased) + eps I."""
+        self._check()
+        m1 = self.s1[start:stop] / self.n                                     # (p, D)
+        cov = self.s2[start:stop].astype(np.float64)                          # (p, D, D)
+        cov -= self.n * m1[:, :, None] * m1[:, None, :]
+        cov /= self.n - 1
+        cov += eps * np.eye(self.dim)
+        return cov
+
+    def mean_cov(self, eps=0.01, chunk=CHUNK):
+        """(mean (P, D), covariance (P, D, D)) as float32 numpy (for inspection and tests)."""
+        cov = np.concatenate([self.cov_chunk(i, min(i + chunk, self.positions), eps).astype(np.float32)
+                              for i in range(0, self.positions, chunk)])
+        return self.mean(), cov
+
+    @paddle.no_grad()
+    def write_inverse(self, out, eps=0.01, chunk=CHUNK):
+        """Invert each position's covariance in float64, a chunk at a time, straight into ``out``
+        (the model's (P, D, D) float32 buffer): no full-size temporaries."""
         for i in range(0, self.positions, chunk):
-            c = cov[i:i + chunk].astype("float64")
-            inv[i:i + chunk] = np.linalg.inv(c.numpy()).astype(np.float32)
-        return mean, paddle.to_tensor(inv)
+            j = min(i + chunk, self.positions)
+            out[i:j] = paddle.to_tensor(np.linalg.inv(self.cov_chunk(i, j, eps)).astype(np.float32))
+        return out

@@ -5,7 +5,6 @@ batch 32, 100 epochs, 80/20 split of train/good; after every epoch the student i
 held-out normal images and kept when their mean anomaly map value drops. The test split is never
 looked at during training.
 """
-import math
 import os
 import sys
 import time
@@ -227,7 +226,3 @@ def deploy_meta(ck):
             "postprocess": a["postprocess"], "outputs": list(OUTPUTS),
             "threshold": ck.get("threshold"), "vis_range": ck.get("vis_range"),
             "model_args": {k: v for k, v in a.items() if k != "postprocess"}}
-
-
-def fmt(v):
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"

@@ -68,7 +68,7 @@ def test_seed_flags(syn_root, trained, tmp_path):
     assert ck.is_file() and not (out / CATEGORY / "metrics.json").exists()  # --train_val=False is False
     r = run_script("train", "test", f"--mvtec_ad={syn_root}", "--category", CATEGORY, f"--checkpoint={ck}",
                    f"--model_save_path={out}")
-    assert r.returncode == 0 and "Pixel-AUC" in r.stdout, r.stderr
+    assert r.returncode == 0 and "Pixel AUROC" in r.stdout, r.stderr
     assert json.load(open(out / CATEGORY / "metrics.json"))["method"] == "stfpm"
     pic = tmp_path / "predict.png"
     img = os.path.join(syn_root, CATEGORY, "test", "good", "000.png")
