@@ -38,7 +38,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.infer import predict_images
+    from adcommon.infer import predict_checkpoint
     from kdad import engine
     from kdad.localization import localize
 
@@ -55,10 +55,7 @@ def main(argv=None):
     def run(x):
         return localize(model, x, args.localization_method, args.smooth_grad_n, args.seed)
 
-    save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
-    predict_images(paths, run, meta, save_dir, args.batch_size, args.save_vis)
-    print(f"pictures and scores.csv in {save_dir}")
-    return 0
+    return predict_checkpoint(paths, run, meta, ckpt, args)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import paddle
-    from adcommon.infer import predict_images
+    from adcommon.infer import predict_checkpoint
     from padim import engine
 
     ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
@@ -39,10 +39,7 @@ def main(argv=None):
     def run(x):
         return [model(paddle.to_tensor(x)).numpy()]
 
-    save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
-    predict_images(paths, run, engine.deploy_meta(ck), save_dir, args.batch_size, args.save_vis)
-    print(f"pictures and scores.csv in {save_dir}")
-    return 0
+    return predict_checkpoint(paths, run, engine.deploy_meta(ck), ckpt, args)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import paddle
-    from adcommon.infer import predict_images
+    from adcommon.infer import predict_checkpoint
     from sspcab import engine
 
     if args.cuda is not None:
@@ -55,10 +55,7 @@ def main(argv=None):
     def run(x):
         return [t.numpy() for t in model(paddle.to_tensor(x))]
 
-    save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
-    predict_images(paths, run, meta, save_dir, args.batch_size, args.save_vis)
-    print(f"pictures and scores.csv in {save_dir}")
-    return 0
+    return predict_checkpoint(paths, run, meta, ckpt, args)
 
 
 if __name__ == "__main__":

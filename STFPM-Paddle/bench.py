@@ -7,7 +7,6 @@ layer3, one image at 256), so throughput x GFLOPs gives the share of the hardwar
 Timings use random inputs and random weights: speed does not depend on the weights' values.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile

@@ -34,13 +34,13 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.infer import predict_images
+    from adcommon.infer import predict_dir, predict_images
     from stfpm import engine
 
     ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
     paths = cli.find_images(args.img_path)
     picture = None
-    save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
+    save_dir = predict_dir(ckpt, args.save_dir)
     if save_dir.lower().endswith(PICTURE_EXTENSIONS):  # seed: --save_path=predict.png, one picture
         if len(paths) != 1:
             raise cli.UserError(f"--save_path {save_dir} is a picture name: give one image, or a folder name")

@@ -13,7 +13,6 @@ Weights (``--pretrained``), the same for every script, see ``resolve_weights``:
 import hashlib
 import os
 import shutil
-import sys
 import urllib.error
 import urllib.request
 

@@ -24,6 +24,19 @@ def preprocess_for(meta):
     return lambda path: T.preprocess(path, p["image_size"], p.get("crop_size"), p.get("mean"), p.get("std"))
 
 
+def predict_dir(ckpt, save_dir=None):
+    """predict.py's output folder: --save_dir, else <the checkpoint's folder>/predict."""
+    return save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
+
+
+def predict_checkpoint(paths, run_fn, meta, ckpt, args):
+    """predict.py's end: score ``paths`` with a loaded checkpoint's ``run_fn`` and say where it went."""
+    save_dir = predict_dir(ckpt, args.save_dir)
+    predict_images(paths, run_fn, meta, save_dir, args.batch_size, args.save_vis)
+    print(f"pictures and scores.csv in {save_dir}")
+    return 0
+
+
 def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, autolog=None):
     """Score ``paths`` with ``run_fn(batch) -> list of outputs``; write scores.csv (+ panels) in save_dir.
 

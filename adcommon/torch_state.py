@@ -222,7 +222,7 @@ def _load_legacy(path):
             magic = None
         if magic != LEGACY_MAGIC:
             raise UserError(f"{path} is not a PyTorch checkpoint (neither zip nor legacy format)")
-        _protocol = pickle.load(f)  # 1001
+        pickle.load(f)  # protocol number (1001)
         _sys_info = pickle.load(f)  # {'protocol_version', 'little_endian', 'type_sizes'}
         little = not isinstance(_sys_info, dict) or _sys_info.get("little_endian", True)
         storages = {}

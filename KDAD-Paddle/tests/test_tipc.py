@@ -1,8 +1,5 @@
 """The TIPC lite_train_lite_infer chain, run as users run it; every results line must be a success."""
 import os
-import re
-import subprocess
-import sys
 
 import pytest
 

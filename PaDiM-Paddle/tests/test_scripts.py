@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from padim_testutil import HERE, one_line_error, run_script
+from padim_testutil import one_line_error, run_script
 
 
 def _close(a, b):
@@ -21,7 +21,6 @@ def _scores(path):
 
 
 def test_checkpoint_round_trip(trained):
-    from adcommon import cli
     from padim import engine
     root, out = trained
     model, ck = engine.load(os.path.join(out, "brick", "model.pdparams"))
