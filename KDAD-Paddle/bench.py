@@ -86,7 +86,7 @@ def predictor_throughput(quick=False):
             for bs in (1, 8):
                 x = np.random.default_rng(0).random((bs, 3, S, S)).astype(np.float32)
                 for mkl in onednn:
-                    pred = Predictor(d, use_mkldnn=mkl, cpu_threads=os.cpu_count())
+                    pred = Predictor(d, use_mkldnn=mkl)  # threads: adcommon.cli.cpu_threads()
                     t_inf = time_per_call(lambda: pred.run(x), repeats=2 if quick else 5, warmup=1)
                     outs = pred.run(x)
                     t_post = time_per_call(lambda: postprocess(outs, spec), repeats=3, warmup=1)
@@ -102,6 +102,8 @@ def predictor_throughput(quick=False):
 
 
 def run(quick=False):
+    from adcommon import cli
+    cli.set_device("cpu")  # every core, as the scripts
     return training_speed(quick) + predictor_throughput(quick)
 
 

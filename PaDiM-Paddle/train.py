@@ -69,8 +69,7 @@ def main(argv=None):
         cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
         log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")
         if args.val:
-            import val
-            val.main(["--output_dir", args.output_dir, "--category", cat, "--data_dir", args.data_dir,
+            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat, "--data_dir", args.data_dir,
                       "--batch_size", str(args.batch_size), "--save_vis", str(args.save_vis),
                       "--device", args.device])
     return 0

@@ -51,8 +51,7 @@ def _cell(mean, std):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import train
-    import val
+    train, val = cli.sibling(__file__, "train"), cli.sibling(__file__, "val")
 
     if not args.category or "," in args.category or args.category == "all":
         raise cli.UserError("--category: give one category for the ablation")

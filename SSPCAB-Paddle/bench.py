@@ -66,7 +66,9 @@ def _predictor_rows(model, size, repeats, threads):
 
 def run(quick=False):
     """Timing rows for this machine (no assertions: numbers depend on the hardware and its load)."""
+    from adcommon import cli
     from adcommon.pipeline import machine
+    cli.set_device("cpu")  # every core, as the scripts
     steps, repeats = (2, 2) if quick else (5, 10)
     info = machine()
     rows = []
@@ -76,7 +78,7 @@ def run(quick=False):
         if not quick:  # the same without SSPCAB: what the block costs
             rows.append(_train_row(backbone, pretrained, size, batch, steps, sspcab=False)[0])
         model.eval()
-        rows += _predictor_rows(model, size, repeats, threads=min(2, os.cpu_count() or 1))
+        rows += _predictor_rows(model, size, repeats, threads=cli.cpu_threads())
     for r in rows:
         r.update(paddle=info["paddle"], cpu=info["cpu"], device=info["device"])
     return rows

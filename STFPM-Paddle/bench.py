@@ -96,7 +96,7 @@ def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
                          {"outputs": engine.OUTPUTS, "postprocess": spec})
         runners = {"dygraph": run}
         for mk in (False, True):
-            p = Predictor(os.path.join(d, "inference"), use_mkldnn=mk, cpu_threads=os.cpu_count() or 1)
+            p = Predictor(os.path.join(d, "inference"), use_mkldnn=mk)  # threads: cli.cpu_threads()
             runners[f"predictor_onednn_{'on' if mk else 'off'}"] = p.run
         for bs in (1, 8):
             x = data[:bs] if len(data) >= bs else \
@@ -115,7 +115,7 @@ def run(quick=False):
     """Benchmark rows (see module docstring). quick: ResNet-18 only, 64 px, 4 images, 1 repetition."""
     import paddle
     from adcommon import cli
-    paddle.set_device("cpu")
+    cli.set_device("cpu")  # every core, as the scripts
     cli.set_seed(0)
     rows = []
     if quick:
@@ -124,7 +124,7 @@ def run(quick=False):
         for backbone in ("resnet18", "efficientnet_lite0"):
             bench_backbone(backbone, 256, n_train=32, train_batch=32, reps=3, rows=rows)
     for r in rows:
-        r.update(threads=os.cpu_count(), paddle=paddle.__version__)
+        r.update(threads=cli.cpu_threads(), paddle=paddle.__version__)
     return rows
 
 

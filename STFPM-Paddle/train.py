@@ -102,16 +102,11 @@ def main(argv=None):
 
 def _test(args):
     """Seed's `train.py test`: evaluate a trained model; the same code and output as val.py."""
-    import importlib.util
-    # loaded by path: a bare `import val` could find another paper folder's val.py in one process
-    spec = importlib.util.spec_from_file_location("stfpm_val", os.path.join(os.path.dirname(os.path.abspath(__file__)), "val.py"))
-    val = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(val)
     argv = ["--data_dir", args.data_dir, "--output_dir", args.output_dir, "--device", args.device,
             "--batch_size", str(args.batch_size), "--save_vis", str(bool(args.save_vis))]
     argv += ["--category", args.category] if args.category else []
     argv += ["--model_path", args.checkpoint] if args.checkpoint else []
-    return val.main(argv)
+    return cli.sibling(__file__, "val").main(argv)
 
 
 if __name__ == "__main__":

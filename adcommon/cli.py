@@ -70,6 +70,24 @@ def set_seed(seed):
     paddle.seed(seed)
 
 
+def load_script(path):
+    """Import a paper folder's script (train.py, val.py, bench.py, ...) from its path, under a name
+    unique to that folder: every paper folder has its own val.py, so a bare ``import val`` can return
+    another folder's module when several run in one process (a notebook, a test session)."""
+    import importlib.util
+    path = os.path.abspath(path)
+    folder, name = os.path.basename(os.path.dirname(path)), os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"{folder.replace('-', '_')}_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def sibling(script_file, name):
+    """The script ``name`` (e.g. "val") beside ``script_file`` (a script's __file__), via load_script."""
+    return load_script(os.path.join(os.path.dirname(os.path.abspath(script_file)), f"{name}.py"))
+
+
 def cpu_threads():
     """Threads for Paddle's CPU math library: $OMP_NUM_THREADS when the user set it (Paddle's import
     overwrites an unset one with 1, so the value seen before that import is used), else every core

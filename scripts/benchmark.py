@@ -9,7 +9,6 @@ Hardware share = the backbone's FLOPs x images/s / this machine's float32 matrix
 checked here, never with timed assertions in tests.
 """
 import argparse
-import importlib.util
 import os
 import platform
 import sys
@@ -73,10 +72,8 @@ def method_rows(method, quick):
         return [{"method": method, "what": "no bench.py yet", "value": "—", "note": ""}]
     sys.path.insert(0, os.path.dirname(path))
     try:
-        spec = importlib.util.spec_from_file_location(f"{method}_bench", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        rows = mod.run(quick=quick)
+        from adcommon.cli import load_script
+        rows = load_script(path).run(quick=quick)
     finally:
         sys.path.remove(os.path.dirname(path))
     for r in rows:

@@ -36,3 +36,12 @@ def test_set_device_gpu_on_cpu_build_is_one_line_error():
         pytest.skip("CUDA build")
     with pytest.raises(UserError, match="no CUDA support"):
         cli.set_device("gpu")
+
+
+def test_load_script_keeps_same_named_scripts_of_two_folders_apart(tmp_path):
+    for folder, value in (("A-Paddle", 1), ("B-Paddle", 2)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "val.py").write_text(f"VALUE = {value}\n")
+    a = cli.load_script(str(tmp_path / "A-Paddle" / "val.py"))
+    b = cli.sibling(str(tmp_path / "B-Paddle" / "train.py"), "val")
+    assert (a.VALUE, b.VALUE) == (1, 2) and a.__name__ != b.__name__

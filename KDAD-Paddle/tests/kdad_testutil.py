@@ -1,5 +1,4 @@
 """Helpers for KDAD's tests (a uniquely named module: four paper folders share one pytest run)."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -30,10 +29,8 @@ def one_line_error(r):
 
 def load_script(name):
     """Import one of this folder's scripts under a unique module name (train.py exists in every folder)."""
-    spec = importlib.util.spec_from_file_location(f"kdad_script_{name}", os.path.join(HERE, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from adcommon.cli import load_script as load
+    return load(os.path.join(HERE, f"{name}.py"))
 
 
 def paddle_major():

@@ -1,14 +1,13 @@
 """bench.py's scoring comparison runs and agrees with the reference loop (no timing assertions)."""
-import importlib.util
 import os
+
+from adcommon.cli import load_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_scoring_benchmark_rows_agree_with_the_reference_loop():
-    spec = importlib.util.spec_from_file_location("padim_bench", os.path.join(HERE, "..", "bench.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(os.path.join(HERE, "..", "bench.py"))
     rows = bench.scoring_speed(quick=True)
     assert [r["what"].split(": ")[1].split(" ")[0] for r in rows] == ["reference", "batched", "same"]
     for r in rows:

@@ -1,17 +1,16 @@
 """bench.run(quick=True) returns well-formed rows (no timing assertions: they depend on the machine)."""
-import importlib.util
 import os
 
 import pytest
+
+from adcommon.cli import load_script
 
 from sspcab_helpers import PAPER
 
 
 @pytest.mark.slow
 def test_bench_rows():
-    spec = importlib.util.spec_from_file_location("sspcab_bench", os.path.join(PAPER, "bench.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(os.path.join(PAPER, "bench.py"))
     rows = bench.run(quick=True)
     train = [r for r in rows if r["what"] == "train"]
     pred = [r for r in rows if r["what"] == "predictor"]

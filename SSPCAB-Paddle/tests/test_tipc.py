@@ -1,5 +1,4 @@
 """TIPC lite chain (prepare.sh + test_train_inference_python.sh) and its config's keys."""
-import importlib.util
 import os
 import re
 import subprocess
@@ -18,10 +17,8 @@ def _lines():
 
 def _parser(script):
     """The argparse parser of one of our scripts, loaded under a unique module name."""
-    spec = importlib.util.spec_from_file_location(f"sspcab_script_{script[:-3]}", os.path.join(PAPER, script))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build_parser()
+    from adcommon.cli import load_script
+    return load_script(os.path.join(PAPER, script)).build_parser()
 
 
 def _flags(parser):

@@ -1,5 +1,4 @@
 """Helpers for the STFPM tests (a uniquely named module: every paper folder has a tests/ dir)."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,10 +12,8 @@ CATEGORY = "brick"
 
 def load_script(name):
     """Import STFPM-Paddle/<name>.py under a unique module name (other papers have a train.py too)."""
-    spec = importlib.util.spec_from_file_location(f"stfpm_script_{name}", os.path.join(PAPER, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from adcommon.cli import load_script as load
+    return load(os.path.join(PAPER, f"{name}.py"))
 
 
 def run_script(name, *args, cwd=PAPER):
