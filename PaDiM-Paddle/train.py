@@ -29,9 +29,14 @@ def build_parser():
     p.add_argument("--image_size", type=int, default=256)
     p.add_argument("--crop_size", type=int, default=224)
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--holdout_ratio", type=float, default=0.2,
-                   help="share of train/good kept aside to set the threshold (they join the fit afterwards)")
+    p.add_argument("--folds", type=int, default=5,
+                   help="every training image is scored by Gaussians fitted without its fold; the threshold "
+                        "comes from these out-of-fold normal scores (0: no threshold)")
+    p.add_argument("--holdout_ratio", type=float, default=None,
+                   help=argparse.SUPPRESS)  # earlier versions' held-out share: r > 0 means round(1 / r) folds
     p.add_argument("--threshold_quantile", type=float, default=0.99)
+    p.add_argument("--threshold_rule", default="robust", choices=["robust", "quantile"],
+                   help="robust: log-normal fit by median and MAD (few normals); quantile: empirical")
     p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
     p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
     p.set_defaults(seed=1024)  # the reference's random.seed(1024) for the channel subset
@@ -46,6 +51,8 @@ def main(argv=None):
 
     if args.depth:
         args.backbone = DEPTHS[args.depth]
+    if args.holdout_ratio is not None:
+        args.folds = int(round(1 / args.holdout_ratio)) if args.holdout_ratio > 0 else 0
     cli.set_device(args.device)
     cli.set_seed(args.seed)
     cats = cli.categories_arg(args.data_dir, args.category)
@@ -56,14 +63,11 @@ def main(argv=None):
         model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, args.crop_size, args.seed)
         a = model.model_args
         kw = dict(image_size=a["image_size"], crop_size=a["crop_size"], mean=a["mean"], std=a["std"])
-        if args.holdout_ratio > 0:
-            fit_ds = MVTecAD(args.data_dir, cat, "train", subset="fit", holdout_ratio=args.holdout_ratio, **kw)
-            hold_ds = MVTecAD(args.data_dir, cat, "train", subset="holdout", holdout_ratio=args.holdout_ratio, **kw)
-        else:
-            fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
-        log(f"PaDiM {cat}: {args.backbone} ({a['weights']}), d={a['d']}, {len(fit_ds)} fit + "
-            f"{len(hold_ds) if hold_ds else 0} held-out normal images")
-        stats = engine.fit(model, fit_ds, hold_ds, args.batch_size, args.num_workers, args.threshold_quantile, log)
+        train_ds = MVTecAD(args.data_dir, cat, "train", **kw)
+        log(f"PaDiM {cat}: {args.backbone} ({a['weights']}), d={a['d']}, {len(train_ds)} normal images, "
+            f"threshold from {args.folds}-fold out-of-fold scores")
+        stats = engine.fit(model, train_ds, args.batch_size, args.num_workers, args.folds, args.threshold_quantile,
+                           args.threshold_rule, args.seed, log)
         stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
         engine.save(os.path.join(out, "model.pdparams"), model, stats, cat)
         cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})

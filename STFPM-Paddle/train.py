@@ -38,6 +38,9 @@ def build_parser():
     p.add_argument("--holdout_ratio", type=float, default=0.2,
                    help="share of train/good held out to pick the best epoch and the threshold (paper: 0.2)")
     p.add_argument("--threshold_quantile", type=float, default=0.99)
+    cli.add_speed_args(p)
+    p.add_argument("--cache_teacher", type=cli.str2bool, default=True,
+                   help="compute the frozen teacher's features of the training images once (up to 4 GB)")
     p.add_argument("--resume", type=cli.str2bool, nargs="?", const=True, default=False,
                    help="continue from <output_dir>/<category>/last.pdparams")
     p.add_argument("--val", "--train_val", dest="val", type=cli.str2bool, default=False,
@@ -52,6 +55,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from adcommon.compiled import resolve
     from adcommon.pipeline import fmt_metric
     from shared_data.dataset import MVTecAD
     from stfpm import engine
@@ -84,11 +88,14 @@ def main(argv=None):
             fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
         os.makedirs(out, exist_ok=True)
         log = cli.make_logger(os.path.join(out, "train.log"))
+        compiled = resolve(args.compile, a["backbone"] in engine.COMPILE_BY_DEFAULT)
         log(f"STFPM {cat}: teacher {a['weights']}, student {a['backbone']} random init, {a['image_size']}px, "
             f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out normal images, "
-            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}")
+            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}, "
+            f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student")
         stats = engine.train(model, fit_ds, hold_ds, out, cat, args.epochs, args.batch_size, args.lr, args.momentum,
-                             args.weight_decay, args.seed, resume, args.threshold_quantile, log)
+                             args.weight_decay, args.seed, resume, args.threshold_quantile, log,
+                             threshold_rule=args.threshold_rule, compiled=compiled, cache_teacher=args.cache_teacher)
         cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
         log(f"saved {os.path.join(out, 'model.pdparams')} (best epoch {stats['best_epoch']}, "
             f"{stats['train_seconds']:.1f} s training, peak RSS {cli.peak_rss_mb():.0f} MB)")

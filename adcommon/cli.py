@@ -33,6 +33,24 @@ def str2bool(v):
     raise argparse.ArgumentTypeError(f"expected a boolean (True/False/1/0), got {v!r}")
 
 
+def auto_or_bool(v):
+    """argparse type for auto / True / False flags (``--compile auto``)."""
+    if str(v).strip().lower() == "auto":
+        return "auto"
+    return str2bool(v)
+
+
+def add_speed_args(p):
+    """Training speed flags of the trained methods: neither changes the numbers beyond float noise."""
+    p.add_argument("--compile", type=auto_or_bool, default="auto",
+                   help="run the network's training step as a static oneDNN graph (CPU, Paddle >= 3): "
+                        "auto = where it is faster for this backbone (README benchmarks), True, False")
+    p.add_argument("--threshold_rule", default="robust", choices=["robust", "quantile"],
+                   help="threshold from held-out normal scores: robust = log-normal fit by median and MAD; "
+                        "quantile = empirical quantile (with ~30 normals: their maximum)")
+    return p
+
+
 def add_common_args(p, data=True, output="output"):
     """The flag names shared by every paper folder. Seeds' names are added by each script as aliases."""
     if data:

@@ -113,19 +113,21 @@ def f1_max(labels, scores):
 
 
 def _prf_at(labels, scores, threshold):
-    """Precision, recall, F1 of the rule ``score >= threshold``."""
+    """Precision, recall, F1 and false-positive rate of the rule ``score >= threshold``."""
     y = _labels(labels)
     s = _finite_scores(scores, "scores").reshape(-1)
     pred = s >= threshold
     tp = int((pred & y).sum())
     fp = int((pred & ~y).sum())
     fn = int((~pred & y).sum())
+    n_neg = int((~y).sum())
+    fpr = fp / n_neg if n_neg else None
     precision = tp / (tp + fp) if tp + fp else 0.0  # nothing flagged: no correct flags
     recall = tp / (tp + fn) if tp + fn else None
     if recall is None:
-        return precision, None, None
+        return precision, None, None, fpr
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
+    return precision, recall, f1, fpr
 
 
 # ----------------------------------------------------------------------------- pixel level
@@ -251,8 +253,9 @@ def evaluate(labels, scores, masks=None, maps=None, fpr_limit=0.3, threshold=Non
 
     Keys: image_auroc, pixel_auroc, aupro, f1_max (oracle F1 at the best test threshold),
     f1_max_threshold, notes (list of reasons for any None); with ``threshold`` (chosen on normal
-    data only) also f1_at_threshold, precision_at_threshold, recall_at_threshold (rule
-    ``score >= threshold``). A metric is None where undefined (no masks, or one class only), never NaN.
+    data only) also f1_at_threshold, precision_at_threshold, recall_at_threshold and
+    fpr_at_threshold (share of normal test images flagged) of the rule ``score >= threshold``.
+    A metric is None where undefined (no masks, or one class only), never NaN.
     """
     fpr_limit = _check_limit(fpr_limit)
     y = _labels(labels)
@@ -272,10 +275,12 @@ def evaluate(labels, scores, masks=None, maps=None, fpr_limit=0.3, threshold=Non
     except SingleClassError as e:
         notes.append(f"f1_max is None: {e}")
     if threshold is not None:
-        p, r, f = _prf_at(y, s, float(threshold))
-        out.update(f1_at_threshold=f, precision_at_threshold=p, recall_at_threshold=r)
+        p, r, f, fpr = _prf_at(y, s, float(threshold))
+        out.update(f1_at_threshold=f, precision_at_threshold=p, recall_at_threshold=r, fpr_at_threshold=fpr)
         if r is None:
             notes.append("recall/f1_at_threshold are None: no anomalous images")
+        if fpr is None:
+            notes.append("fpr_at_threshold is None: no normal images")
 
     if masks is None or maps is None:
         notes.append("pixel_auroc and aupro are None: " +

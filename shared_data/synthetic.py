@@ -26,11 +26,11 @@ import numpy as np
 from shared_data.categories import MVTEC_CATEGORIES
 from shared_data.errors import UserError, run_cli
 
-TEXTURE_CATEGORIES = ["brick", "grass", "gravel", "mesh"]
+TEXTURE_CATEGORIES = ["brick", "grass", "gravel", "mesh", "concrete"]
 OBJECT_CATEGORIES = ["tablet", "hexnut"]
 SYNTHETIC_CATEGORIES = TEXTURE_CATEGORIES + OBJECT_CATEGORIES
 # Saved as single-channel PNGs, like MVTec's grid, screw and zipper.
-GREYSCALE_CATEGORIES = ["mesh", "hexnut"]
+GREYSCALE_CATEGORIES = ["mesh", "hexnut", "concrete"]
 # Test folder names follow MVTec's (carpet/grid/tile/metal_nut/pill use the same words).
 DEFECT_KINDS = {
     "brick": ["color", "contamination", "crack", "hole"],
@@ -39,6 +39,8 @@ DEFECT_KINDS = {
     "mesh": ["bent", "broken", "glue", "metal_contamination", "thread"],
     "tablet": ["color", "contamination", "crack", "faulty_imprint", "scratch"],
     "hexnut": ["bent", "color", "cut", "flip", "scratch"],
+    # fine linear defects, dark on a bright structured surface (cracked tiles, inspected panels)
+    "concrete": ["crack", "scratch", "thread"],
 }
 # Roughly MVTec's proportions (about 7 train images per test defect image) at a size that
 # generates in seconds; every count is a flag.
@@ -254,6 +256,23 @@ def _render_gravel(rng, S):
     col = base + np.concatenate([tint[..., :1], 0.5 * (tint[..., :1] + tint[..., 1:]),
                                  tint[..., 1:]], -1)
     return dict(img=np.clip(col * (0.25 + 1.35 * g[..., None]), 0, 1).astype(np.float32))
+
+
+def _render_concrete(rng, S):
+    """Bright, structured grey surface: a smoothed concrete slab whose aggregate (the gravel photo,
+    contrast compressed) shows through, with fine pores and trowel marks; the background of the
+    fine dark crack / scratch / hair defects."""
+    g = _crop_photo(rng, S, "gravel", 180.0, (0.30, 0.42), flips=True)
+    g = cv2.GaussianBlur(g, (0, 0), 0.8 * S / 256)
+    base = rng.uniform(0.66, 0.76)
+    img = base + 0.22 * (g - 0.5)                                  # aggregate, low contrast
+    pores = np.clip(_smooth_noise(rng, S, S / 2.5) - 1.6, 0, None)  # sparse small dark pores
+    img = img - 0.25 * pores
+    ang = rng.uniform(0, np.pi)                                     # faint parallel trowel marks
+    xx, yy = _grid(S)
+    marks = np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * 2 * np.pi / (S * rng.uniform(0.05, 0.08)))
+    img = img + 0.015 * marks + 0.03 * _smooth_noise(rng, S, 5)
+    return dict(img=np.clip(img, 0, 1).astype(np.float32)[..., None])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -715,6 +734,7 @@ _DEFECTS = {
 _RENDER = {
     "brick": _render_brick, "grass": _render_grass, "gravel": _render_gravel,
     "mesh": _render_mesh_scene, "tablet": _render_tablet_scene, "hexnut": _render_hexnut_scene,
+    "concrete": _render_concrete,
 }
 
 
@@ -778,7 +798,7 @@ def _readme(category, seed, image_size, n_train, n_test_good, per_kind):
     kind_type = "texture" if category in TEXTURE_CATEGORIES else "object"
     colour = "greyscale" if category in GREYSCALE_CATEGORIES else "RGB"
     src = {"brick": "skimage.data.brick()", "grass": "skimage.data.grass()",
-           "gravel": "skimage.data.gravel()"}.get(category, "procedural rendering")
+           "gravel": "skimage.data.gravel()", "concrete": "skimage.data.gravel()"}.get(category, "procedural rendering")
     return (
         f"SYNTHETIC data, not MVTec AD. Category '{category}' ({kind_type}, {colour} PNG, "
         f"{image_size}x{image_size}).\n"

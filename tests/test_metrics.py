@@ -185,6 +185,7 @@ def test_evaluate_matches_single_functions_and_threshold_keys():
     assert r["precision_at_threshold"] == pytest.approx(p)
     assert r["recall_at_threshold"] == pytest.approx(rec)
     assert r["f1_at_threshold"] == pytest.approx(2 * p * rec / (p + rec))
+    assert r["fpr_at_threshold"] == pytest.approx((pred & ~y).sum() / (~y).sum())
     assert r["notes"] == []
     assert "f1_at_threshold" not in evaluate(labels, scores, masks, maps)
 

@@ -18,7 +18,29 @@ def test_summary_line_fields_and_extras():
                                 "-> out/brick/metrics.json"]
 
 
-def test_threshold_from_normals_is_the_quantile_of_normal_scores():
+def test_threshold_quantile_rule_is_the_empirical_quantile():
     s = np.arange(101, dtype=np.float64)
-    assert threshold_from_normals(s, 0.99) == 99.0
+    assert threshold_from_normals(s, 0.99, rule="quantile") == 99.0
     assert threshold_from_normals([], 0.99) is None
+
+
+def test_robust_threshold_fits_log_normal_scores():
+    rng = np.random.default_rng(0)
+    s = np.exp(rng.normal(1.0, 0.2, 100000))
+    # the fitted 0.99 quantile of log-normal scores is exp(mu + 2.326 sigma)
+    assert abs(threshold_from_normals(s, 0.99) - np.exp(1.0 + 2.3263 * 0.2)) < 0.02
+
+
+def test_robust_threshold_ignores_a_few_odd_normals():
+    rng = np.random.default_rng(1)
+    clean = np.exp(rng.normal(0.0, 0.1, 30))
+    odd = np.concatenate([clean, [5.0, 8.0]])            # two outliers among 32 held-out normals
+    assert threshold_from_normals(odd, 0.99, rule="quantile") > 5.0   # the empirical quantile follows them
+    robust = threshold_from_normals(odd, 0.99)
+    assert 1.0 < robust < 1.6 and abs(robust - threshold_from_normals(clean, 0.99)) < 0.15
+
+
+def test_robust_threshold_edge_cases():
+    assert threshold_from_normals([2.0, 2.0, 2.0, 3.0], 0.99) == 3.0      # MAD 0: the largest score
+    assert threshold_from_normals([-1.0, 0.0, 1.0, 2.0], 0.5) == 0.5       # not all positive: no log
+    assert threshold_from_normals([1.0, 2.0], 0.5) == 1.5                  # too few for a fit

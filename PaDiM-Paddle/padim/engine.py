@@ -23,44 +23,70 @@ def postprocess_spec(crop_size):
             "score_output": None}
 
 
-@paddle.no_grad()
-def fit(model, fit_ds, holdout_ds, batch_size=32, num_workers=0, threshold_quantile=0.99, log=print):
-    """Fit the Gaussians; the threshold comes from held-out normal images scored by a model fitted
-    without them; the final Gaussians then use all training images (the sums simply add).
+EMBED_CACHE_MB = 2048  # keep the training embeddings in memory up to this size, else embed twice
 
-    Returns a dict of fit statistics (threshold, vis_range, counts, seconds).
+
+def fold_of(n, folds, seed=0):
+    """Fold number (0..folds-1) of each of n training images: a seeded permutation dealt round-robin."""
+    return np.random.default_rng(seed).permutation(n) % folds
+
+
+@paddle.no_grad()
+def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quantile=0.99, threshold_rule="robust",
+        seed=0, log=print):
+    """Fit the Gaussians on every training image, and score every training image out of fold.
+
+    The images are dealt into ``folds`` parts; part k is scored by Gaussians of the other parts, which
+    are the total sums minus part k's sums (one more accumulator and one inversion per part, no second
+    pass over the data while the embeddings fit in EMBED_CACHE_MB). The threshold comes from all these
+    normal scores (``threshold_from_normals``); ``folds`` < 2 sets none. Returns fit statistics.
     """
     model.eval()
     P, d = model.mean.shape
+    n = len(train_ds)
     t0 = time.perf_counter()
-    acc_fit = GaussianAccumulator(d, P)
-    n_batches = -(-len(fit_ds) // batch_size)
-    for x in tqdm(image_batches(fit_ds, batch_size, num_workers), desc="fit", unit="batch", total=n_batches,
+    acc = GaussianAccumulator(d, P)
+    cache = [] if n * P * d * 4 <= EMBED_CACHE_MB * 2 ** 20 else None
+    n_batches = -(-n // batch_size)
+    for x in tqdm(image_batches(train_ds, batch_size, num_workers), desc="fit", unit="batch", total=n_batches,
                   leave=False, file=sys.stdout):
-        acc_fit.add(model.embed(paddle.to_tensor(x)))
-    threshold, vr, hold_scores = None, None, []
-    if holdout_ds is not None and len(holdout_ds):
-        # Score the held-out normals with Gaussians fitted without them, then add them to the sums
-        # (their embeddings are kept: far smaller than a second set of (P, d, d) sums).
-        embs = [model.embed(paddle.to_tensor(x)) for x in image_batches(holdout_ds, batch_size, num_workers)]
-        model.mean.set_value(acc_fit.mean())
-        acc_fit.write_inverse(model.inv_cov)
+        e = model.embed(paddle.to_tensor(x)).numpy()                       # (B, d, P)
+        acc.add(e)
+        if cache is not None:
+            cache.append(e)
+    threshold, vr, scores = None, None, np.zeros(0, np.float32)
+    folds = int(folds) if folds and folds >= 2 and n >= 2 * folds else 0
+    if folds:
+        fold = fold_of(n, folds, seed)
+        embs = np.concatenate(cache) if cache is not None else None
+        scores = np.zeros(n, np.float32)
         spec = postprocess_spec(model.model_args["crop_size"])
-        maps = np.concatenate([postprocess([model.distance(e).numpy()], spec)[0] for e in embs])
-        hold_scores = maps.reshape(len(maps), -1).max(1)
-        threshold = threshold_from_normals(hold_scores, threshold_quantile)
-        vr = list(vis_range(maps, threshold))
-        for e in embs:
-            acc_fit.add(e)
-        del embs, maps
-    model.mean.set_value(acc_fit.mean())
-    acc_fit.write_inverse(model.inv_cov)
-    stats = {"n_fit": len(fit_ds), "n_holdout": len(holdout_ds) if holdout_ds is not None else 0,
-             "n_gaussian": acc_fit.n, "threshold": threshold, "threshold_quantile": threshold_quantile,
-             "holdout_scores": [float(s) for s in hold_scores], "vis_range": vr,
+        map_sum = 0.0
+        for k in range(folds):
+            idx = np.flatnonzero(fold == k)
+            part = embs[idx] if embs is not None else np.concatenate(
+                [model.embed(paddle.to_tensor(x)).numpy()
+                 for x in image_batches(paddle.io.Subset(train_ds, idx.tolist()), batch_size, num_workers)])
+            left_out = GaussianAccumulator(d, P, shift=acc.shift)
+            left_out.add(part)
+            model.mean.set_value(acc.mean(minus=left_out))
+            acc.write_inverse(model.inv_cov, minus=left_out)
+            for i in range(0, len(part), batch_size):
+                maps, s = postprocess([model.distance(paddle.to_tensor(part[i:i + batch_size])).numpy()], spec)
+                scores[idx[i:i + batch_size]] = s
+                map_sum += float(maps.sum(dtype=np.float64))
+        threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
+        side = model.model_args["crop_size"]
+        vr = list(vis_range(np.full((1, 1), map_sum / (n * side * side)), threshold))
+    model.mean.set_value(acc.mean())
+    acc.write_inverse(model.inv_cov)
+    stats = {"n_fit": n, "folds": folds, "n_gaussian": acc.n, "threshold": threshold,
+             "threshold_quantile": threshold_quantile, "threshold_rule": threshold_rule,
+             "holdout_scores": [float(v) for v in scores], "vis_range": vr,
              "fit_seconds": round(time.perf_counter() - t0, 3)}
-    log(f"fitted {P} Gaussians of dim {d} on {acc_fit.n} images in {stats['fit_seconds']} s; "
-        f"threshold {threshold if threshold is None else round(threshold, 4)} from {stats['n_holdout']} held-out normals")
+    log(f"fitted {P} Gaussians of dim {d} on {acc.n} images in {stats['fit_seconds']} s; threshold "
+        f"{threshold if threshold is None else round(threshold, 4)} from {len(scores)} out-of-fold normal scores "
+        f"({folds} folds)")
     return stats
 
 

@@ -20,10 +20,10 @@ CHUNK = 256  # positions per in-place step: 256 x 550 x 550 float64 = 620 MB for
 class GaussianAccumulator:
     """Running sums for P positions of D-dim embeddings; add() takes (B, D, P) tensors or arrays."""
 
-    def __init__(self, dim, positions):
+    def __init__(self, dim, positions, shift=None):
         self.dim, self.positions = dim, positions
         self.n = 0
-        self.shift = None                                          # (P, D) float32
+        self.shift = shift                                         # (P, D) float32; another's to subtract it
         self.s1 = np.zeros((positions, dim), np.float64)           # (P, D)
         self.s2 = np.zeros((positions, dim, dim), np.float32)      # (P, D, D)
 
@@ -42,22 +42,31 @@ class GaussianAccumulator:
             self.s2[i:i + chunk] += t
         self.n += int(e.shape[0])
 
-    def _check(self):
-        if self.n < 2:
-            raise ValueError(f"need at least 2 training images to fit a covariance, got {self.n}")
+    def _check(self, minus=None):
+        n = self.n - (minus.n if minus is not None else 0)
+        if n < 2:
+            raise ValueError(f"need at least 2 training images to fit a covariance, got {n}")
+        if minus is not None and minus.shift is not self.shift:
+            raise ValueError("the subtracted sums must share this accumulator's shift")
+        return n
 
-    def mean(self):
-        """(P, D) float32 mean."""
-        self._check()
-        return (self.shift + self.s1 / self.n).astype(np.float32)
+    def mean(self, minus=None):
+        """(P, D) float32 mean; ``minus``: another accumulator (same shift) whose images are left out."""
+        n = self._check(minus)
+        s1 = self.s1 if minus is None else self.s1 - minus.s1
+        return (self.shift + s1 / n).astype(np.float32)
 
-    def cov_chunk(self, start, stop, eps=0.01):
-        """Covariance of positions start..stop-1 as float64 (np.cov, unbiased) + eps I."""
-        self._check()
-        m1 = self.s1[start:stop] / self.n                                     # (p, D)
+    def cov_chunk(self, start, stop, eps=0.01, minus=None):
+        """Covariance of positions start..stop-1 as float64 (np.cov, unbiased) + eps I, of this
+        accumulator's images or, with ``minus``, of those not in ``minus``."""
+        n = self._check(minus)
+        s1 = self.s1[start:stop] if minus is None else self.s1[start:stop] - minus.s1[start:stop]
+        m1 = s1 / n                                                           # (p, D)
         cov = self.s2[start:stop].astype(np.float64)                          # (p, D, D)
-        cov -= self.n * m1[:, :, None] * m1[:, None, :]
-        cov /= self.n - 1
+        if minus is not None:
+            cov -= minus.s2[start:stop]
+        cov -= n * m1[:, :, None] * m1[:, None, :]
+        cov /= n - 1
         cov += eps * np.eye(self.dim)
         return cov
 
@@ -68,10 +77,11 @@ class GaussianAccumulator:
         return self.mean(), cov
 
     @paddle.no_grad()
-    def write_inverse(self, out, eps=0.01, chunk=CHUNK):
+    def write_inverse(self, out, eps=0.01, chunk=CHUNK, minus=None):
         """Invert each position's covariance in float64, a chunk at a time, straight into ``out``
-        (the model's (P, D, D) float32 buffer): no full-size temporaries."""
+        (the model's (P, D, D) float32 buffer): no full-size temporaries. ``minus`` as in cov_chunk."""
+        self._check(minus)
         for i in range(0, self.positions, chunk):
             j = min(i + chunk, self.positions)
-            out[i:j] = paddle.to_tensor(np.linalg.inv(self.cov_chunk(i, j, eps)).astype(np.float32))
+            out[i:j] = paddle.to_tensor(np.linalg.inv(self.cov_chunk(i, j, eps, minus)).astype(np.float32))
         return out

@@ -44,19 +44,44 @@ def test_inverse_and_too_few_images():
         one.write_inverse(paddle.zeros([4, 3, 3], "float32"))
 
 
-def test_fit_with_holdout_ends_with_the_gaussians_of_all_images():
-    """engine.fit scores held-out normals with Gaussians fitted without them, then adds them: the
-    final mean and inverse covariance equal a fit on every image, and the threshold is set."""
+def test_left_out_sums_equal_a_fit_without_those_images():
+    e = _features(20, 4, 6, 5)
+    acc = GaussianAccumulator(4, 6)
+    acc.add(e[:12])
+    acc.add(e[12:])
+    part = GaussianAccumulator(4, 6, shift=acc.shift)
+    part.add(e[[1, 5, 13]])
+    rest = np.delete(e, [1, 5, 13], axis=0)
+    ref = GaussianAccumulator(4, 6)
+    ref.add(rest)
+    np.testing.assert_allclose(acc.mean(minus=part), ref.mean(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(acc.cov_chunk(0, 6, minus=part), ref.cov_chunk(0, 6), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="shift"):
+        acc.mean(minus=ref)
+
+
+def test_out_of_fold_fit_scores_every_image_and_ends_with_all_images():
+    """engine.fit scores each fold with Gaussians fitted without it (equal to a separate fit on the
+    other folds), sets the threshold from all these scores, and ends with the Gaussians of every image."""
     from padim import engine
     from padim.model import PaDiM
     paddle.seed(0)
     rng = np.random.default_rng(3)
-    images = rng.standard_normal((14, 3, 64, 64)).astype(np.float32)
+    images = rng.standard_normal((15, 3, 64, 64)).astype(np.float32)
     model = PaDiM("resnet18", pretrained="none", d=6, image_size=64, crop_size=64)
     quiet = lambda *_: None  # noqa: E731
-    stats = engine.fit(model, list(images[:10]), list(images[10:]), batch_size=4, log=quiet)
-    assert stats["n_gaussian"] == 14 and stats["threshold"] is not None and len(stats["holdout_scores"]) == 4
+    stats = engine.fit(model, list(images), batch_size=4, folds=3, log=quiet)
+    assert stats["n_gaussian"] == 15 and stats["threshold"] is not None and len(stats["holdout_scores"]) == 15
     mean, inv = model.mean.numpy().copy(), model.inv_cov.numpy().copy()
-    engine.fit(model, list(images), None, batch_size=4, log=quiet)
-    np.testing.assert_allclose(mean, model.mean.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(inv, model.inv_cov.numpy(), rtol=1e-3, atol=1e-3)
+    oof = np.array(stats["holdout_scores"])
+    fold = engine.fold_of(15, 3, 0)
+    k = fold[0]   # refit without image 0's fold: the same score for image 0
+    engine.fit(model, list(images[fold != k]), batch_size=4, folds=0, log=quiet)
+    spec = engine.postprocess_spec(64)
+    from adcommon.pipeline import postprocess
+    with paddle.no_grad():
+        _, s0 = postprocess([model(paddle.to_tensor(images[:1])).numpy()], spec)
+    np.testing.assert_allclose(s0[0], oof[0], rtol=1e-3)
+    engine.fit(model, list(images), batch_size=4, folds=0, log=quiet)
+    np.testing.assert_allclose(mean, model.mean.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(inv, model.inv_cov.numpy(), rtol=1e-4, atol=1e-4)

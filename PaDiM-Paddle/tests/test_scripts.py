@@ -26,7 +26,7 @@ def test_checkpoint_round_trip(trained):
     model, ck = engine.load(os.path.join(out, "brick", "model.pdparams"))
     own = model.state_dict()
     assert set(own) == set(ck["state_dict"])        # no missing / unexpected keys
-    assert ck["threshold"] is not None and ck["fit"]["n_holdout"] > 0
+    assert ck["threshold"] is not None and ck["fit"]["folds"] == 5 and len(ck["fit"]["holdout_scores"]) == 12
     assert ck["model_args"]["postprocess"]["sigma"] == 4.0
     np.testing.assert_array_equal(model.mean.numpy(), ck["state_dict"]["mean"].numpy())
 

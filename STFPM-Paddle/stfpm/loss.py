@@ -21,11 +21,16 @@ def layer_distance(t, s):
     return (t - s).pow(2).sum(axis=1, keepdim=True)
 
 
-def stfpm_loss(t_feats, s_feats):
+def stfpm_loss(t_feats, s_feats, teacher_normalized=False):
     """Eq. 3-4: sum over layers of the mean over batch x positions of ``layer_distance``.
 
-    t_feats, s_feats: lists of (N, C_l, h_l, w_l) -> scalar tensor.
+    t_feats, s_feats: lists of (N, C_l, h_l, w_l) -> scalar tensor. ``teacher_normalized``: the teacher
+    features are already L2-normalised over channels (training caches them that way).
     """
     if len(t_feats) != len(s_feats):
         raise ValueError(f"{len(t_feats)} teacher vs {len(s_feats)} student feature maps")
-    return paddle.add_n([layer_distance(t, s).mean() for t, s in zip(t_feats, s_feats)])
+    if teacher_normalized:
+        terms = [(t - F.normalize(s, axis=1)).pow(2).sum(axis=1, keepdim=True).mean() for t, s in zip(t_feats, s_feats)]
+    else:
+        terms = [layer_distance(t, s).mean() for t, s in zip(t_feats, s_feats)]
+    return paddle.add_n(terms)
