@@ -38,7 +38,7 @@ def training_speed(quick=False):
     opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.cloner.parameters())
     x_np = np.random.default_rng(0).random((bs, 3, S, S)).astype(np.float32)
     x = paddle.to_tensor(x_np)
-    targets = expert_targets(model, x_np, bs)
+    targets = [paddle.to_tensor(t) for t in expert_targets(model, x_np, bs)]
     model.cloner.train()
 
     def step(cached):

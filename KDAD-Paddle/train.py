@@ -51,6 +51,10 @@ def build_parser():
                    help="final weights: last epoch (reference) or lowest held-out normal mean score")
     p.add_argument("--cache_expert", type=cli.str2bool, default=True,
                    help="compute the frozen expert's features of the training images once")
+    p.add_argument("--feature_scale", default=None, choices=["none", "rms"],
+                   help="expert layers as they are (none; paper, default for vgg16) or each divided by its RMS "
+                        "over the training images (rms; default for efficientnet_lite0, see README)")
+    cli.add_speed_args(p)
     p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
     p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
     return p
@@ -58,6 +62,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from adcommon.compiled import resolve
     from kdad import engine
     from kdad.config import apply_config
     from shared_data.dataset import MVTecAD
@@ -75,7 +80,7 @@ def main(argv=None):
         log = cli.make_logger(os.path.join(out, "train.log"))
         cli.set_seed(args.seed)
         model = engine.build_model(args.backbone, args.pretrained, args.image_size, args.lamda, args.use_bias,
-                                   args.equal_network_size, args.direction_loss_only)
+                                   args.equal_network_size, args.direction_loss_only, args.feature_scale)
         kw = dict(image_size=args.image_size, crop_size=None, mean=None, std=None)  # [0, 1], no normalisation
         if args.holdout_ratio > 0:
             fit_ds = MVTecAD(args.data_dir, cat, "train", subset="fit", holdout_ratio=args.holdout_ratio, **kw)
@@ -83,12 +88,17 @@ def main(argv=None):
         else:
             fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
         n_hold = len(hold_ds) if hold_ds is not None else 0
+        compiled = resolve(args.compile, engine.COMPILE_BY_DEFAULT)
         log(f"KDAD {cat}: expert {args.backbone} ({model.model_args['weights']}), cloner "
             f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_hold} held-out normal images, "
-            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}")
+            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}, "
+            f"expert features scaled: {model.model_args['feature_scale']}, "
+            f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
         stats = engine.train(model, fit_ds, hold_ds, out, log, args.epochs, args.batch_size, args.lr, args.seed,
-                             args.eval_interval, args.save_interval, args.resume, args.cache_expert, args.select)
-        calib = engine.holdout_calibration(model, hold_ds, args.batch_size, args.threshold_quantile)
+                             args.eval_interval, args.save_interval, args.resume, args.cache_expert, args.select,
+                             compiled=compiled)
+        calib = engine.holdout_calibration(model, hold_ds, args.batch_size, args.threshold_quantile,
+                                           args.threshold_rule)
         stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
         path = os.path.join(out, "model.pdparams")
         engine.save(path, model, cat, calib, stats, args.experiment_name)

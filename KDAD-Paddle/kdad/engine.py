@@ -8,17 +8,21 @@ import paddle
 from tqdm import tqdm
 
 from adcommon import cli
+from adcommon.compiled import CompiledForward
 from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
 
 from .localization import discrepancy as discrepancy_outputs
 from .loss import distill_loss
-from .model import KDAD
+from .model import KDAD, TRAIN_LAYERS
 
 METHOD = "kdad"
 SIGMA = 4.0                 # reference: gaussian_filter(sigma=4) on the 128 x 128 map
 GRADIENT_MAP_THRESHOLD = 0.5  # the seed's predict.py display threshold on the [0, 1] gradient map
 # Settings a resumed run must share with the one that wrote last.pdparams.
-_RESUME_KEYS = ("backbone", "image_size", "cloner_cfg", "lamda", "use_bias", "direction_loss_only")
+_RESUME_KEYS = ("backbone", "image_size", "cloner_cfg", "lamda", "use_bias", "direction_loss_only", "feature_scale")
+# The cloner (VGG-like: 3x3 convolutions, BN, ReLU, max-pools) trains faster as a static oneDNN graph
+# on a CPU (README benchmark), whatever the expert.
+COMPILE_BY_DEFAULT = True
 
 
 def postprocess_spec(kind, image_size):
@@ -29,8 +33,10 @@ def postprocess_spec(kind, image_size):
             "score_output": 0}
 
 
-def build_model(backbone, pretrained, image_size, lamda, use_bias, equal_network_size, direction_loss_only):
-    return KDAD(backbone, pretrained, image_size, lamda, use_bias, equal_network_size, direction_loss_only)
+def build_model(backbone, pretrained, image_size, lamda, use_bias, equal_network_size, direction_loss_only,
+                feature_scale=None):
+    return KDAD(backbone, pretrained, image_size, lamda, use_bias, equal_network_size, direction_loss_only,
+                feature_scale=feature_scale)
 
 
 def stack_images(ds):
@@ -49,7 +55,29 @@ def expert_targets(model, images, batch_size):
     for i in range(0, len(images), batch_size):
         feats = [f.numpy() for f in model.expert(paddle.to_tensor(images[i:i + batch_size]))]
         parts = [[f] for f in feats] if parts is None else [p + [f] for p, f in zip(parts, feats)]
-    return [paddle.to_tensor(np.concatenate(p)) for p in parts]
+    return [np.concatenate(p) for p in parts]
+
+
+@paddle.no_grad()
+def calibrate_feature_scale(model, images, batch_size, targets=None):
+    """With model_args feature_scale 'rms': set the expert's per-layer divisors to each matched layer's
+    RMS over the training images (``targets``: their cached raw expert features). Returns the
+    targets divided the same way (None stays None)."""
+    if model.model_args.get("feature_scale") != "rms":
+        return targets
+    model.expert.feature_scale.set_value(np.ones([4], np.float32))
+    if targets is not None:
+        ms = [float((t * t).mean()) for t in targets]
+    else:
+        acc, n = np.zeros(4), 0
+        for i in range(0, len(images), batch_size):
+            feats = model.expert(paddle.to_tensor(images[i:i + batch_size]))
+            acc += [float((f * f).mean()) * len(f) for f in feats]
+            n += len(feats[0])
+        ms = list(acc / n)
+    rms = np.sqrt(np.maximum(ms, 1e-12)).astype(np.float32)
+    model.expert.feature_scale.set_value(rms)
+    return None if targets is None else [t / float(r) for t, r in zip(targets, rms)]
 
 
 @paddle.no_grad()
@@ -88,7 +116,7 @@ def _opt_state_from_name(state, layer):
 
 
 def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
-          save_interval=10, resume=False, cache_expert=True, select="last"):
+          save_interval=10, resume=False, cache_expert=True, select="last", compiled=False):
     """Adam on the cloner with the distillation loss over pool2..pool5 (REFERENCE 3.3).
 
     Every ``eval_interval`` epochs the held-out NORMAL images are scored (mean detection score; no
@@ -96,7 +124,8 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
     'last' (the reference) the final epoch. ``<out_dir>/last.pdparams`` (weights, Adam state, epoch,
     history) is rewritten atomically every ``save_interval`` epochs; ``resume`` continues from it.
     The order of images in epoch e comes from numpy Generator([seed, e]), so a resumed run repeats
-    the same batches as an uninterrupted one. Returns training statistics.
+    the same batches as an uninterrupted one. ``compiled``: the cloner's training forward and backward
+    run as a static oneDNN graph (adcommon.compiled; the same numbers). Returns training statistics.
     """
     images = stack_images(fit_ds)                       # (N, 3, S, S) in [0, 1]
     hold = stack_images(hold_ds)
@@ -120,9 +149,18 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
             log(f"--resume: no {last_path} yet, starting at epoch 0")
     t0 = time.perf_counter()
     targets = expert_targets(model, images, batch_size) if cache_expert else None
+    if start == 0:  # a resumed run keeps the divisors its checkpoint holds
+        targets = calibrate_feature_scale(model, images, batch_size, targets)
+    elif targets is not None and model.model_args.get("feature_scale") == "rms":
+        targets = [t / float(r) for t, r in zip(targets, model.expert.feature_scale.numpy())]
+    if model.model_args.get("feature_scale") == "rms":
+        log("expert layers scaled to unit RMS, divisors " +
+            ", ".join(f"{v:.3f}" for v in model.expert.feature_scale.numpy()))
     if targets is not None:
+        targets = [paddle.to_tensor(t) for t in targets]
         mb = sum(int(np.prod(t.shape)) for t in targets) * 4 / 2 ** 20
         log(f"expert pool2-pool5 of {n} training images cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
+    cloner = CompiledForward(model.cloner, enabled=compiled)
 
     def save_last(epoch):
         cli.save_checkpoint(last_path, METHOD, model.model_args, model.state_dict(), epoch=epoch,
@@ -138,7 +176,8 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
             x = paddle.to_tensor(images[idx])
-            pred = model.cloner_pools(x)
+            outs = cloner(x)
+            pred = [outs[k] for k in TRAIN_LAYERS]
             if targets is not None:
                 it = paddle.to_tensor(idx)
                 real = [paddle.gather(t, it) for t in targets]
@@ -146,7 +185,7 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
                 with paddle.no_grad():
                     real = model.expert(x)
             loss = distill_loss(pred, real, model.lamda, model.direction_only)
-            loss.backward()
+            cloner.backward(loss)
             opt.step()
             opt.clear_grad()
             total += float(loss) * len(idx)
@@ -179,7 +218,7 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
             "n_fit": n, "n_holdout": 0 if hold is None else len(hold), "history": history,
             "train_seconds": round(t_train, 3),
             "train_images_per_s": round(seen / t_train, 2) if t_train > 0 else None,
-            "expert_cached": targets is not None}
+            "expert_cached": targets is not None, "compiled": cloner.enabled}
 
 
 def _append(path, msg):
@@ -187,16 +226,16 @@ def _append(path, msg):
         f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
 
 
-def holdout_calibration(model, hold_ds, batch_size=32, quantile=0.99):
+def holdout_calibration(model, hold_ds, batch_size=32, quantile=0.99, rule="robust"):
     """Thresholds and colour ranges from held-out NORMAL images only (never test labels).
 
-    threshold: the ``quantile`` of their detection scores. Gradient maps are scaled per image to
+    threshold: the ``quantile`` of their detection scores (adcommon's threshold rule). Gradient maps are scaled per image to
     [0, 1], so their display threshold is the seed's fixed 0.5 and the colour range [0, 1];
     discrepancy maps have absolute units, so theirs come from the held-out maps (quantile of the
     per-image maximum, as PaDiM/STFPM do for their maps).
     """
     s = model.model_args["image_size"]
-    out = {"threshold": None, "threshold_quantile": quantile, "holdout_scores": [],
+    out = {"threshold": None, "threshold_quantile": quantile, "threshold_rule": rule, "holdout_scores": [],
            "map_thresholds": {"gradients": GRADIENT_MAP_THRESHOLD, "smooth_grad": GRADIENT_MAP_THRESHOLD,
                               "gbp": GRADIENT_MAP_THRESHOLD, "discrepancy": None},
            "vis_ranges": {"gradients": [0.0, 1.0], "smooth_grad": [0.0, 1.0], "gbp": [0.0, 1.0],
@@ -211,9 +250,9 @@ def holdout_calibration(model, hold_ds, batch_size=32, quantile=0.99):
         raw = [[a] for a in r] if raw is None else [p + [a] for p, a in zip(raw, r)]
     raw = [np.concatenate(p) for p in raw]
     maps, scores = postprocess(raw, postprocess_spec("discrepancy", s))
-    out["threshold"] = threshold_from_normals(scores, quantile)
+    out["threshold"] = threshold_from_normals(scores, quantile, rule)
     out["holdout_scores"] = [float(v) for v in scores]
-    mthr = threshold_from_normals(maps.reshape(len(maps), -1).max(1), quantile)
+    mthr = threshold_from_normals(maps.reshape(len(maps), -1).max(1), quantile, rule)
     out["map_thresholds"]["discrepancy"] = mthr
     out["vis_ranges"]["discrepancy"] = list(vis_range(maps, mthr))
     return out
@@ -231,7 +270,7 @@ def save(path, model, category, calib, train_stats, config_name=None):
                         map_threshold=calib["map_thresholds"]["gradients"],
                         vis_range=calib["vis_ranges"]["gradients"],
                         map_thresholds=calib["map_thresholds"], vis_ranges=calib["vis_ranges"],
-                        calibration={k: calib[k] for k in ("threshold_quantile", "holdout_scores")},
+                        calibration={k: calib[k] for k in ("threshold_quantile", "threshold_rule", "holdout_scores")},
                         train=train_stats, experiment_name=config_name)
 
 
@@ -239,12 +278,16 @@ def load(path):
     """(model in eval mode, checkpoint) from model.pdparams; the architecture comes from model_args."""
     ck = cli.load_checkpoint(path, METHOD)
     a = ck["model_args"]
+    sd = ck["state_dict"]
+    if "expert.feature_scale" not in sd:  # written before the expert's feature scale existed: unscaled
+        a = dict(a, feature_scale="none")
+        sd = dict(sd, **{"expert.feature_scale": np.ones([4], np.float32)})
     try:
         model = KDAD(a["backbone"], "none", a["image_size"], a["lamda"], a["use_bias"], a["equal_network_size"],
-                     a["direction_loss_only"])
+                     a["direction_loss_only"], feature_scale=a["feature_scale"])
     except KeyError as e:
         raise cli.UserError(f"{path}: model_args lacks {e} (written by another version?)") from None
-    cli.set_state_strict(model, ck["state_dict"], f"KDAD checkpoint {path}")
+    cli.set_state_strict(model, sd, f"KDAD checkpoint {path}")
     model.model_args["weights"] = a.get("weights")
     model.eval()
     return model, ck

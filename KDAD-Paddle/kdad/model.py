@@ -21,6 +21,7 @@ from .loss import distill_score
 TRAIN_LAYERS = (3, 6, 9, 12)
 SCORE_LAYERS = (6, 9, 12)
 EXPERTS = ("vgg16", "efficientnet_lite0")
+FEATURE_SCALES = ("none", "rms")
 
 
 def cloner_cfg(pool_channels, equal_network_size=False):
@@ -104,6 +105,9 @@ class Expert(nn.Layer):
 
     def __init__(self, name="vgg16", pretrained="imagenet"):
         super().__init__()
+        # Divisor of each matched layer (fitted by engine.calibrate_feature_scale, or 1): with
+        # feature_scale 'rms' every layer reaches the loss at unit RMS (see KDAD.__init__).
+        self.register_buffer("feature_scale", paddle.ones([4], "float32"))
         if name == "vgg16":
             self.net = build_vgg16_features(pretrained, KDAD_VGG_INDICES, frozen=True)
             self.pool_positions = TRAIN_LAYERS      # pools among the 13 outputs
@@ -124,15 +128,23 @@ class Expert(nn.Layer):
         if self.name == "efficientnet_lite0":
             x = x * 2.0 - 1.0  # its ImageNet training scale (mean = std = 0.5); the cloner still sees [0, 1]
         feats = self.net(x)
-        return [feats[i] for i in self.pool_positions]
+        return [feats[i] / self.feature_scale[k] for k, i in enumerate(self.pool_positions)]
 
 
 class KDAD(nn.Layer):
     """Expert + cloner. ``pools(x)`` -> (cloner pools, expert pools), both [pool2, pool3, pool4, pool5]."""
 
     def __init__(self, backbone="vgg16", pretrained="imagenet", image_size=128, lamda=0.5, use_bias=False,
-                 equal_network_size=False, direction_loss_only=False, deploy_map="gradients"):
+                 equal_network_size=False, direction_loss_only=False, deploy_map="gradients", feature_scale=None):
         super().__init__()
+        # 'none' (the paper, with VGG-16): the expert's raw features. 'rms' (default for
+        # EfficientNet-Lite0): each matched layer divided by its RMS over the training images. Lite0's
+        # stride 4..16 stages have RMS ~7 and its 1280-channel head ~1.3, so the MSE term of the early
+        # layers, 30x the head's and the direction terms, decides the loss (README: root causes).
+        feature_scale = feature_scale or ("none" if backbone == "vgg16" else "rms")
+        if feature_scale not in FEATURE_SCALES:
+            from shared_data.errors import UserError
+            raise UserError(f"feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
         if image_size % 32:
             from shared_data.errors import UserError
             raise UserError(f"--image_size must be a multiple of 32 (five 2x2 pools), got {image_size}")
@@ -149,6 +161,7 @@ class KDAD(nn.Layer):
                            "lamda": self.lamda, "use_bias": bool(use_bias),
                            "equal_network_size": bool(equal_network_size),
                            "direction_loss_only": self.direction_only, "cloner_cfg": cfg,
+                           "feature_scale": feature_scale,
                            "mean": None, "std": None}  # input stays in [0, 1] (reference: ToTensor only)
 
     def train(self, mode=True):

@@ -66,3 +66,53 @@ def test_optimizer_state_survives_new_parameter_names():
     restored = engine._opt_state_from_name(state, b)
     names = {p.name for p in b.parameters()}
     assert all(any(k.startswith(n + "_") for n in names) for k in restored)
+
+
+def _engine_run(out, compiled, feature_scale="rms", epochs=2, jitter=0.0):
+    """engine.train on 8 random images (efficientnet_lite0 expert with random weights, 64 px)."""
+    import paddle
+    from adcommon import cli
+    from kdad import engine
+
+    class Images:   # the two dataset methods engine.train's stack_images uses
+        def __init__(self, x):
+            self.x = x
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return (self.x[i],)
+
+    cli.set_seed(0)
+    os.makedirs(out, exist_ok=True)
+    model = engine.build_model("efficientnet_lite0", "none", 64, 0.5, False, False, False, feature_scale)
+    x = np.random.default_rng(0).random((10, 3, 64, 64)).astype(np.float32)
+    x *= (1 + jitter * np.random.default_rng(1).standard_normal(x.shape)).astype(np.float32)
+    stats = engine.train(model, Images(x[:8]), Images(x[8:]), str(out), lambda m: None, epochs=epochs,
+                         batch_size=4, eval_interval=1, save_interval=epochs, compiled=compiled)
+    return model, stats, {k: v.numpy().copy() for k, v in model.cloner.state_dict().items()}, paddle
+
+
+def test_feature_scale_rms_is_each_layers_rms_on_the_training_images(tmp_path):
+    model, stats, _, paddle = _engine_run(tmp_path / "a", compiled=False, epochs=1)
+    scale = model.expert.feature_scale.numpy().copy()
+    assert model.model_args["feature_scale"] == "rms" and np.all(scale > 0) and not np.allclose(scale, 1)
+    x = paddle.to_tensor(np.random.default_rng(0).random((8, 3, 64, 64)).astype(np.float32))  # the 8 fit images
+    model.expert.feature_scale.set_value(np.ones(4, np.float32))
+    with paddle.no_grad():
+        rms = [float(paddle.sqrt((f * f).mean())) for f in model.expert(x)]
+    np.testing.assert_allclose(scale, np.maximum(rms, 1e-6), rtol=1e-4)
+
+
+def test_compiled_cloner_trains_the_same_numbers(tmp_path):
+    from adcommon.compiled import available
+    if not available():
+        pytest.skip("static oneDNN training needs Paddle >= 3 on CPU")
+    from adcommon.testing import assert_within_float_noise
+    _, ref, ref_w, _ = _engine_run(tmp_path / "eager", compiled=False)
+    _, fast, fast_w, _ = _engine_run(tmp_path / "compiled", compiled=True)
+    _, _, noisy_w, _ = _engine_run(tmp_path / "jitter", compiled=False, jitter=1e-6)
+    assert fast["compiled"] and not ref["compiled"]
+    np.testing.assert_allclose([h["loss"] for h in fast["history"]], [h["loss"] for h in ref["history"]], rtol=1e-4)
+    assert_within_float_noise(fast_w, ref_w, noisy_w)   # weights and BN running statistics

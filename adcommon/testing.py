@@ -1,0 +1,17 @@
+"""Helpers for tests that compare two ways of computing the same training run."""
+import numpy as np
+
+
+def assert_within_float_noise(state, ref, jittered, factor=3.0):
+    """Assert that ``state`` differs from ``ref`` (dicts name -> array, e.g. weights after a few
+    training steps) by no more than float noise does: ``jittered`` is ``ref``'s run repeated on inputs
+    changed by ~1e-6 (relative), and the distance over all arrays may be at most ``factor`` times the
+    distance of that run. ReLU masks and max-pool choices flip under such changes, so the noise of a
+    short training run is far above float32 epsilon; a real bug (a missing update, a wrong gradient)
+    is far above this bound."""
+    d = sum(float(np.sum((np.asarray(state[k], np.float64) - np.asarray(ref[k], np.float64)) ** 2)) for k in ref)
+    n = sum(float(np.sum((np.asarray(jittered[k], np.float64) - np.asarray(ref[k], np.float64)) ** 2)) for k in ref)
+    scale = sum(float(np.sum(np.asarray(ref[k], np.float64) ** 2)) for k in ref)
+    assert n > 0, "the jittered run equals the reference: it cannot measure float noise"
+    assert np.sqrt(d) <= factor * np.sqrt(n) + 1e-7 * np.sqrt(scale), \
+        f"distance {np.sqrt(d):.3g} exceeds {factor} x the float-noise distance {np.sqrt(n):.3g}"
