@@ -40,12 +40,11 @@ def _predictor_rows(model, size, repeats, threads):
     from adcommon.export import export_inference
     from adcommon.predictor import Predictor
     rows = []
-    d = model.model_args["embed_dim"]
     rng = np.random.default_rng(0)
-    for buf in (model.density_mean, model.patch_mean):
-        buf.set_value(rng.standard_normal(d).astype(np.float32) * 0.01)
-    for buf in (model.density_precision, model.patch_precision):
-        buf.set_value(np.eye(d, dtype=np.float32))
+    for mean, prec, d in ((model.density_mean, model.density_precision, model.model_args["embed_dim"]),
+                          (model.patch_mean, model.patch_precision, model.model_args["patch_dim"])):
+        mean.set_value(rng.standard_normal(d).astype(np.float32) * 0.01)
+        prec.set_value(np.eye(d, dtype=np.float32))
     with tempfile.TemporaryDirectory() as tmp:
         export_inference(model, os.path.join(tmp, "inference"), [None, 3, size, size], {"outputs": ["s", "m"]})
         for onednn in (True, False):

@@ -33,6 +33,10 @@ def build_parser():
     p.add_argument("--sspcab_dilation", type=int, default=1, help="dilation d (paper: 1)")
     p.add_argument("--variant", default="3way", choices=["3way", "normal", "scar"])
     p.add_argument("--head_layer", type=int, default=1, help="hidden 512-wide head layers before the 128 one")
+    p.add_argument("--patch_layer", default="layer3", choices=["layer3", "layer4"],
+                   help="features of the localisation map (patch GDE): layer3 (stride 16) or layer4 (stride 32)")
+    p.add_argument("--image_score", default="pooled", choices=["pooled", "patch_max"],
+                   help="pooled: GDE of the pooled embedding (paper); patch_max: maximum of the patch map")
     p.add_argument("--image_size", type=int, default=256)
     p.add_argument("--steps", "--epochs", dest="steps", type=int, default=256,
                    help="parameter updates (seed: --epochs; the paper's epoch = 256 updates, Runinho's README runs "
@@ -47,6 +51,9 @@ def build_parser():
     p.add_argument("--holdout_ratio", type=float, default=0.2,
                    help="share of train/good kept out of training to set the threshold (then added to the GDE)")
     p.add_argument("--threshold_quantile", type=float, default=0.99)
+    p.add_argument("--threshold_rule", default="robust", choices=["robust", "quantile"],
+                   help="threshold from held-out normal scores: robust = log-normal fit by median and MAD; "
+                        "quantile = empirical quantile")
     p.add_argument("--resume", type=cli.str2bool, nargs="?", const=True, default=False,
                    help="continue from <output_dir>/<category>/last.pdparams")
     p.add_argument("--save_interval", type=int, default=100, help="updates between resumable states")
@@ -89,7 +96,8 @@ def main(argv=None):
             log("--test_epochs ignored: the final model is the model (no selection on test labels)")
         cli.set_seed(args.seed)
         model = ProjectionNet(args.backbone, args.pretrained, args.head_layer, args.variant, not args.no_sspcab,
-                              args.image_size, args.sspcab_kernel, args.sspcab_dilation)
+                              args.image_size, args.sspcab_kernel, args.sspcab_dilation,
+                              patch_layer=args.patch_layer, image_score=args.image_score)
         a = model.model_args
         kw = dict(image_size=a["image_size"], mean=a["mean"], std=a["std"])
         if args.holdout_ratio > 0:
@@ -112,7 +120,8 @@ def main(argv=None):
                                    args.seed, args.num_workers, state, args.save_interval, args.resume,
                                    args.log_interval, log)
         fit_stats = engine.fit_density(model, fit_ds, hold_ds, batch_size=min(args.batch_size, 32),
-                                       threshold_quantile=args.threshold_quantile, seed=args.seed, log=log)
+                                       threshold_quantile=args.threshold_quantile, seed=args.seed, log=log,
+                                       threshold_rule=args.threshold_rule)
         train_stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
         engine.save(os.path.join(out, "model.pdparams"), model, cat, fit_stats, train_stats)
         cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})

@@ -12,8 +12,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from adcommon import cli  # noqa: E402
 
-LOCALIZATION = ("ours, not in the papers: the image GDE applied to every layer4 position "
-                "(patch map, bilinear upsampling, Gaussian blur sigma 4)")
+LOCALIZATION = ("ours, not in the papers: a GDE fitted to every position of the patch-layer features "
+                "(model_args patch_layer; patch map, bilinear upsampling, Gaussian blur sigma 4)")
+IMAGE_SCORE_DOC = {"pooled": "GDE: Mahalanobis distance of the L2-normalised pooled embedding (paper)",
+                   "patch_max": "maximum of the patch map (ours)"}
 
 
 def build_parser():
@@ -63,13 +65,23 @@ def main(argv=None):
         t0 = time.perf_counter()
         maps, scores = postprocess(raw, a["postprocess"])
         t_post = time.perf_counter() - t0
+        # both image scores, whichever decides: the pooled GDE (output 0) and the map's maximum
+        other = {"pooled": maps.reshape(len(maps), -1).max(1), "patch_max": raw[0]}[a.get("image_score", "pooled")]
+        other_name = "patch_max" if a.get("image_score", "pooled") == "pooled" else "pooled"
+        from adcommon.metrics import SingleClassError, image_auroc
+        try:
+            other_auroc = image_auroc(ds.labels, other)
+        except SingleClassError:
+            other_auroc = None
         extra = {"model_args": {k: v for k, v in a.items() if k != "postprocess"},
-                 "image_score": "GDE: Mahalanobis distance of the L2-normalised pooled embedding (paper)",
+                 "image_score": IMAGE_SCORE_DOC[a.get("image_score", "pooled")],
+                 f"image_auroc_{other_name}": other_auroc,
                  "localization": LOCALIZATION,
                  "timing": {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3), "images": len(ds)}}
         res = save_val_outputs(out, engine.METHOD, ds, maps, scores, ck.get("threshold"), extra=extra,
                                save_vis=args.save_vis, vrange=ck.get("vis_range"))
-        print(summary_line(cat, res, os.path.join(out, "metrics.json"), pixel_note=" (ours)"))
+        print(summary_line(cat, res, os.path.join(out, "metrics.json"), pixel_note=" (ours)",
+                           **{f"image AUROC {other_name}": other_auroc}))
     return 0
 
 

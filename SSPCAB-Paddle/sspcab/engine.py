@@ -26,11 +26,12 @@ MAX_PATCHES = 16384  # layer4 positions used to fit the patch GDE (random subset
 TRAIN_KEYS = ("steps", "batch_size", "lr", "momentum", "weight_decay", "freeze_steps", "sspcab_lambda", "seed")
 
 
-def postprocess_spec(image_size):
+def postprocess_spec(image_size, image_score="pooled"):
     """Outputs [score (N,), patch map (N, 1, h, w)] -> map bilinear to the input size, blur sigma 4;
-    the image score is the GDE score itself (output 0), not the max of the map."""
+    the image score is the GDE score of the pooled embedding (output 0, the paper) or, with
+    image_score 'patch_max', the maximum of the map (as PaDiM and STFPM score an image)."""
     return {"out_size": int(image_size), "combine": "product", "sigma": SIGMA, "map_outputs": [1],
-            "score_output": 0}
+            "score_output": 0 if image_score == "pooled" else None}
 
 
 def lr_at(step, steps, lr):
@@ -184,7 +185,7 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
 
 @paddle.no_grad()
 def embed_dataset(model, ds, batch_size=32):
-    """(pooled (n, D), layer4 features (n, C, h, w)) float32 of a dataset, test-time preprocessing."""
+    """(pooled (n, D), patch-layer features (n, C, h, w)) float32 of a dataset, test-time preprocessing."""
     model.eval()
     (fmaps, pooled), _ = run_batches(lambda x: [t.numpy() for t in model.embed(paddle.to_tensor(x))],
                                      ds, batch_size)
@@ -192,7 +193,7 @@ def embed_dataset(model, ds, batch_size=32):
 
 
 def _positions(fmaps):
-    """(n, C, h, w) -> (n h w, C) L2-normalised position embeddings."""
+    """(n, C, h, w) patch-layer features -> (n h w, C) L2-normalised position embeddings."""
     return l2_normalize(fmaps.transpose(0, 2, 3, 1).reshape(-1, fmaps.shape[1]))
 
 
@@ -207,14 +208,15 @@ def set_gaussians(model, pooled, fmaps, seed=0, max_patches=MAX_PATCHES):
 
 @paddle.no_grad()
 def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantile=0.99,
-                seed=0, max_patches=MAX_PATCHES, log=print):
+                seed=0, max_patches=MAX_PATCHES, log=print, threshold_rule="robust"):
     """GDE on train/good embeddings; threshold from held-out normals; then refit on all train images.
 
     1. fit the image and patch Gaussians on ``fit_ds``;
     2. score ``holdout_ds`` (normal images the network and the Gaussians never saw): the image
-       threshold is the ``threshold_quantile`` of their scores; the patch map is scaled in the graph
-       (buffer map_scale) so that the same number marks the map's own held-out quantile, because the
-       adcommon panel draws one threshold on the map (a positive scale leaves pixel metrics unchanged);
+       threshold comes from their image scores (threshold_from_normals). With the pooled image score
+       the patch map is scaled in the graph (buffer map_scale) so that the same number marks the
+       map's own held-out threshold, because the adcommon panel draws one threshold on the map (a
+       positive scale leaves pixel metrics unchanged); with 'patch_max' the score is the map's maximum;
     3. refit both Gaussians on fit + held-out images (map_scale and thresholds stay).
     """
     if len(fit_ds) < 2:
@@ -229,10 +231,12 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
         n_hold = len(hp)
         model.map_scale.set_value(np.ones([1], np.float32))
         raw = [model.score(paddle.to_tensor(hp)).numpy(), model.patch_map(paddle.to_tensor(hf)).numpy()]
-        maps, hold_scores = postprocess(raw, postprocess_spec(model.model_args["image_size"]))
-        threshold = threshold_from_normals(hold_scores, threshold_quantile)
-        map_threshold = threshold_from_normals(maps.reshape(len(maps), -1).max(1), threshold_quantile)
-        scale = threshold / map_threshold if map_threshold and map_threshold > 0 else 1.0
+        a = model.model_args
+        maps, hold_scores = postprocess(raw, postprocess_spec(a["image_size"], a["image_score"]))
+        threshold = threshold_from_normals(hold_scores, threshold_quantile, threshold_rule)
+        map_threshold = threshold_from_normals(maps.reshape(len(maps), -1).max(1), threshold_quantile, threshold_rule)
+        scale = threshold / map_threshold if a["image_score"] == "pooled" and map_threshold and map_threshold > 0 \
+            else 1.0
         model.map_scale.set_value(np.array([scale], np.float32))
         vr = list(vis_range(maps * scale, threshold))
         pooled, fmaps = np.concatenate([pooled, hp]), np.concatenate([fmaps, hf])
@@ -240,7 +244,7 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
     n_pos = len(pooled) * fmaps.shape[2] * fmaps.shape[3]
     stats = {"n_fit": len(fit_ds), "n_holdout": n_hold, "n_gaussian": int(len(pooled)),
              "n_patches": int(min(n_pos, max_patches) if max_patches else n_pos),
-             "threshold": threshold, "threshold_quantile": threshold_quantile,
+             "threshold": threshold, "threshold_quantile": threshold_quantile, "threshold_rule": threshold_rule,
              "map_scale": float(model.map_scale.numpy().reshape(-1)[0]), "holdout_scores": [float(s) for s in hold_scores],
              "vis_range": vr, "fit_seconds": round(time.perf_counter() - t0, 3)}
     log(f"GDE fitted on {stats['n_gaussian']} images ({stats['n_patches']} layer4 positions for the map) "
@@ -250,7 +254,8 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
 
 
 def save(path, model, category, fit_stats, train_stats):
-    args = dict(model.model_args, postprocess=postprocess_spec(model.model_args["image_size"]))
+    a = model.model_args
+    args = dict(a, postprocess=postprocess_spec(a["image_size"], a["image_score"]))
     cli.save_checkpoint(path, METHOD, args, model.state_dict(), kind="model", category=category,
                         threshold=fit_stats["threshold"], vis_range=fit_stats["vis_range"], fit=fit_stats,
                         train=train_stats)
@@ -258,8 +263,10 @@ def save(path, model, category, fit_stats, train_stats):
 
 def build(a, pretrained="none"):
     """The architecture described by model_args ``a`` (weights come from the checkpoint)."""
+    # checkpoints written before patch_layer existed mapped layer4 and scored the pooled embedding
     return ProjectionNet(a["backbone"], pretrained, a["head_layer"], a["variant"], a["sspcab"], a["image_size"],
-                         a["sspcab_kernel"], a["sspcab_dilation"], a["sspcab_reduction"])
+                         a["sspcab_kernel"], a["sspcab_dilation"], a["sspcab_reduction"],
+                         a.get("patch_layer", "layer4"), a.get("image_score", "pooled"))
 
 
 def load(path):

@@ -3,8 +3,9 @@
 Training: backbone -> pooled embedding -> projection head -> 3-way logits (original / CutPaste-normal /
 CutPaste-scar), plus the SSPCAB block's input and output for its reconstruction loss.
 Eval forward returns what is deployed, scored inside the graph from buffers (no pickles):
-    [image score (N,): Mahalanobis distance of the L2-normalised pooled embedding (GDE),
-     patch map (N, 1, h, w): the same GDE applied to every layer4 position (ours, localisation)]
+    [image score (N,): Mahalanobis distance of the L2-normalised pooled embedding (GDE, the paper),
+     patch map (N, 1, h, w): a GDE shared by every position of the ``patch_layer`` features (ours,
+     localisation; layer3 = stride 16 by default, README: root causes)]
 Resize and blur of the map are adcommon.postprocess's job (no interpolate in the graph).
 """
 import paddle
@@ -25,6 +26,8 @@ BACKBONES = ("resnet18", "efficientnet_lite0")
 # MBConv block (1152 -> 1152).
 SSPCAB_SITES = {"resnet18": ("layer4", -1, "conv1"), "efficientnet_lite0": ("_blocks", -1, "_depthwise_conv")}
 HEAD_WIDTH, PROJ_DIM = 512, 128      # Runinho: head = [512] * head_layer + [128], each Linear+BN+ReLU
+PATCH_LAYERS = ("layer3", "layer4")  # the features of the patch map (layer4: versions before 2026-11-30)
+IMAGE_SCORES = ("pooled", "patch_max")
 
 
 def mahalanobis(e, mean, precision):
@@ -38,10 +41,14 @@ class ProjectionNet(nn.Layer):
     """Backbone (+ SSPCAB) -> embedding; head -> logits for training; GDE buffers for scoring."""
 
     def __init__(self, backbone="resnet18", pretrained="imagenet", head_layer=1, variant="3way", sspcab=True,
-                 image_size=256, sspcab_kernel=1, sspcab_dilation=1, sspcab_reduction=8):
+                 image_size=256, sspcab_kernel=1, sspcab_dilation=1, sspcab_reduction=8, patch_layer="layer3",
+                 image_score="pooled"):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
+        if patch_layer not in PATCH_LAYERS or image_score not in IMAGE_SCORES:
+            raise UserError(f"patch_layer must be one of {PATCH_LAYERS} and image_score one of {IMAGE_SCORES}, "
+                            f"got {patch_layer!r}, {image_score!r}")
         grid = -(-int(image_size) // 32)                      # layer4 is at stride 32: (S / 32)^2 positions
         if sspcab and grid < 2 * (sspcab_kernel + sspcab_dilation):
             # every visible sub-kernel of position (i, j) lies at (i +- (k' + d), j +- (k' + d)): on a
@@ -49,9 +56,10 @@ class ProjectionNet(nn.Layer):
             raise UserError(f"image size {image_size} gives a {grid}x{grid} layer4 map, too small for SSPCAB's "
                             f"masked kernel (k'={sspcab_kernel}, d={sspcab_dilation}): use an image size >= "
                             f"{32 * 2 * (sspcab_kernel + sspcab_dilation)}, or no SSPCAB")
-        # layer4 = last feature map (for the patch map), pooled = its global average (the embedding)
-        self.backbone = build_backbone(backbone, pretrained=pretrained, layers=("layer4", "pooled"), frozen=False)
+        # patch_layer = the feature map of the patch map, pooled = the global average of the last stage
+        self.backbone = build_backbone(backbone, pretrained=pretrained, layers=(patch_layer, "pooled"), frozen=False)
         dim = self.backbone.channels[-1]                      # 512 (ResNet-18) or 1280 (Lite0)
+        pdim = self.backbone.channels[0]                      # layer3: 256 (ResNet-18) or 112 (Lite0)
         self._sspcab_io = None
         self._sspcab_path = None
         if sspcab:
@@ -74,8 +82,8 @@ class ProjectionNet(nn.Layer):
         # fitted state, saved and exported with the weights: image GDE, patch GDE, map scale (see engine)
         self.register_buffer("density_mean", paddle.zeros([dim], "float32"))
         self.register_buffer("density_precision", paddle.zeros([dim, dim], "float32"))
-        self.register_buffer("patch_mean", paddle.zeros([dim], "float32"))
-        self.register_buffer("patch_precision", paddle.zeros([dim, dim], "float32"))
+        self.register_buffer("patch_mean", paddle.zeros([pdim], "float32"))
+        self.register_buffer("patch_precision", paddle.zeros([pdim, pdim], "float32"))
         self.register_buffer("map_scale", paddle.ones([1], "float32"))
         bb = self.backbone
         self.model_args = {"backbone": backbone, "weights": bb.pretrained, "pretrained": bb.pretrained_arg,
@@ -83,7 +91,8 @@ class ProjectionNet(nn.Layer):
                            "sspcab": bool(sspcab), "sspcab_kernel": int(sspcab_kernel),
                            "sspcab_dilation": int(sspcab_dilation), "sspcab_reduction": int(sspcab_reduction),
                            "sspcab_site": "{}[{}].{}".format(*self._sspcab_path) if sspcab else None,
-                           "embed_dim": int(dim), "mean": list(bb.mean), "std": list(bb.std)}
+                           "embed_dim": int(dim), "patch_layer": patch_layer, "patch_dim": int(pdim),
+                           "image_score": image_score, "mean": list(bb.mean), "std": list(bb.std)}
 
     def _site(self, path):
         """(parent layer, attribute name, current layer) of ``net.<a>[<i>].<b>``."""
@@ -119,12 +128,12 @@ class ProjectionNet(nn.Layer):
         return mahalanobis(F.normalize(pooled, axis=1), self.density_mean, self.density_precision)
 
     def patch_map(self, fmap):
-        """(N, C, h, w) layer4 features -> (N, 1, h, w): the patch GDE at every position, times map_scale."""
+        """(N, C, h, w) patch-layer features -> (N, 1, h, w): the patch GDE at every position, times map_scale."""
         e = F.normalize(fmap.transpose([0, 2, 3, 1]), axis=-1)           # (N, h, w, C)
         return mahalanobis(e, self.patch_mean, self.patch_precision).unsqueeze(1) * self.map_scale
 
     def embed(self, x):
-        """(N, 3, S, S) -> (layer4 features (N, C, h, w), pooled embedding (N, D))."""
+        """(N, 3, S, S) -> (patch-layer features (N, C, h, w), pooled embedding (N, D))."""
         return self.backbone(x)
 
     def forward(self, x):

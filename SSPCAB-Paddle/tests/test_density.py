@@ -48,7 +48,7 @@ def test_in_graph_scores_equal_numpy():
     paddle = pytest.importorskip("paddle")
     from sspcab.model import ProjectionNet
     paddle.seed(0)
-    m = ProjectionNet("resnet18", "none", sspcab=False, image_size=64)
+    m = ProjectionNet("resnet18", "none", sspcab=False, image_size=64, patch_layer="layer4")  # 512-d patches
     train = l2_normalize(np.abs(_data(80, 512)))
     mean, prec = fit_gaussian(train)
     for buf, v in ((m.density_mean, mean), (m.density_precision, prec), (m.patch_mean, mean),

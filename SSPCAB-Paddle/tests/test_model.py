@@ -49,7 +49,7 @@ def test_train_and_eval_outputs(r18):
     r18.eval()
     with paddle.no_grad():
         score, pmap = r18(x)
-    assert score.shape == [6] and pmap.shape == [6, 1, 4, 4]
+    assert score.shape == [6] and pmap.shape == [6, 1, 8, 8]   # layer3: stride 16
     assert r18._sspcab_io is None or r18._sspcab_io[0].shape[0] == 6    # eval passes record nothing new
 
 
