@@ -25,15 +25,18 @@ def build_parser():
     p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
                    help="default <output_dir>/<category>/inference")
     p.add_argument("--map", default="auto", choices=["auto", "gradients", "discrepancy"],
-                   help="localization map in the graph")
+                   help="localization map in the graph (auto: the checkpoint's localization_method)")
     p.add_argument("--config", default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
     return p
 
 
-def default_map():
+def default_map(ck):
+    """The checkpoint's localization map; gradients need Paddle >= 3 (2.6's predictor cannot run them)."""
     import paddle
+    from kdad import engine
+    kind = engine.map_kind(engine.localization_of(ck))
     major = int(paddle.__version__.split(".")[0])
-    return "gradients" if major >= 3 or paddle.__version__.startswith("0.0") else "discrepancy"
+    return kind if major >= 3 or paddle.__version__.startswith("0.0") else "discrepancy"
 
 
 def main(argv=None):
@@ -43,7 +46,7 @@ def main(argv=None):
 
     ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
     model, ck = engine.load(ckpt)
-    kind = default_map() if args.map == "auto" else args.map
+    kind = default_map(ck) if args.map == "auto" else args.map
     model.deploy_map = kind
     s = ck["model_args"]["image_size"]
     out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")

@@ -26,7 +26,7 @@ def build_parser():
                    help="an image, a folder (recursive) or a glob")
     p.add_argument("--save_dir", default=None, help="default <output_dir>/<category>/predict")
     p.add_argument("--batch_size", type=int, default=1)
-    p.add_argument("--localization_method", default="gradients",
+    p.add_argument("--localization_method", default=None,
                    choices=["gradients", "smooth_grad", "gbp", "discrepancy"])
     p.add_argument("--smooth_grad_n", type=int, default=50)
     p.add_argument("--map_threshold", "--threshold", dest="map_threshold", type=float, default=None,
@@ -48,6 +48,7 @@ def main(argv=None):
     paths = cli.find_images(args.img_path)
     cli.set_device(args.device)
     model, ck = engine.load(ckpt)
+    args.localization_method = engine.localization_of(ck, args.localization_method)
     meta = engine.deploy_meta(ck, args.localization_method)
     if args.map_threshold is not None:
         meta["map_threshold"] = args.map_threshold

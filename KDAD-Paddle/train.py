@@ -39,7 +39,9 @@ def build_parser():
                    default=None, help="continue from <output_dir>/<category>/last.pdparams")
     p.add_argument("--localization_test", type=cli.str2bool, default=None, help="for --val")
     p.add_argument("--localization_method", default=None,
-                   choices=["gradients", "smooth_grad", "gbp", "discrepancy"], help="for --val")
+                   choices=["gradients", "smooth_grad", "gbp", "discrepancy"],
+                   help="the model's map, stored in the checkpoint: what val.py, predict.py and export_model.py "
+                        "use unless told otherwise (config: localization_method; paper: gradients)")
     p.add_argument("--experiment_name", default=None, help=argparse.SUPPRESS)
     p.add_argument("--holdout_ratio", type=float, default=0.2,
                    help="share of train/good kept aside (normal images only) for the periodic check and "
@@ -101,7 +103,7 @@ def main(argv=None):
                                            args.threshold_rule)
         stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
         path = os.path.join(out, "model.pdparams")
-        engine.save(path, model, cat, calib, stats, args.experiment_name)
+        engine.save(path, model, cat, calib, stats, args.experiment_name, localization=args.localization_method)
         cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
         thr = calib["threshold"]
         log(f"saved {path}; threshold {'none (no held-out images)' if thr is None else f'{thr:.4f}'}, "

@@ -45,14 +45,16 @@ def main(argv=None):
     from kdad.localization import detect, localize, paper_localization_auroc, soft_masks
     from shared_data.dataset import MVTecAD
 
+    given_method = args.localization_method   # else the checkpoint's (then the config's)
     apply_config(args)
     if args.batch_size < 1:
         raise cli.UserError("--batch_size must be >= 1")
     cli.set_device(args.device)
-    method = args.localization_method if args.localization_test else None
     for cat in cli.categories_arg(args.data_dir, args.category):
         out = cli.category_dir(args.output_dir, cat)
         model, ck = engine.load(args.model_path or os.path.join(out, "model.pdparams"))
+        trained = ck.get("localization_method")
+        method = (given_method or trained or args.localization_method) if args.localization_test else None
         s = ck["model_args"]["image_size"]
         ds = MVTecAD(args.data_dir, cat, "test", s, None, None, None)
 
@@ -70,7 +72,9 @@ def main(argv=None):
             paper = paper_localization_auroc(maps[idx], gt)
         t_post = time.perf_counter() - t0
         meta = engine.deploy_meta(ck, method or "gradients")
-        save_dir = args.save_dir or (out if method in (None, "gradients") else os.path.join(out, method))
+        # the model's own map writes metrics.json in its folder; another one goes to a subfolder
+        own = method in (None, trained or "gradients")
+        save_dir = args.save_dir or (out if own else os.path.join(out, method))
         res = save_val_outputs(
             save_dir, engine.METHOD, ds, maps, scores, ck.get("threshold"),
             extra={"localization_method": method, "paper_localization_auroc": paper,

@@ -261,7 +261,7 @@ def holdout_calibration(model, hold_ds, batch_size=32, quantile=0.99, rule="robu
 # ------------------------------------------------------------------ checkpoints and deployment
 
 
-def save(path, model, category, calib, train_stats, config_name=None):
+def save(path, model, category, calib, train_stats, config_name=None, localization="gradients"):
     s = model.model_args["image_size"]
     args = dict(model.model_args, postprocess={k: postprocess_spec(k, s) for k in ("gradients", "discrepancy")})
     # threshold: image level (detection score); map_threshold / vis_range: the paper's gradient map;
@@ -271,7 +271,7 @@ def save(path, model, category, calib, train_stats, config_name=None):
                         vis_range=calib["vis_ranges"]["gradients"],
                         map_thresholds=calib["map_thresholds"], vis_ranges=calib["vis_ranges"],
                         calibration={k: calib[k] for k in ("threshold_quantile", "threshold_rule", "holdout_scores")},
-                        train=train_stats, experiment_name=config_name)
+                        train=train_stats, experiment_name=config_name, localization_method=localization)
 
 
 def load(path):
@@ -291,6 +291,11 @@ def load(path):
     model.model_args["weights"] = a.get("weights")
     model.eval()
     return model, ck
+
+
+def localization_of(ck, flag=None):
+    """The localization method: the flag if given, else the one stored at training (paper: gradients)."""
+    return flag or ck.get("localization_method") or "gradients"
 
 
 def map_kind(method):
