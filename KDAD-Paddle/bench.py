@@ -1,8 +1,8 @@
 """KDAD benchmarks (run by scripts/benchmark.py; nothing here is a test).
 
     python bench.py [--quick]
-Rows: training images/s (cloner step with the expert's features cached, and with the expert run every
-step as the reference does), exported-predictor throughput at batch 1 and 8 for the gradient graph
+Rows: training images/s (the reference's step, the expert's features cached, and the compiled cloner),
+exported-predictor throughput at batch 1 and 8 for the gradient graph
 (oneDNN off: it cannot run it) and the discrepancy graph (oneDNN on/off), post-processing share and
 hardware share (conv FLOPs x images/s / measured float32 GEMM rate). The expert is random: weights do
 not change the speed.
@@ -28,38 +28,50 @@ def _model():
 
 
 def training_speed(quick=False):
-    """Images/s of one Adam step on a batch (paper batch 64; quick: 16)."""
+    """Images/s of the cloner's Adam step on a batch (paper batch 64; quick: 16), three ways: the
+    reference's (expert run every step, eager), the expert's features cached, and both with the
+    compiled cloner (engine.train's default on a CPU). GFLOP per image counted the same for all:
+    expert forward + cloner forward and backward (~2 x forward)."""
     import paddle
-    from adcommon.benchmark import time_per_call
+    from adcommon.benchmark import count_flops, time_per_call
+    from adcommon.compiled import CompiledForward, available
     from kdad.engine import expert_targets
     from kdad.loss import distill_loss
+    from kdad.model import TRAIN_LAYERS
     bs = 16 if quick else 64
     model = _model()
+    flops = count_flops(model.expert, [1, 3, S, S]) + 3 * count_flops(model.cloner, [1, 3, S, S])
     opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.cloner.parameters())
     x_np = np.random.default_rng(0).random((bs, 3, S, S)).astype(np.float32)
     x = paddle.to_tensor(x_np)
     targets = [paddle.to_tensor(t) for t in expert_targets(model, x_np, bs)]
     model.cloner.train()
 
-    def step(cached):
-        pred = model.cloner_pools(x)
+    def step(fwd, cached):
+        outs = fwd(x)
+        pred = [outs[k] for k in TRAIN_LAYERS]
         if cached:
             real = targets
         else:
             with paddle.no_grad():
                 real = model.expert(x)
         loss = distill_loss(pred, real, model.lamda)
-        loss.backward()
+        fwd.backward(loss)
         opt.step()
         opt.clear_grad()
 
-    reps = 2 if quick else 5
-    t_c = time_per_call(lambda: step(True), repeats=reps, warmup=1)
-    t_u = time_per_call(lambda: step(False), repeats=reps, warmup=1)
-    return [{"method": "KDAD", "what": f"train step, batch {bs}, {S}px, expert features cached (ours)",
-             "value": f"{bs / t_c:.1f} img/s", "note": f"{1000 * t_c / bs:.0f} ms/image"},
-            {"method": "KDAD", "what": f"train step, batch {bs}, {S}px, expert run every step (reference)",
-             "value": f"{bs / t_u:.1f} img/s", "note": f"caching is {t_u / t_c:.1f}x faster"}]
+    eager = CompiledForward(model.cloner, enabled=False)
+    modes = [("eager, expert every step (reference)", eager, False), ("eager, expert cached", eager, True)]
+    if available():
+        modes.append(("compiled cloner, expert cached", CompiledForward(model.cloner, enabled=True), True))
+    rows = []
+    for mode, fwd, cached in modes:
+        t = time_per_call(lambda: step(fwd, cached), repeats=2 if quick else 5, warmup=1)
+        base = {"method": "KDAD", "backbone": "vgg16 expert + cloner B", "image_size": S, "batch_size": bs,
+                "mode": mode}
+        rows.append(dict(base, name="train_images_per_s", value=round(bs / t, 2), unit="img/s"))
+        rows.append(dict(base, name="train_gflop_per_image", value=round(flops / 1e9, 3), unit="GFLOP/image"))
+    return rows
 
 
 def predictor_throughput(quick=False):
@@ -109,4 +121,5 @@ def run(quick=False):
 
 if __name__ == "__main__":
     for r in run(quick="--quick" in sys.argv):
-        print(f"{r['what']:<75} {r['value']:>12}  {r['note']}")
+        what = r.get("what") or f"{r['name']} ({r['mode']}, batch {r['batch_size']})"
+        print(f"{what:<75} {r['value']!s:>12} {r.get('unit', '')}  {r.get('note', '')}")

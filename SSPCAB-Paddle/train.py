@@ -35,6 +35,9 @@ def build_parser():
     p.add_argument("--head_layer", type=int, default=1, help="hidden 512-wide head layers before the 128 one")
     p.add_argument("--patch_layer", default="layer3", choices=["layer3", "layer4"],
                    help="features of the localisation map (patch GDE): layer3 (stride 16) or layer4 (stride 32)")
+    p.add_argument("--frozen_stages", default="none", choices=["none", "layer1", "layer2", "layer3"],
+                   help="keep the backbone up to this stage at its ImageNet weights and BN statistics "
+                        "(none: fine-tune all, the paper; layer3: the quick start's short schedules)")
     p.add_argument("--image_score", default="pooled", choices=["pooled", "patch_max"],
                    help="pooled: GDE of the pooled embedding (paper); patch_max: maximum of the patch map")
     p.add_argument("--image_size", type=int, default=256)
@@ -58,6 +61,8 @@ def build_parser():
                    help="continue from <output_dir>/<category>/last.pdparams")
     p.add_argument("--save_interval", type=int, default=100, help="updates between resumable states")
     p.add_argument("--log_interval", type=int, default=10)
+    p.add_argument("--eval_interval", type=int, default=0,
+                   help="every N updates: mean GDE score of the held-out normals (a convergence curve; 0: off)")
     p.add_argument("--test_epochs", type=int, default=None,
                    help="seed flag, ignored: no test-set evaluation (checkpoint selection) during training")
     p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
@@ -118,7 +123,8 @@ def main(argv=None):
         train_stats = engine.train(model, engine.load_images(fit_ds), args.steps, args.batch_size, args.lr,
                                    args.momentum, args.weight_decay, args.freeze_steps, args.sspcab_lambda,
                                    args.seed, args.num_workers, state, args.save_interval, args.resume,
-                                   args.log_interval, log)
+                                   args.log_interval, log, holdout=(fit_ds, hold_ds) if hold_ds else None,
+                                   eval_interval=args.eval_interval, frozen_stages=args.frozen_stages)
         fit_stats = engine.fit_density(model, fit_ds, hold_ds, batch_size=min(args.batch_size, 32),
                                        threshold_quantile=args.threshold_quantile, seed=args.seed, log=log,
                                        threshold_rule=args.threshold_rule)

@@ -62,8 +62,27 @@ def machine_rows():
     from adcommon.pipeline import _cpu_name
     return [{"method": "machine", "what": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                                            f"Paddle {paddle.__version__}",
-             "value": f"{gemm_flops_per_s() / 1e9:.0f} GFLOP/s",
+             "value": f"{gemm_flops_per_s() / 1e9:.0f} GFLOP/s", "gemm_gflop_per_s": gemm_flops_per_s() / 1e9,
              "note": f"float32 GEMM (numpy, 2048^2); load average at start {os.getloadavg()[0]:.2f}"}]
+
+
+def training_shares(rows):
+    """Note each training-throughput row with its share of the GEMM rate measured in this run:
+    GFLOP per training image (the method's own count, the same for every mode) x images/s / GEMM rate.
+    The GFLOP rows themselves are folded into those notes."""
+    gemm = next((r["gemm_gflop_per_s"] for r in rows if "gemm_gflop_per_s" in r), None)
+    key = lambda r: tuple(r.get(k) for k in ("method", "backbone", "image_size", "batch_size", "mode"))  # noqa: E731
+    flops = {key(r): r["value"] for r in rows if r.get("name") == "train_gflop_per_image"}
+    out = []
+    for r in rows:
+        if r.get("name") == "train_gflop_per_image":
+            continue
+        if r.get("name") == "train_images_per_s" and key(r) in flops and gemm:
+            g = flops[key(r)]
+            r = dict(r, note=f"{100 * g * r['value'] / gemm:.0f} % of the GEMM rate ({g:.2f} GFLOP/image, "
+                             f"{gemm:.0f} GFLOP/s)")
+        out.append(r)
+    return out
 
 
 def method_rows(method, quick):
@@ -85,7 +104,7 @@ def _cells(r):
     """(what, value, note) of a row. Rows name 'what'/'value'/'note' directly, or carry a 'name' with
     a numeric 'value' and 'unit', or a figure such as 'images_per_s', plus detail fields (backbone,
     image_size, batch_size, mode, ...)."""
-    skip = {"method", "name", "what", "value", "unit", "note", "paddle", "cpu", "device"}
+    skip = {"method", "name", "what", "value", "unit", "note", "paddle", "cpu", "device", "gemm_gflop_per_s"}
     if "value" in r:
         v, unit = r["value"], r.get("unit", "")
         value = f"{v:.4g} {unit}".strip() if isinstance(v, (int, float)) else f"{v} {unit}".strip()
@@ -134,7 +153,7 @@ def main(argv=None):
     if not args.from_json:
         write_text_atomic(os.path.splitext(args.out)[0] + ".json",
                           json.dumps({"rows": rows, "seconds": seconds}, indent=1, default=str))
-    md = to_markdown(rows, cmd, seconds)
+    md = to_markdown(training_shares(rows), cmd, seconds)
     write_text_atomic(args.out, md)
     print(md)
     if args.readme:

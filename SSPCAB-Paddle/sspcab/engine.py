@@ -23,7 +23,8 @@ METHOD = "sspcab"
 SIGMA = 4.0          # Gaussian smoothing of the upsampled patch map (as PaDiM; CutPaste smooths its patch maps too)
 MAX_PATCHES = 16384  # layer4 positions used to fit the patch GDE (random subset above that; keeps fit time flat)
 # What the training hyper-parameters of a resumable state must match.
-TRAIN_KEYS = ("steps", "batch_size", "lr", "momentum", "weight_decay", "freeze_steps", "sspcab_lambda", "seed")
+TRAIN_KEYS = ("steps", "batch_size", "lr", "momentum", "weight_decay", "freeze_steps", "sspcab_lambda", "seed",
+              "frozen_stages")
 
 
 def postprocess_spec(image_size, image_score="pooled"):
@@ -74,9 +75,9 @@ def _batches(ds, batch_size, num_workers):
         yield paddle.to_tensor(x)
 
 
-def _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, sspcab_lambda, seed):
+def _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, sspcab_lambda, seed, frozen_stages):
     return dict(zip(TRAIN_KEYS, (int(steps), int(batch_size), float(lr), float(momentum), float(weight_decay),
-                                 int(freeze_steps), float(sspcab_lambda), int(seed))))
+                                 int(freeze_steps), float(sspcab_lambda), int(seed), str(frozen_stages))))
 
 
 def _optimizer_state(opt, model):
@@ -127,15 +128,22 @@ def _resume(path, model, opt, targs, log):
 
 def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_decay=3e-5, freeze_steps=20,
           sspcab_lambda=0.1, seed=0, num_workers=0, state_path=None, save_interval=100, resume=False,
-          log_interval=10, log=print):
+          log_interval=10, log=print, holdout=None, eval_interval=0, frozen_stages="none"):
     """CutPaste training (+ lambda * L_SSPCAB): SGD with momentum, one cosine decay over ``steps``
     updates, the pretrained backbone frozen for the first ``freeze_steps`` updates.
 
-    Each update sees 3 x batch_size images (one per class for 3-way). Returns training statistics.
+    Each update sees 3 x batch_size images (one per class for 3-way). With ``eval_interval`` and
+    ``holdout`` (fit_ds, holdout_ds: normal images only) every eval_interval updates the image GDE
+    is fitted on fit_ds and the mean score of the held-out normals is logged (a convergence curve;
+    it picks nothing). ``frozen_stages`` (layer1..layer3) keeps the backbone up to that stage at its
+    ImageNet weights and BN statistics (ProjectionNet.freeze_stages). Returns training statistics.
     """
     variant = model.model_args["variant"]
     n_views = VARIANTS[variant]
-    targs = _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, sspcab_lambda, seed)
+    targs = _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, sspcab_lambda, seed,
+                        frozen_stages)
+    if frozen_stages and frozen_stages != "none":
+        model.freeze_stages(frozen_stages)
     opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=momentum, parameters=model.parameters(),
                                     weight_decay=weight_decay)
     start, history = 0, []
@@ -169,7 +177,11 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
                "lr": lr_at(step, steps, lr)}
         bar.set_postfix(loss=f"{row['loss']:.4f}", ce=f"{row['ce']:.3f}", ssp=f"{row['sspcab']:.4f}",
                         acc=f"{acc:.2f}")
-        if (step + 1) % log_interval == 0 or step + 1 == steps:
+        if eval_interval and holdout and ((step + 1) % eval_interval == 0 or step + 1 == steps):
+            row["holdout_mean_score"] = holdout_mean_score(model, *holdout)
+            model.train()
+            log(f"step {step + 1}/{steps}: held-out normal mean score {row['holdout_mean_score']:.4f}")
+        if (step + 1) % log_interval == 0 or step + 1 == steps or "holdout_mean_score" in row:
             ips = seen / max(time.perf_counter() - t0, 1e-9)
             history.append(row)
             log(f"step {step + 1}/{steps} loss {row['loss']:.4f} (ce {row['ce']:.4f} + {sspcab_lambda} x sspcab "
@@ -181,6 +193,16 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
     secs = time.perf_counter() - t0
     return dict(targs, variant=variant, start_step=start, train_seconds=round(secs, 1),
                 images_per_second=round(seen / max(secs, 1e-9), 2), history=history)
+
+
+@paddle.no_grad()
+def holdout_mean_score(model, fit_ds, holdout_ds, batch_size=32):
+    """Mean image GDE score of held-out normal images under a Gaussian fitted on fit_ds (eval mode)."""
+    pooled, _ = embed_dataset(model, fit_ds, batch_size)
+    hold, _ = embed_dataset(model, holdout_ds, batch_size)
+    mean, prec = fit_gaussian(l2_normalize(pooled))
+    from .density import mahalanobis
+    return float(mahalanobis(l2_normalize(hold), mean, prec).mean())
 
 
 @paddle.no_grad()

@@ -110,6 +110,33 @@ class ProjectionNet(nn.Layer):
         if layer.training:
             self._sspcab_io = (inputs[0], output)
 
+    def freeze_stages(self, upto):
+        """Keep the backbone's stem and every stage up to ``upto`` (layer1..layer3) at their ImageNet
+        weights and BatchNorm statistics for the whole run (eval mode, no gradients): the quick-start
+        recipe; the paper fine-tunes everything. Backward then stops at the first trainable stage."""
+        from adcommon.backbones import _LITE0_STAGE_END
+        net = self.backbone.net
+        k = int(upto[-1])
+        if self.model_args["backbone"] == "efficientnet_lite0":
+            layers = [net._conv_stem, net._bn0] + [net._blocks[i] for i in range(_LITE0_STAGE_END[upto] + 1)]
+        else:
+            layers = [net.conv1, net.bn1] + [getattr(net, f"layer{i}") for i in range(1, k + 1)]
+        self._frozen = layers
+        ids = {id(p) for layer in layers for p in layer.parameters()}
+        for p in self.backbone.parameters():
+            if id(p) in ids:
+                p.stop_gradient = True
+        self._pretrained_ids -= ids
+        self.train(self.training)
+
+    def train(self, mode=True):
+        # Paddle 2.6's Layer.train() takes no argument; frozen stages stay in eval mode
+        super().train() if mode else super().eval()
+        for layer in getattr(self, "_frozen", []):
+            for sub in [layer] + layer.sublayers():
+                sub.training = False
+        return self
+
     def set_backbone_trainable(self, trainable):
         """Freeze / unfreeze the pretrained weights (CutPaste's --freeze_resnet); SSPCAB and head stay
         trainable. BatchNorm statistics keep updating, as in the reference (requires_grad only)."""

@@ -85,7 +85,7 @@ def test_resume_with_other_flags(syn_root, tmp_path):
     m = ProjectionNet("resnet18", "none", image_size=SIZE)
     opt = paddle.optimizer.Momentum(learning_rate=0.1, parameters=m.parameters())
     out = tmp_path / "o"
-    targs = engine._train_args(50, 2, 0.03, 0.9, 3e-5, 20, 0.1, 0)
+    targs = engine._train_args(50, 2, 0.03, 0.9, 3e-5, 20, 0.1, 0, "none")
     engine.save_state(str(out / "brick" / "last.pdparams"), m, opt, 1, targs, [])
     r = run_script("train.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", out,
                    "--pretrained", "none", "--image_size", SIZE, "--steps", "3", "--batch_size", "2", "--resume")

@@ -106,3 +106,25 @@ def test_workers_do_not_change_the_run(syn_root):
     a, _ = _run(imgs, steps=2)
     b, _ = _run(imgs, steps=2, num_workers=1)
     _same_weights(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
+def test_frozen_stages_keep_weights_and_bn_statistics(syn_root, backbone):
+    """--frozen_stages layer3: the stem and stages 1-3 keep their weights and running statistics;
+    the last stage, SSPCAB and the head learn."""
+    imgs = _images(syn_root)
+    cli.set_seed(0)
+    before = {k: v.numpy().copy() for k, v in ProjectionNet(backbone, "none", image_size=SIZE).state_dict().items()}
+    m, stats = _run(imgs, steps=2, backbone=backbone, frozen_stages="layer3")
+    assert stats["frozen_stages"] == "layer3"
+    after = {k: v.numpy() for k, v in m.state_dict().items()}
+    frozen = ("backbone.net.conv1.", "backbone.net.bn1.", "backbone.net.layer1.", "backbone.net.layer3.") \
+        if backbone == "resnet18" else ("backbone.net._conv_stem.", "backbone.net._bn0.", "backbone.net._blocks.0.",
+                                        "backbone.net._blocks.10.")
+    kept = [k for k in after if k.startswith(frozen)]
+    assert kept and all(np.array_equal(after[k], before[k]) for k in kept)
+    assert any(k.endswith("_mean") for k in kept)           # BN statistics included
+    assert not np.array_equal(after["out.weight"], before["out.weight"])
+    last = "backbone.net.layer4.0.conv1.weight" if backbone == "resnet18" else "backbone.net._blocks.14._project_conv.weight"
+    assert not np.array_equal(after[last], before[last])
