@@ -22,6 +22,7 @@ S = 128  # the paper's input size
 
 def _model():
     import paddle
+
     from kdad.model import KDAD
     paddle.seed(0)
     return KDAD("vgg16", "none", S)
@@ -33,6 +34,7 @@ def training_speed(quick=False):
     compiled cloner (engine.train's default on a CPU). GFLOP per image counted the same for all:
     expert forward + cloner forward and backward (~2 x forward)."""
     import paddle
+
     from adcommon.benchmark import count_flops, time_per_call
     from adcommon.compiled import CompiledForward, available
     from kdad.engine import expert_targets

@@ -33,6 +33,7 @@ def build_parser():
 def default_map(ck):
     """The checkpoint's localization map; gradients need Paddle >= 3 (2.6's predictor cannot run them)."""
     import paddle
+
     from kdad import engine
     kind = engine.map_kind(engine.localization_of(ck))
     major = int(paddle.__version__.split(".")[0])

@@ -109,7 +109,8 @@ def main(argv=None):
         log(f"saved {path}; threshold {'none (no held-out images)' if thr is None else f'{thr:.4f}'}, "
             f"{stats['train_images_per_s']} train images/s, peak RSS {stats['peak_rss_mb']} MB")
         if args.val:
-            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat, "--data_dir", args.data_dir,
+            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat,
+                                               "--data_dir", args.data_dir,
                       "--localization_test", str(args.localization_test),
                       "--localization_method", args.localization_method,
                       "--save_vis", str(args.save_vis), "--device", args.device] +

@@ -119,7 +119,8 @@ def scoring_speed(quick=False):
     diff = max(float(np.abs(eager[:, :n_pos] - ref).max()), float(np.abs(graph[:, :n_pos] - ref).max()))
     what = f"Mahalanobis, {n_img} images x {P} positions, d={d}"
     return [{"method": "PaDiM", "what": f"{what}: reference loop (np.linalg.inv + scipy per position)",
-             "value": f"{1000 * t_loop:.0f} ms", "note": "as the original code scores a test set (float64 covariance, inverted at test time)"},
+             "value": f"{1000 * t_loop:.0f} ms",
+             "note": "as the original code scores a test set (float64 covariance, inverted at test time)"},
             {"method": "PaDiM", "what": f"{what}: batched matmul, eager Paddle (val.py)",
              "value": f"{1000 * t_eager:.1f} ms",
              "note": f"{t_loop / t_eager:.0f}x faster than the loop; max |diff| {diff:.1e}", "max_abs_diff": diff},
@@ -131,6 +132,7 @@ def scoring_speed(quick=False):
 def predictor_throughput(quick=False):
     """Exported R18 PaDiM through Paddle Inference: images/s, post-processing share, hardware share."""
     import paddle
+
     from adcommon.benchmark import count_flops, gemm_flops_per_s, time_per_call
     from adcommon.export import export_inference
     from adcommon.pipeline import postprocess
@@ -156,7 +158,8 @@ def predictor_throughput(quick=False):
                 outs = pred.run(x)
                 t_post = time_per_call(lambda: postprocess(outs, spec), repeats=5, warmup=1)
                 ips = bs / t_inf
-                rows.append({"method": "PaDiM", "what": f"predictor R18 224px, batch {bs}, oneDNN {'on' if mkl else 'off'}",
+                rows.append({"method": "PaDiM",
+                             "what": f"predictor R18 224px, batch {bs}, oneDNN {'on' if mkl else 'off'}",
                              "value": f"{ips:.1f} img/s",
                              "note": f"post-processing {100 * t_post / t_inf:.1f} % of inference; "
                                      f"hardware share {100 * flops * ips / gemm:.0f} %"})

@@ -27,6 +27,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import paddle
+
     from adcommon.infer import predict_checkpoint
     from padim import engine
 

@@ -45,9 +45,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from shared_data.dataset import MVTecAD
     from padim import engine
     from padim.model import PaDiM
+    from shared_data.dataset import MVTecAD
 
     if args.depth:
         args.backbone = DEPTHS[args.depth]
@@ -73,7 +73,8 @@ def main(argv=None):
         cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
         log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")
         if args.val:
-            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat, "--data_dir", args.data_dir,
+            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat,
+                                               "--data_dir", args.data_dir,
                       "--batch_size", str(args.batch_size), "--save_vis", str(args.save_vis),
                       "--device", args.device])
     return 0

@@ -27,9 +27,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import paddle
-    from shared_data.dataset import MVTecAD
+
     from adcommon.pipeline import postprocess, run_batches, save_val_outputs, summary_line
     from padim import engine
+    from shared_data.dataset import MVTecAD
 
     cli.set_device(args.device)
     for cat in cli.categories_arg(args.data_dir, args.category):

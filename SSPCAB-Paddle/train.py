@@ -136,7 +136,8 @@ def main(argv=None):
         log(f"saved {os.path.join(out, 'model.pdparams')} ({train_stats['train_seconds']} s training, "
             f"{train_stats['images_per_second']} img/s, peak RSS {train_stats['peak_rss_mb']} MB)")
         if args.val:
-            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat, "--data_dir", args.data_dir,
+            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat,
+                                               "--data_dir", args.data_dir,
                       "--save_vis", str(args.save_vis), "--device", args.device])
     return 0
 

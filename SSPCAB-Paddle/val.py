@@ -36,8 +36,9 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import paddle
-    from shared_data.dataset import MVTecAD
+
     from adcommon.pipeline import postprocess, run_batches, save_val_outputs, summary_line
+    from shared_data.dataset import MVTecAD
     from sspcab import engine
 
     if args.density == "sklearn":

@@ -57,6 +57,7 @@ def train_speeds(model, data, batch):
     """Seconds per pass over ``data`` (N, 3, S, S) for each way of training the student."""
     import paddle
     import paddle.nn.functional as F
+
     from adcommon.compiled import CompiledForward, available
     from stfpm.loss import stfpm_loss
     opt = paddle.optimizer.Momentum(learning_rate=0.4, momentum=0.9, parameters=model.student.parameters(),
@@ -89,6 +90,7 @@ def train_speeds(model, data, batch):
 
 def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
     import paddle
+
     from adcommon.export import export_inference
     from adcommon.pipeline import postprocess
     from adcommon.predictor import Predictor
@@ -140,6 +142,7 @@ def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
 def run(quick=False):
     """Benchmark rows (see module docstring). quick: ResNet-18 only, 64 px, 4 images, 1 repetition."""
     import paddle
+
     from adcommon import cli
     cli.set_device("cpu")  # every core, as the scripts
     cli.set_seed(0)

@@ -198,7 +198,8 @@ def load_weights_file(path):
     try:
         obj = paddle.load(path)
     except Exception as e:
-        raise UserError(f"cannot read weights {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"cannot read weights {path}: {why}") from None
     sd = {}
     for k, v in _to_numpy_dict(obj, path).items():
         if k.endswith("num_batches_tracked"):

@@ -18,8 +18,8 @@ Paddle 3.3's oneDNN training path has three defects; each is worked around here 
 
 A loss computed inside such a graph got wrong gradients in our tests (the loss rose step after step),
 so the graph ends at the features and the caller computes the loss eagerly; ``backward(loss)``
-runs the program's backward part, which needs the same flag. Anything else (a GPU, Paddle 2.6, ``enabled=False``) runs the layer
-eagerly, unchanged.
+runs the program's backward part, which needs the same flag. Anything else (a GPU, Paddle 2.6,
+``enabled=False``) runs the layer eagerly, unchanged.
 """
 import contextlib
 

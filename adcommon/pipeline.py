@@ -6,7 +6,8 @@ A post-processing spec is a dict:
     {"out_size": 224, "combine": "product", "sigma": 4.0, "map_outputs": [0], "score_output": None,
      "map_size": None}
 ``map_outputs`` are the indices of the model outputs holding (N, 1, h, w) maps (combined after
-upsampling, at ``map_size`` when given, else at ``out_size``); ``score_output`` is the index of an (N,) image-score output, or None for "max of the map".
+upsampling, at ``map_size`` when given, else at ``out_size``); ``score_output`` is the index of an (N,)
+image-score output, or None for "max of the map".
 """
 import os
 import platform

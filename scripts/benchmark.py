@@ -58,6 +58,7 @@ def metrics_rows():
 
 def machine_rows():
     import paddle
+
     from adcommon.benchmark import gemm_flops_per_s
     from adcommon.pipeline import _cpu_name
     return [{"method": "machine", "what": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -56,7 +56,8 @@ def _provenance(cats):
         a = m.get("_args", {})
         length += [f"{k} {a[k]}" for k in LENGTH_KEYS if a.get(k) is not None]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    data = uniq(os.path.relpath(m["data_dir"], root) if str(m.get("data_dir", "")).startswith(root) else m.get("data_dir")
+    data = uniq(os.path.relpath(m["data_dir"], root) if str(m.get("data_dir", "")).startswith(root)
+                else m.get("data_dir")
                 for m in ms)
     backbone = uniq((m.get("model_args") or {}).get("backbone") for m in ms)
     weights = uniq((m.get("model_args") or {}).get("weights") for m in ms)
@@ -80,7 +81,8 @@ def tables(runs):
                 continue
             got = [v for v in vals if v is not None]
             avg = sum(got) / len(got)
-            md.write(f"**{title}** (%)\n\n| " + " | ".join(names + ["Avg"]) + " |\n|" + "---|" * (len(names) + 1) + "\n")
+            md.write(f"**{title}** (%)\n\n| " + " | ".join(names + ["Avg"]) + " |\n|"
+                     + "---|" * (len(names) + 1) + "\n")
             md.write("| " + " | ".join([_fmt(v) for v in vals] + [_fmt(avg)]) + " |\n\n")
             rows += [[method, key, c, "" if v is None else f"{v:.6f}"] for c, v in zip(names, vals)]
             rows.append([method, key, "Avg", f"{avg:.6f}"])

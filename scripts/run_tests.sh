@@ -10,6 +10,9 @@ echo "== installing requirements"
 "$PY" -m pip install -q -r requirements.txt
 "$PY" -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || "$PY" -m pip install -q --no-deps -e .
 
+echo "== lint (ruff: pyflakes, pycodestyle, import order; settings in pyproject.toml)"
+"$PY" -m ruff check .
+
 echo "== tests under $("$PY" -c 'import paddle; print("Paddle", paddle.__version__)')"
 "$PY" -m pytest -q -p no:cacheprovider
 

@@ -1,6 +1,6 @@
 """MVTec AD data for the four reproductions: categories, download, lite subset, synthetic data,
 and a paddle Dataset for any folder in MVTec layout."""
-from .categories import MVTEC_CATEGORIES, TEXTURES, OBJECTS
+from .categories import MVTEC_CATEGORIES, OBJECTS, TEXTURES
 from .errors import UserError
 
 __all__ = ["MVTEC_CATEGORIES", "TEXTURES", "OBJECTS", "UserError", "MVTecAD", "scan_category"]

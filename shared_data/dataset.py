@@ -8,9 +8,9 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import transforms as T
 from .categories import IMAGE_EXTENSIONS
 from .errors import UserError
-from . import transforms as T
 
 Sample = namedtuple("Sample", "path label kind mask_path")  # label: 0 good, 1 defective
 
@@ -91,7 +91,8 @@ def scan_category(root, category, split="test"):
                 m = _find_mask(os.path.join(gdir, kind), os.path.splitext(os.path.basename(p))[0], masks)
                 if m is None:
                     raise UserError(f"defective image without a mask: {p} (expected "
-                                    f"{os.path.join(gdir, kind, os.path.splitext(os.path.basename(p))[0] + '_mask.png')})")
+                                    f"{os.path.join(gdir, kind, os.path.splitext(os.path.basename(p))[0])}"
+                                    f"_mask.png)")
                 used.add(m)
             samples.append(Sample(p, 1, kind, m))
         orphans = [m for m in masks if m not in used]

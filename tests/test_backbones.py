@@ -280,7 +280,8 @@ def test_resnet18_pth_converts_and_matches(tmp_path, monkeypatch):
     assert os.path.isfile(str(pth) + ".pdparams")
     missing, unexpected = ref.set_state_dict(_by_hand(tsd))
     assert not missing and not unexpected
-    ref.eval(); bb.eval()
+    ref.eval()
+    bb.eval()
     x = paddle.to_tensor(np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32))
     with paddle.no_grad():
         feats = bb(x)

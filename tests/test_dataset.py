@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from shared_data import UserError
-from shared_data.dataset import MVTecAD, scan_category, split_holdout
 from shared_data import transforms as T
+from shared_data.dataset import MVTecAD, scan_category, split_holdout
 
 
 def test_train_and_test_items(tiny_mvtec):

@@ -105,6 +105,7 @@ def test_map_size_combines_at_intermediate_resolution():
     """STFPM's order: each layer to 64x64 (bilinear), product there, then the product to 256."""
     import paddle
     import paddle.nn.functional as F
+
     from adcommon.postprocess import anomaly_maps
     rng = np.random.default_rng(3)
     raw = [rng.random((2, 1, s, s)).astype(np.float32) for s in (16, 8, 4)]

@@ -5,10 +5,11 @@ import pytest
 
 paddle = pytest.importorskip("paddle")
 
+from tiny_layer import TinyNet
+
 from adcommon.export import export_inference
 from adcommon.predictor import Predictor, load_meta
 from shared_data.errors import UserError
-from tiny_layer import TinyNet
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,8 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
                             optimizer=_opt_state_by_name(opt, model.cloner), history=history, best=best)
 
     t_train, seen = 0.0, 0
-    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="train", unit="epoch", disable=None, file=sys.stdout)
+    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="train", unit="epoch", disable=None,
+               file=sys.stdout)
     for epoch in bar:
         model.cloner.train()
         t_ep = time.perf_counter()
@@ -229,8 +230,8 @@ def _append(path, msg):
 def holdout_calibration(model, hold_ds, batch_size=32, quantile=0.99, rule="robust"):
     """Thresholds and colour ranges from held-out NORMAL images only (never test labels).
 
-    threshold: the ``quantile`` of their detection scores (adcommon's threshold rule). Gradient maps are scaled per image to
-    [0, 1], so their display threshold is the seed's fixed 0.5 and the colour range [0, 1];
+    threshold: the ``quantile`` of their detection scores (adcommon's threshold rule). Gradient maps are
+    scaled per image to [0, 1], so their display threshold is the seed's fixed 0.5 and the colour range [0, 1];
     discrepancy maps have absolute units, so theirs come from the held-out maps (quantile of the
     per-image maximum, as PaDiM/STFPM do for their maps).
     """

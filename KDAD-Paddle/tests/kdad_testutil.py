@@ -21,7 +21,7 @@ def one_line_error(r):
     """Assert a failed run printed exactly one 'error: ...' line on stderr (Paddle's own import
     warnings aside); return it."""
     assert r.returncode != 0, r.stdout[-1000:]
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip() and "warn" not in l.lower()]
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip() and "warn" not in ln.lower()]
     assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     assert "Traceback" not in r.stderr
     return lines[0]

@@ -2,10 +2,9 @@
 import os
 
 import pytest
+from kdad_testutil import HERE
 
 from adcommon.cli import load_script
-
-from kdad_testutil import HERE
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ import os
 
 import numpy as np
 import pytest
-
 from kdad_testutil import one_line_error, run_script
 
 

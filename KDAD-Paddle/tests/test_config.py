@@ -3,9 +3,9 @@ import os
 
 import pytest
 import yaml
+from kdad_testutil import load_script
 
 from kdad.config import DEFAULT_CONFIG, KEYS, apply_config, load_config
-from kdad_testutil import load_script
 from shared_data.errors import UserError
 
 

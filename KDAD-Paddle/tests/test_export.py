@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-
 from kdad_testutil import paddle_major, run_script
 
 
@@ -51,7 +50,7 @@ def test_val_predict_export_infer_agree(trained, tmp_path):
                        "--save_dir", tmp_path / f"inf{mkl}", "--benchmark", "True")
         assert r.returncode == 0, r.stderr[-2000:]
         assert _close(val, _scores(tmp_path / f"inf{mkl}" / "scores.csv"))
-        notes = [l for l in r.stderr.splitlines() if l.startswith("note:") and "oneDNN" in l]
+        notes = [ln for ln in r.stderr.splitlines() if ln.startswith("note:") and "oneDNN" in ln]
         assert len(notes) == (1 if mkl == "True" else 0)
         assert "inference_time(ms)" in open(tmp_path / f"inf{mkl}" / "auto_log.log").read()
     assert len([f for f in os.listdir(tmp_path / "infFalse") if f.endswith(".png")]) == len(val)

@@ -45,7 +45,9 @@ def test_input_gradient_matches_finite_differences():
             xp[0, c, i, j] += h
             xm[0, c, i, j] -= h
             with paddle.no_grad():
-                fd = (m.score(paddle.to_tensor(xp)).numpy().reshape(-1)[0] - m.score(paddle.to_tensor(xm)).numpy().reshape(-1)[0]) / (2 * h)
+                sp = m.score(paddle.to_tensor(xp)).numpy().reshape(-1)[0]
+                sm = m.score(paddle.to_tensor(xm)).numpy().reshape(-1)[0]
+                fd = (sp - sm) / (2 * h)
             assert g[0, c, i, j] == pytest.approx(fd, rel=1e-4, abs=1e-9)
     finally:
         paddle.set_default_dtype("float32")

@@ -2,9 +2,9 @@
 import os
 
 import pytest
+from kdad_testutil import HERE
 
 from adcommon.tipc import run_lite_chain
-from kdad_testutil import HERE
 
 CONFIG = "test_tipc/configs/KDAD/train_infer_python.txt"
 
@@ -15,7 +15,7 @@ def test_lite_train_lite_infer_chain():
     assert not failed, "\n".join(failed) + out
     # train + eval + export + CPU matrix (oneDNN 2 x threads 2 x batch 2); GPU rows only with CUDA
     assert len(lines) >= 11, lines
-    assert any("--use_mkldnn=False" in l for l in lines) and any("--use_mkldnn=True" in l for l in lines)
+    assert any("--use_mkldnn=False" in ln for ln in lines) and any("--use_mkldnn=True" in ln for ln in lines)
 
 
 def test_config_is_format_a_and_keys_are_real_flags():

@@ -4,9 +4,7 @@ import os
 import numpy as np
 import pytest
 import yaml
-
-from kdad_testutil import TRAIN_ARGS
-from kdad_testutil import run_script
+from kdad_testutil import TRAIN_ARGS, run_script
 
 
 def test_train_writes_a_self_describing_checkpoint(trained):
@@ -53,6 +51,7 @@ def test_resume_repeats_the_uninterrupted_run(syn_root, tmp_path):
 def test_optimizer_state_survives_new_parameter_names():
     """Adam state is stored by structured names, so a second model in one process (other auto names) gets it."""
     import paddle
+
     from kdad import engine
     from kdad.model import Cloner, cloner_cfg
     cfg = cloner_cfg([8, 8, 8, 8])
@@ -71,6 +70,7 @@ def test_optimizer_state_survives_new_parameter_names():
 def _engine_run(out, compiled, feature_scale="rms", epochs=2, jitter=0.0):
     """engine.train on 8 random images (efficientnet_lite0 expert with random weights, 64 px)."""
     import paddle
+
     from adcommon import cli
     from kdad import engine
 

@@ -15,6 +15,6 @@ def run_script(script, *args, cwd=HERE, env=None):
 def one_line_error(r):
     """Assert a failed run printed exactly one 'error: ...' line on stderr; return it."""
     assert r.returncode != 0
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip() and "warn" not in l.lower()]
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip() and "warn" not in ln.lower()]
     assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     return lines[0]

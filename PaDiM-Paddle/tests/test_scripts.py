@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-
 from padim_testutil import one_line_error, run_script
 
 

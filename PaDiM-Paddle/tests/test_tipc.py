@@ -1,8 +1,8 @@
 """The TIPC lite_train_lite_infer chain, run as users run it; every results line must be a success."""
 import pytest
+from padim_testutil import HERE
 
 from adcommon.tipc import run_lite_chain
-from padim_testutil import HERE
 
 
 @pytest.mark.slow
@@ -11,4 +11,4 @@ def test_lite_train_lite_infer_chain():
     assert not failed, "\n".join(failed) + out
     # train + eval + export + CPU matrix (oneDNN 2 x threads 2 x batch 2); GPU rows only with CUDA
     assert len(lines) >= 11, lines
-    assert any("--use_mkldnn=False" in l for l in lines) and any("--use_mkldnn=True" in l for l in lines)
+    assert any("--use_mkldnn=False" in ln for ln in lines) and any("--use_mkldnn=True" in ln for ln in lines)

@@ -6,13 +6,12 @@ import time
 
 import numpy as np
 import paddle
-
-from shared_data.dataset import image_batches
 from tqdm import tqdm
 
 from adcommon import cli
 from adcommon.pipeline import postprocess, run_batches, threshold_from_normals, vis_range
 from shared_data import transforms as T
+from shared_data.dataset import image_batches
 
 from .cutpaste import VARIANTS, batch_indices, cutpaste_views, step_rng
 from .density import fit_gaussian, l2_normalize, subsample
@@ -267,9 +266,11 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
     stats = {"n_fit": len(fit_ds), "n_holdout": n_hold, "n_gaussian": int(len(pooled)),
              "n_patches": int(min(n_pos, max_patches) if max_patches else n_pos),
              "threshold": threshold, "threshold_quantile": threshold_quantile, "threshold_rule": threshold_rule,
-             "map_scale": float(model.map_scale.numpy().reshape(-1)[0]), "holdout_scores": [float(s) for s in hold_scores],
+             "map_scale": float(model.map_scale.numpy().reshape(-1)[0]),
+             "holdout_scores": [float(s) for s in hold_scores],
              "vis_range": vr, "fit_seconds": round(time.perf_counter() - t0, 3)}
-    log(f"GDE fitted on {stats['n_gaussian']} images ({stats['n_patches']} layer4 positions for the map) "
+    log(f"GDE fitted on {stats['n_gaussian']} images ({stats['n_patches']} {model.model_args['patch_layer']} "
+        f"positions for the map) "
         f"in {stats['fit_seconds']} s; threshold "
         f"{'none' if threshold is None else round(threshold, 4)} from {n_hold} held-out normals")
     return stats

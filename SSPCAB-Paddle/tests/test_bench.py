@@ -2,10 +2,9 @@
 import os
 
 import pytest
+from sspcab_helpers import PAPER
 
 from adcommon.cli import load_script
-
-from sspcab_helpers import PAPER
 
 
 @pytest.mark.slow

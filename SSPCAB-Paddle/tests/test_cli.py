@@ -3,7 +3,6 @@ import os
 
 import numpy as np
 import pytest
-
 from sspcab_helpers import SIZE, run_script
 
 
@@ -39,6 +38,7 @@ def test_missing_checkpoint(syn_root, tmp_path):
 
 def test_checkpoint_of_another_method(syn_root, tmp_path):
     import paddle  # noqa: F401
+
     from adcommon import cli
     path = str(tmp_path / "padim.pdparams")
     cli.save_checkpoint(path, "padim", {"backbone": "resnet18"}, {})
@@ -50,6 +50,7 @@ def test_checkpoint_of_another_method(syn_root, tmp_path):
 
 def test_training_state_is_not_a_model(syn_root, tmp_path):
     import paddle  # noqa: F401
+
     from adcommon import cli
     path = str(tmp_path / "last.pdparams")
     cli.save_checkpoint(path, "sspcab", {"backbone": "resnet18"}, {}, kind="train_state", step=5)
@@ -79,6 +80,7 @@ def test_seed_flags_that_cannot_work(syn_root, tmp_path):
 
 def test_resume_with_other_flags(syn_root, tmp_path):
     import paddle
+
     from adcommon import cli
     from sspcab import engine
     from sspcab.model import ProjectionNet

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 import yaml
-
 from sspcab_helpers import run_script
 
 pytestmark = pytest.mark.slow
@@ -68,6 +67,7 @@ def test_infer_matches_val(exported, tmp_path, mkldnn):
 def test_maps_match_dygraph(exported, mkldnn):
     """Same maps after the shared post-processing: exported graph vs the dygraph model."""
     import paddle
+
     from adcommon.pipeline import postprocess
     from adcommon.predictor import Predictor
     from shared_data.dataset import MVTecAD

@@ -4,7 +4,6 @@ import re
 import subprocess
 
 import pytest
-
 from sspcab_helpers import PAPER
 
 CONFIG = os.path.join(PAPER, "test_tipc", "configs", "SSPCAB", "train_infer_python.txt")

@@ -6,10 +6,11 @@ import pytest
 
 paddle = pytest.importorskip("paddle")
 
+from sspcab_helpers import SIZE  # noqa: E402
+
 from adcommon import cli  # noqa: E402
 from sspcab import engine  # noqa: E402
 from sspcab.model import ProjectionNet  # noqa: E402
-from sspcab_helpers import SIZE  # noqa: E402
 
 
 def _images(syn_root):
@@ -126,5 +127,6 @@ def test_frozen_stages_keep_weights_and_bn_statistics(syn_root, backbone):
     assert kept and all(np.array_equal(after[k], before[k]) for k in kept)
     assert any(k.endswith("_mean") for k in kept)           # BN statistics included
     assert not np.array_equal(after["out.weight"], before["out.weight"])
-    last = "backbone.net.layer4.0.conv1.weight" if backbone == "resnet18" else "backbone.net._blocks.14._project_conv.weight"
+    last = ("backbone.net.layer4.0.conv1.weight" if backbone == "resnet18"
+            else "backbone.net._blocks.14._project_conv.weight")
     assert not np.array_equal(after[last], before[last])

@@ -1,5 +1,4 @@
 import pytest
-
 from stfpm_helpers import load_script
 
 

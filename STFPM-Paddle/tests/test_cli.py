@@ -3,7 +3,6 @@ import json
 import os
 
 import pytest
-
 from stfpm_helpers import CATEGORY, IMAGE_SIZE, run_script
 
 

@@ -6,11 +6,12 @@ import pytest
 
 paddle = pytest.importorskip("paddle")
 
+from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
+
 from adcommon.export import export_inference  # noqa: E402
 from adcommon.pipeline import postprocess  # noqa: E402
 from adcommon.predictor import Predictor, load_meta  # noqa: E402
 from stfpm import engine  # noqa: E402
-from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from stfpm_helpers import PAPER, load_script
 
 CONFIG = "test_tipc/configs/STFPM/train_infer_python.txt"

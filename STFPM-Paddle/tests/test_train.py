@@ -5,12 +5,13 @@ import pytest
 
 paddle = pytest.importorskip("paddle")
 
+from stfpm_helpers import CATEGORY, IMAGE_SIZE  # noqa: E402
+
 from adcommon import cli  # noqa: E402
 from shared_data.dataset import MVTecAD  # noqa: E402
 from stfpm import engine  # noqa: E402
 from stfpm.loss import stfpm_loss  # noqa: E402
 from stfpm.model import STFPM  # noqa: E402
-from stfpm_helpers import CATEGORY, IMAGE_SIZE  # noqa: E402
 
 
 def _model(seed=0):
