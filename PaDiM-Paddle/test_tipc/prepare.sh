@@ -1,24 +1,6 @@
 #!/bin/bash
-# Lite data for the TIPC chain: bash test_tipc/prepare.sh CONFIG MODE [MVTEC_ROOT]
-# Without MVTEC_ROOT, a small synthetic MVTec-layout category is generated (offline, deterministic);
-# with it, a deterministic subset of the real category is cut by shared_data.lite.
-set -e
-FILENAME=$1
-MODE=$2
-MVTEC_ROOT=$3
-if [ "${MODE}" != "lite_train_lite_infer" ]; then
-    echo "only lite_train_lite_infer is supported"; exit 1
-fi
-cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-export PYTHONPATH="$(cd .. && pwd)${PYTHONPATH:+:${PYTHONPATH}}"
-rm -rf ./test_tipc/data/synthetic
-if [ -n "${MVTEC_ROOT}" ]; then
-    # Real data: the category keeps its name but lands where the config expects it.
-    ${PYTHON} -m shared_data.lite --src "${MVTEC_ROOT}" --dst ./test_tipc/data/mvtec_lite --categories bottle \
-        --n_train 8 --n_test 8 --force
-    mkdir -p ./test_tipc/data/synthetic && cp -r ./test_tipc/data/mvtec_lite/bottle ./test_tipc/data/synthetic/brick
-else
-    ${PYTHON} -m shared_data.synthetic --data_dir ./test_tipc/data/synthetic --categories brick \
-        --n_train 10 --n_test_good 3 --n_test_defect 6 --seed 0
-fi
+# TIPC lite data of this folder; the script is shared by the four folders (scripts/tipc/prepare.sh).
+#   bash test_tipc/prepare.sh test_tipc/configs/MODEL/train_infer_python.txt lite_train_lite_infer [MVTEC_ROOT]
+cfg="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+shift
+cd "$(dirname "$0")/.." && exec bash ../scripts/tipc/prepare.sh "${cfg}" "$@"

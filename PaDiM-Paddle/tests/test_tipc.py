@@ -1,14 +1,21 @@
-"""The TIPC lite_train_lite_infer chain, run as users run it; every results line must be a success."""
+"""The TIPC lite_train_lite_infer chain (scripts/tipc/, shared by the four folders), run as users run it."""
 import pytest
 from padim_testutil import HERE
 
-from adcommon.tipc import run_lite_chain
+from adcommon.tipc import config_errors, expected_results, run_lite_chain
+
+CONFIG = "test_tipc/configs/PaDiM/train_infer_python.txt"
+
+
+def test_config_keys_are_real_flags():
+    assert config_errors(HERE, CONFIG) == []
 
 
 @pytest.mark.slow
 def test_lite_train_lite_infer_chain():
-    lines, failed, out = run_lite_chain(HERE, "test_tipc/configs/PaDiM/train_infer_python.txt", "PaDiM")
+    import paddle
+    lines, failed, out = run_lite_chain(HERE, CONFIG, "PaDiM")
     assert not failed, "\n".join(failed) + out
-    # train + eval + export + CPU matrix (oneDNN 2 x threads 2 x batch 2); GPU rows only with CUDA
-    assert len(lines) >= 11, lines
+    cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    assert len(lines) == expected_results(HERE, CONFIG, cuda), "\n".join(lines)
     assert any("--use_mkldnn=False" in ln for ln in lines) and any("--use_mkldnn=True" in ln for ln in lines)
