@@ -93,7 +93,7 @@ def predictor_throughput(quick=False):
         for kind, onednn in (("gradients", [False]), ("discrepancy", [False, True])):
             model.deploy_map = kind
             d = os.path.join(tmp, kind)
-            export_inference(model, d, [None, 3, S, S], engine.deploy_meta(ck, kind))
+            export_inference(model, d, [None, 3, S, S], engine.deploy_meta(ck, {"localization": kind}))
             # the gradient graph runs the forward, then the backward of both networks (~2x the forward)
             flops = fwd * (3 if kind == "gradients" else 1)
             spec = engine.postprocess_spec(kind, S)

@@ -42,16 +42,14 @@ def default_map(ck):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.export import export_inference
+    from adcommon import checkpoint, pipeline
     from kdad import engine
 
-    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
-    model, ck = engine.load(ckpt)
+    ckpt = checkpoint.checkpoint_path(args.model_path, args.output_dir, args.category)
+    model, ck = pipeline.load(engine, ckpt)
     kind = default_map(ck) if args.map == "auto" else args.map
-    model.deploy_map = kind
-    s = ck["model_args"]["image_size"]
     out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
-    yml = export_inference(model, out, [None, 3, s, s], engine.deploy_meta(ck, kind))
+    yml = pipeline.export(engine, model, ck, out, {"localization": kind})
     print(f"exported the {kind} graph to {out} ({yml})")
     return 0
 

@@ -38,25 +38,13 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.infer import predict_checkpoint
+    from adcommon.pipeline import predict_main
     from kdad import engine
-    from kdad.localization import localize
 
     if args.batch_size < 1:
         raise cli.UserError("--batch_size must be >= 1")
-    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
-    paths = cli.find_images(args.img_path)
-    cli.set_device(args.device)
-    model, ck = engine.load(ckpt)
-    args.localization_method = engine.localization_of(ck, args.localization_method)
-    meta = engine.deploy_meta(ck, args.localization_method)
-    if args.map_threshold is not None:
-        meta["map_threshold"] = args.map_threshold
-
-    def run(x):
-        return localize(model, x, args.localization_method, args.smooth_grad_n, args.seed)
-
-    return predict_checkpoint(paths, run, meta, ckpt, args)
+    return predict_main(engine, args, {"localization": args.localization_method,
+                                       "smooth_grad_n": args.smooth_grad_n, "seed": args.seed})
 
 
 if __name__ == "__main__":

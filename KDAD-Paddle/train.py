@@ -64,10 +64,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from adcommon import checkpoint, pipeline
     from adcommon.compiled import resolve
+    from adcommon.files import save_yaml
     from kdad import engine
     from kdad.config import apply_config
-    from shared_data.dataset import MVTecAD
+    from shared_data.dataset import train_split
 
     apply_config(args)
     for name in ("epochs", "batch_size", "image_size"):
@@ -77,18 +79,23 @@ def main(argv=None):
         raise cli.UserError("--holdout_ratio must be in [0, 1)")
     cli.set_device(args.device)
     for cat in cli.categories_arg(args.data_dir, args.category):
-        out = cli.category_dir(args.output_dir, cat)
+        out = os.path.join(args.output_dir, cat)
         os.makedirs(out, exist_ok=True)
         log = cli.make_logger(os.path.join(out, "train.log"))
+        resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
+            if args.resume else None
         cli.set_seed(args.seed)
-        model = engine.build_model(args.backbone, args.pretrained, args.image_size, args.lamda, args.use_bias,
-                                   args.equal_network_size, args.direction_loss_only, args.feature_scale)
-        kw = dict(image_size=args.image_size, crop_size=None, mean=None, std=None)  # [0, 1], no normalisation
-        if args.holdout_ratio > 0:
-            fit_ds = MVTecAD(args.data_dir, cat, "train", subset="fit", holdout_ratio=args.holdout_ratio, **kw)
-            hold_ds = MVTecAD(args.data_dir, cat, "train", subset="holdout", holdout_ratio=args.holdout_ratio, **kw)
+        if resume is not None:
+            model = engine.build(resume["model_args"])  # the architecture of the run being continued
         else:
-            fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
+            model = engine.build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,
+                                  "use_bias": args.use_bias, "equal_network_size": args.equal_network_size,
+                                  "direction_loss_only": args.direction_loss_only,
+                                  "feature_scale": args.feature_scale}, args.pretrained)
+        s = model.model_args["image_size"]
+        # [0, 1] inputs, no normalisation (the reference's)
+        fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=s, crop_size=None,
+                                      mean=None, std=None)
         n_hold = len(hold_ds) if hold_ds is not None else 0
         compiled = resolve(args.compile, engine.COMPILE_BY_DEFAULT)
         log(f"KDAD {cat}: expert {args.backbone} ({model.model_args['weights']}), cloner "
@@ -97,24 +104,25 @@ def main(argv=None):
             f"expert features scaled: {model.model_args['feature_scale']}, "
             f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
         stats = engine.train(model, fit_ds, hold_ds, out, log, args.epochs, args.batch_size, args.lr, args.seed,
-                             args.eval_interval, args.save_interval, args.resume, args.cache_expert, args.select,
+                             args.eval_interval, args.save_interval, resume, args.cache_expert, args.select,
                              compiled=compiled)
         calib = engine.holdout_calibration(model, hold_ds, args.batch_size, args.threshold_quantile,
                                            args.threshold_rule)
         stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
         path = os.path.join(out, "model.pdparams")
         engine.save(path, model, cat, calib, stats, args.experiment_name, localization=args.localization_method)
-        cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+        save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
         thr = calib["threshold"]
         log(f"saved {path}; threshold {'none (no held-out images)' if thr is None else f'{thr:.4f}'}, "
             f"{stats['train_images_per_s']} train images/s, peak RSS {stats['peak_rss_mb']} MB")
         if args.val:
-            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat,
-                                               "--data_dir", args.data_dir,
-                      "--localization_test", str(args.localization_test),
-                      "--localization_method", args.localization_method,
-                      "--save_vis", str(args.save_vis), "--device", args.device] +
-                     (["--config", args.config] if args.config else []))
+            model, ck = pipeline.load(engine, path)
+            opts = {"localization": args.localization_method, "localization_test": bool(args.localization_test),
+                    "seed": args.seed}
+            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis,
+                                    opts)
+            log(pipeline.summary_line(cat, res, os.path.join(out, "metrics.json"),
+                                      paper_localization_auroc=res.get("paper_localization_auroc")))
     return 0
 
 

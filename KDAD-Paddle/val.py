@@ -5,12 +5,12 @@
 metrics.json holds the standard image AUROC, pixel AUROC and AUPRO over all test images, and the paper's
 own localization number as ``paper_localization_auroc`` (anomalous images only,
 docs/reference.md#kdad-localization-auroc).
-Methods other than gradients write to <output_dir>/<category>/<method>/.
+The localization method defaults to the one chosen at training (stored in the checkpoint); another one
+writes to <output_dir>/<category>/<method>/.
 """
 import argparse
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
@@ -38,56 +38,24 @@ def build_parser():
     return p
 
 
+def options(args, given_method):
+    """The run's options for kdad.engine (localization method: the flag, else the checkpoint's)."""
+    return {"localization": given_method, "fallback": args.localization_method,
+            "localization_test": bool(args.localization_test), "smooth_grad_n": args.smooth_grad_n,
+            "seed": args.seed}
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.pipeline import postprocess, run_batches, save_val_outputs, summary_line
+    from adcommon.pipeline import val_main
     from kdad import engine
     from kdad.config import apply_config
-    from kdad.localization import detect, localize, paper_localization_auroc, soft_masks
-    from shared_data.dataset import MVTecAD
 
     given_method = args.localization_method   # else the checkpoint's (then the config's)
     apply_config(args)
     if args.batch_size < 1:
         raise cli.UserError("--batch_size must be >= 1")
-    cli.set_device(args.device)
-    for cat in cli.categories_arg(args.data_dir, args.category):
-        out = cli.category_dir(args.output_dir, cat)
-        model, ck = engine.load(args.model_path or os.path.join(out, "model.pdparams"))
-        trained = ck.get("localization_method")
-        method = (given_method or trained or args.localization_method) if args.localization_test else None
-        s = ck["model_args"]["image_size"]
-        ds = MVTecAD(args.data_dir, cat, "test", s, None, None, None)
-
-        def run(x):
-            return localize(model, x, method, args.smooth_grad_n, args.seed) if method else detect(model, x)
-
-        raw, t_model = run_batches(run, ds, args.batch_size)
-        t0 = time.perf_counter()
-        spec = engine.postprocess_spec(engine.map_kind(method), s) if method else \
-            {"map_outputs": [], "score_output": 0}
-        maps, scores = postprocess(raw, spec)
-        paper = None  # the paper's threshold sweep (0..0.999) is defined for gradient maps in [0, 1] only
-        if maps is not None and ds.has_masks and method != "discrepancy":
-            idx, gt = soft_masks(ds, s)
-            paper = paper_localization_auroc(maps[idx], gt)
-        t_post = time.perf_counter() - t0
-        meta = engine.deploy_meta(ck, method or "gradients")
-        # the model's own map writes metrics.json in its folder; another one goes to a subfolder
-        own = method in (None, trained or "gradients")
-        save_dir = args.save_dir or (out if own else os.path.join(out, method))
-        res = save_val_outputs(
-            save_dir, engine.METHOD, ds, maps, scores, ck.get("threshold"),
-            extra={"localization_method": method, "paper_localization_auroc": paper,
-                   "paper_localization_auroc_note": "paper metric: anomalous test images only, 1000 thresholds, "
-                                                    "3x3 elliptical opening (docs/reference.md"
-                                                    "#kdad-localization-auroc); not a pixel AUROC",
-                   "model_args": {k: v for k, v in ck["model_args"].items() if k != "postprocess"},
-                   "timing": {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3), "images": len(ds)}},
-            save_vis=args.save_vis, vrange=meta.get("vis_range"), map_threshold=meta.get("map_threshold"),
-            region_only_if_anomalous=meta.get("region_only_if_anomalous", False))
-        print(summary_line(cat, res, os.path.join(save_dir, "metrics.json"), paper_localization_AUROC=paper))
-    return 0
+    return val_main(engine, args, options(args, given_method), summary_extra=["paper_localization_auroc"])
 
 
 if __name__ == "__main__":

@@ -21,26 +21,14 @@ def build_parser():
     p.add_argument("--save_dir", default=None, help="default <output_dir>/<category>/predict")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=True)
+    p.add_argument("--threshold", type=float, default=None, help="image-score threshold instead of the stored one")
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    import paddle
-
-    from adcommon.infer import predict_checkpoint
+    from adcommon.pipeline import predict_main
     from padim import engine
-
-    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
-    paths = cli.find_images(args.img_path)
-    cli.set_device(args.device)
-    model, ck = engine.load(ckpt)
-
-    @paddle.no_grad()
-    def run(x):
-        return [model(paddle.to_tensor(x)).numpy()]
-
-    return predict_checkpoint(paths, run, engine.deploy_meta(ck), ckpt, args)
+    return predict_main(engine, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ DEPTHS = {18: "resnet18", 50: "wide_resnet50_2"}
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p)
+    cli.add_workers_arg(p)
     p.add_argument("--data_path", dest="data_dir", help=argparse.SUPPRESS)        # seed name
     p.add_argument("--save_path", dest="output_dir", help=argparse.SUPPRESS)      # seed name
     p.add_argument("--backbone", "--arch", dest="backbone", default="resnet18",
@@ -45,6 +46,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from adcommon import pipeline
+    from adcommon.files import save_yaml
     from padim import engine
     from padim.model import PaDiM
     from shared_data.dataset import MVTecAD
@@ -57,7 +60,7 @@ def main(argv=None):
     cli.set_seed(args.seed)
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
-        out = cli.category_dir(args.output_dir, cat)
+        out = os.path.join(args.output_dir, cat)
         os.makedirs(out, exist_ok=True)
         log = cli.make_logger(os.path.join(out, "train.log"))
         model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, args.crop_size, args.seed)
@@ -70,13 +73,12 @@ def main(argv=None):
                            args.threshold_rule, args.seed, log)
         stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
         engine.save(os.path.join(out, "model.pdparams"), model, stats, cat)
-        cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+        save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
         log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")
         if args.val:
-            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat,
-                                               "--data_dir", args.data_dir,
-                      "--batch_size", str(args.batch_size), "--save_vis", str(args.save_vis),
-                      "--device", args.device])
+            model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
+            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
+            print(pipeline.summary_line(cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

@@ -5,7 +5,6 @@
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
@@ -25,35 +24,9 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    import paddle
-
-    from adcommon.pipeline import postprocess, run_batches, save_val_outputs, summary_line
+    from adcommon.pipeline import val_main
     from padim import engine
-    from shared_data.dataset import MVTecAD
-
-    cli.set_device(args.device)
-    for cat in cli.categories_arg(args.data_dir, args.category):
-        out = cli.category_dir(args.output_dir, cat)
-        model, ck = engine.load(args.model_path or os.path.join(out, "model.pdparams"))
-        a = ck["model_args"]
-        ds = MVTecAD(args.data_dir, cat, "test", a["image_size"], a["crop_size"], a["mean"], a["std"])
-
-        @paddle.no_grad()
-        def run(x):
-            return [model(paddle.to_tensor(x)).numpy()]
-
-        raw, t_model = run_batches(run, ds, args.batch_size)
-        t0 = time.perf_counter()
-        maps, scores = postprocess(raw, a["postprocess"])
-        t_post = time.perf_counter() - t0
-        res = save_val_outputs(out, engine.METHOD, ds, maps, scores, ck.get("threshold"),
-                               extra={"model_args": {k: v for k, v in a.items() if k != "postprocess"},
-                                      "timing": {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3),
-                                                 "images": len(ds)}},
-                               save_vis=args.save_vis, vrange=ck.get("vis_range"))
-        print(summary_line(cat, res, os.path.join(out, "metrics.json")))
-    return 0
+    return val_main(engine, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
 
@@ -51,7 +52,9 @@ def _cell(mean, std):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    train, val = cli.sibling(__file__, "train"), cli.sibling(__file__, "val")
+    import importlib
+    sys.path.insert(0, HERE)  # train.py and val.py sit beside this script
+    train, val = importlib.import_module("train"), importlib.import_module("val")
 
     if not args.category or "," in args.category or args.category == "all":
         raise cli.UserError("--category: give one category for the ablation")

@@ -29,20 +29,9 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    from adcommon.export import export_inference
+    from adcommon.pipeline import export_main
     from sspcab import engine
-
-    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
-    model, ck = engine.load(ckpt)
-    meta = engine.deploy_meta(ck)
-    if args.threshold is not None:
-        meta["threshold"] = args.threshold
-    s = ck["model_args"]["image_size"]
-    out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
-    yml = export_inference(model, out, [None, 3, s, s], meta)
-    print(f"exported to {out} ({yml})")
-    return 0
+    return export_main(engine, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -35,28 +35,14 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import paddle
-
-    from adcommon.infer import predict_checkpoint
+    from adcommon.pipeline import predict_main
     from sspcab import engine
 
     if args.cuda is not None:
         args.device = "gpu" if args.cuda else "cpu"
     if args.batch_size < 1:
         raise cli.UserError(f"--batch_size must be >= 1, got {args.batch_size}")
-    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
-    paths = cli.find_images(args.img_path)
-    cli.set_device(args.device)
-    model, ck = engine.load(ckpt)
-    meta = engine.deploy_meta(ck)
-    if args.threshold is not None:
-        meta["threshold"] = args.threshold
-
-    @paddle.no_grad()
-    def run(x):
-        return [t.numpy() for t in model(paddle.to_tensor(x))]
-
-    return predict_checkpoint(paths, run, meta, ckpt, args)
+    return predict_main(engine, args)
 
 
 if __name__ == "__main__":

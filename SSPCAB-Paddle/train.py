@@ -73,7 +73,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from shared_data.dataset import MVTecAD
+    from adcommon import pipeline
+    from adcommon.files import save_yaml
+    from shared_data.dataset import train_split
     from sspcab import engine
     from sspcab.cutpaste import VARIANTS
     from sspcab.model import ProjectionNet
@@ -94,7 +96,7 @@ def main(argv=None):
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
-        out = cli.category_dir(args.output_dir, cat)
+        out = os.path.join(args.output_dir, cat)
         os.makedirs(out, exist_ok=True)
         log = cli.make_logger(os.path.join(out, "train.log"))
         if args.test_epochs:
@@ -104,12 +106,8 @@ def main(argv=None):
                               args.image_size, args.sspcab_kernel, args.sspcab_dilation,
                               patch_layer=args.patch_layer, image_score=args.image_score)
         a = model.model_args
-        kw = dict(image_size=a["image_size"], mean=a["mean"], std=a["std"])
-        if args.holdout_ratio > 0:
-            fit_ds = MVTecAD(args.data_dir, cat, "train", subset="fit", holdout_ratio=args.holdout_ratio, **kw)
-            hold_ds = MVTecAD(args.data_dir, cat, "train", subset="holdout", holdout_ratio=args.holdout_ratio, **kw)
-        else:
-            fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
+        fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=a["image_size"],
+                                      mean=a["mean"], std=a["std"])
         what = (f"CutPaste + SSPCAB (at {a['sspcab_site']}, lambda {args.sspcab_lambda})" if a["sspcab"]
                 else "CutPaste (no SSPCAB)")
         log(f"{what} {args.variant} {cat}: {a['backbone']} ({a['weights']}); "
@@ -130,15 +128,15 @@ def main(argv=None):
                                        threshold_rule=args.threshold_rule)
         train_stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
         engine.save(os.path.join(out, "model.pdparams"), model, cat, fit_stats, train_stats)
-        cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+        save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
         if os.path.exists(state):
             os.remove(state)  # the fitted model supersedes the resumable state
         log(f"saved {os.path.join(out, 'model.pdparams')} ({train_stats['train_seconds']} s training, "
             f"{train_stats['images_per_second']} img/s, peak RSS {train_stats['peak_rss_mb']} MB)")
         if args.val:
-            cli.sibling(__file__, "val").main(["--output_dir", args.output_dir, "--category", cat,
-                                               "--data_dir", args.data_dir,
-                      "--save_vis", str(args.save_vis), "--device", args.device])
+            model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
+            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, save_vis=args.save_vis)
+            log(pipeline.summary_line(cat, res, os.path.join(out, "metrics.json"), engine.PIXEL_NOTE))
     return 0
 
 

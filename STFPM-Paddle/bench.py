@@ -2,15 +2,14 @@
 
     python bench.py [--quick] [--json bench.json]
 ``run(quick=False)`` returns a list of rows {"name", "value", "unit", "backbone", "image_size",
-"batch_size", "mode", ...}. GFLOPs are counted analytically (conv layers, teacher + student up to
-layer3, one image at 256), so throughput x GFLOPs gives the share of the hardware's peak in use.
+"batch_size", "mode", ...}. GFLOPs are counted by adcommon.benchmark.count_flops (conv layers,
+teacher + student up to layer3, one image at 256), so throughput x GFLOPs gives the share of the hardware's peak in use.
 Timings use random inputs and random weights: speed does not depend on the weights' values.
 """
 import argparse
 import os
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))                   # stfpm
@@ -18,35 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))                  
 import numpy as np  # noqa: E402
 
 
-def conv_macs(model, image_size):
-    """Multiply-accumulates of every Conv2D for one (1, 3, S, S) input, counted from the output shapes:
-    C_out * H_out * W_out * (C_in / groups) * k_h * k_w per layer. Returns (macs, n_conv_layers)."""
-    import paddle
-    total, count, hooks = [0], [0], []
-
-    def hook(layer, inputs, output):
-        kh, kw = layer._kernel_size
-        _, c_out, h, w = output.shape
-        total[0] += int(c_out) * int(h) * int(w) * (layer._in_channels // layer._groups) * kh * kw
-        count[0] += 1
-
-    for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.Conv2D):
-            hooks.append(layer.register_forward_post_hook(hook))
-    model.eval()
-    with paddle.no_grad():
-        model(paddle.zeros([1, 3, image_size, image_size]))
-    for h in hooks:
-        h.remove()
-    return total[0], count[0]
-
-
 def _timed(fn, reps):
-    fn()  # warm-up (allocations, oneDNN primitive creation)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
+    from adcommon.benchmark import time_per_call
+    return time_per_call(fn, repeats=reps, warmup=1)   # warm-up: allocations, oneDNN primitives
 
 
 def _row(rows, name, value, unit, **settings):
@@ -100,8 +73,11 @@ def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
     paddle.seed(0)
     model = STFPM(backbone, pretrained="none", image_size=image_size)
     base = {"backbone": backbone, "image_size": image_size, "device": paddle.device.get_device()}
-    macs, n_conv = conv_macs(model, 256)  # the paper's input size, whatever the timing size
-    note = f"2 x MACs of {n_conv} conv layers; GMACs {macs / 1e9:.3f}"
+    from adcommon.benchmark import count_flops
+    model.eval()
+    flops = count_flops(model, [1, 3, 256, 256])   # the paper's input size, whatever the timing size
+    macs = flops / 2
+    note = f"2 x multiply-adds of the conv layers; GMACs {macs / 1e9:.3f}"
     _row(rows, "gflops_teacher_student_to_layer3", 2 * macs / 1e9, "GFLOP/image",
          **dict(base, image_size=256, mode="analytic", note=note))
 

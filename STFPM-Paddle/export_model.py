@@ -31,19 +31,15 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.export import export_inference
+    from adcommon.pipeline import export_main
     from stfpm import engine
-
-    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
-    model, ck = engine.load(ckpt)
-    s = ck["model_args"]["image_size"]
-    if args.img_size not in (None, s):
-        # the threshold and the colour scale were measured at the training size
-        raise cli.UserError(f"--img_size {args.img_size}: this model was trained at {s}; leave --img_size out")
-    out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
-    yml = export_inference(model, out, [None, 3, s, s], engine.deploy_meta(ck))
-    print(f"exported to {out} ({yml})")
-    return 0
+    if args.img_size is not None:   # the threshold and the colour scale were measured at the training size
+        from adcommon.checkpoint import checkpoint_path, load_checkpoint
+        ck = load_checkpoint(checkpoint_path(args.model_path, args.output_dir, args.category), engine.METHOD)
+        if args.img_size != ck["model_args"]["image_size"]:
+            raise cli.UserError(f"--img_size {args.img_size}: this model was trained at "
+                                f"{ck['model_args']['image_size']}; leave --img_size out")
+    return export_main(engine, args)
 
 
 if __name__ == "__main__":

@@ -28,34 +28,29 @@ def build_parser():
                         "a .png name (seed style) receives the picture of a single image")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--save_vis", "--save_fig", dest="save_vis", type=cli.str2bool, default=True)
+    p.add_argument("--threshold", type=float, default=None, help="image-score threshold instead of the stored one")
     p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.infer import predict_dir, predict_images
+    from adcommon.files import find_images
+    from adcommon.pipeline import predict_main
     from stfpm import engine
 
-    ckpt = cli.checkpoint_path(args.model_path, args.output_dir, args.category)
-    paths = cli.find_images(args.img_path)
-    picture = None
-    save_dir = predict_dir(ckpt, args.save_dir)
-    if save_dir.lower().endswith(PICTURE_EXTENSIONS):  # seed: --save_path=predict.png, one picture
+    picture = args.save_dir if (args.save_dir or "").lower().endswith(PICTURE_EXTENSIONS) else None
+    if picture:  # seed: --save_path=predict.png, one picture
+        paths = find_images(args.img_path)
         if len(paths) != 1:
-            raise cli.UserError(f"--save_path {save_dir} is a picture name: give one image, or a folder name")
-        picture, save_dir = save_dir, os.path.dirname(os.path.abspath(save_dir))
-    cli.set_device(args.device)
-    model, ck = engine.load(ckpt)
-    predict_images(paths, engine.runner(model), engine.deploy_meta(ck), save_dir, args.batch_size,
-                   args.save_vis or picture is not None)
+            raise cli.UserError(f"--save_path {picture} is a picture name: give one image, or a folder name")
+        args.save_dir, args.save_vis = os.path.dirname(os.path.abspath(picture)), True
+    predict_main(engine, args)
     if picture:
         q = paths[0]
         name = f"{os.path.basename(os.path.dirname(q))}_{os.path.splitext(os.path.basename(q))[0]}.png"
-        shutil.move(os.path.join(save_dir, name), picture)
-        print(f"picture {picture}, scores.csv in {save_dir}")
-    else:
-        print(f"pictures and scores.csv in {save_dir}")
+        shutil.move(os.path.join(args.save_dir, name), picture)
+        print(f"picture {picture}")
     return 0
 
 

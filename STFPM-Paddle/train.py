@@ -55,9 +55,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from adcommon import checkpoint, pipeline
     from adcommon.compiled import resolve
-    from adcommon.pipeline import fmt_metric
-    from shared_data.dataset import MVTecAD
+    from adcommon.files import save_yaml
+    from shared_data.dataset import train_split
     from stfpm import engine
     from stfpm.model import STFPM
 
@@ -72,22 +73,19 @@ def main(argv=None):
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
-        out = cli.category_dir(args.output_dir, cat)
-        resume = cli.load_checkpoint(os.path.join(out, "last.pdparams"), engine.METHOD) if args.resume else None
+        out = os.path.join(args.output_dir, cat)
+        os.makedirs(out, exist_ok=True)
+        log = cli.make_logger(os.path.join(out, "train.log"))
+        resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
+            if args.resume else None
         cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
         if resume is not None:
             model = engine.build(resume["model_args"])  # the architecture of the run being continued
         else:
             model = STFPM(args.backbone, args.pretrained, args.image_size)
         a = model.model_args
-        kw = dict(image_size=a["image_size"], crop_size=None, mean=a["mean"], std=a["std"])
-        if args.holdout_ratio > 0:
-            fit_ds = MVTecAD(args.data_dir, cat, "train", subset="fit", holdout_ratio=args.holdout_ratio, **kw)
-            hold_ds = MVTecAD(args.data_dir, cat, "train", subset="holdout", holdout_ratio=args.holdout_ratio, **kw)
-        else:
-            fit_ds, hold_ds = MVTecAD(args.data_dir, cat, "train", **kw), None
-        os.makedirs(out, exist_ok=True)
-        log = cli.make_logger(os.path.join(out, "train.log"))
+        fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=a["image_size"],
+                                      crop_size=None, mean=a["mean"], std=a["std"])
         compiled = resolve(args.compile, a["backbone"] in engine.COMPILE_BY_DEFAULT)
         log(f"STFPM {cat}: teacher {a['weights']}, student {a['backbone']} random init, {a['image_size']}px, "
             f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out normal images, "
@@ -96,24 +94,22 @@ def main(argv=None):
         stats = engine.train(model, fit_ds, hold_ds, out, cat, args.epochs, args.batch_size, args.lr, args.momentum,
                              args.weight_decay, args.seed, resume, args.threshold_quantile, log,
                              threshold_rule=args.threshold_rule, compiled=compiled, cache_teacher=args.cache_teacher)
-        cli.save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
-        log(f"saved {os.path.join(out, 'model.pdparams')} (best epoch {stats['best_epoch']}, "
+        save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+        log(f"saved {os.path.join(out, 'model.pdparams')} (selected epoch {stats['selected_epoch']}, "
             f"{stats['train_seconds']:.1f} s training, peak RSS {cli.peak_rss_mb():.0f} MB)")
         if args.val:
-            model, ck = engine.load(os.path.join(out, "model.pdparams"))
-            res = engine.evaluate(model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-            log(f"test split: image AUROC {fmt_metric(res['image_auroc'])}, pixel AUROC "
-                f"{fmt_metric(res['pixel_auroc'])}, AUPRO {fmt_metric(res['aupro'])}")
+            model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
+            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
+            log(pipeline.summary_line(cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 
 def _test(args):
-    """Seed's `train.py test`: evaluate a trained model; the same code and output as val.py."""
-    argv = ["--data_dir", args.data_dir, "--output_dir", args.output_dir, "--device", args.device,
-            "--batch_size", str(args.batch_size), "--save_vis", str(bool(args.save_vis))]
-    argv += ["--category", args.category] if args.category else []
-    argv += ["--model_path", args.checkpoint] if args.checkpoint else []
-    return cli.sibling(__file__, "val").main(argv)
+    """Seed's `train.py test`: evaluate a trained model, as val.py does (--checkpoint = --model_path)."""
+    from adcommon.pipeline import val_main
+    from stfpm import engine
+    args.model_path = args.checkpoint
+    return val_main(engine, args)
 
 
 if __name__ == "__main__":

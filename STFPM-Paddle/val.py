@@ -29,20 +29,9 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    from adcommon.pipeline import summary_line
+    from adcommon.pipeline import val_main
     from stfpm import engine
-
-    cli.set_device(args.device)
-    cats = cli.categories_arg(args.data_dir, args.category)
-    if args.model_path and len(cats) > 1:
-        raise cli.UserError("--model_path names one model: give one --category")
-    for cat in cats:
-        out = cli.category_dir(args.output_dir, cat)
-        model, ck = engine.load(args.model_path or os.path.join(out, "model.pdparams"))
-        res = engine.evaluate(model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-        print(summary_line(cat, res, os.path.join(out, "metrics.json")))
-    return 0
+    return val_main(engine, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

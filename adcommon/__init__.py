@@ -1,5 +1,6 @@
-"""Shared evaluation and deployment helpers: metrics, post-processing, visualisation,
-Paddle Inference predictor, auto_log-compatible benchmark logger, backbones."""
+"""What every method shares around its own model (the method lifecycle, adcommon.pipeline): evaluation,
+post-processing, metrics, pictures, checkpoints, export and Paddle Inference, the command line,
+backbones and their weights, the compiled training step, the auto_log-compatible benchmark logger."""
 
 import warnings as _warnings
 

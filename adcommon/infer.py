@@ -1,5 +1,6 @@
-"""Scoring a file, a folder or a glob of images: shared by every predict.py (dygraph) and infer.py
-(Paddle Inference), so both write the same scores.csv and pictures from the same code.
+"""Scoring a file, a folder or a glob of images: shared by every predict.py (dygraph, through
+adcommon.pipeline.predict_main) and infer.py (Paddle Inference), so both write the same scores.csv and
+pictures from the same code.
 
 ``meta`` is what export_model.py writes to inference.yml (and what predict.py builds from the
 checkpoint): {"method", "preprocess": {image_size, crop_size, mean, std}, "postprocess": spec,
@@ -12,29 +13,22 @@ import time
 
 import numpy as np
 
-from shared_data import transforms as T
+from shared_data import dataset as D
 from shared_data.errors import UserError
 
-from .cli import add_infer_args, find_images, str2bool, write_scores_csv
+from .cli import add_infer_args, str2bool
+from .files import find_images, write_scores_csv
 from .pipeline import postprocess, print_verdicts, save_panel, vis_range
 
 
 def preprocess_for(meta):
     p = meta["preprocess"]
-    return lambda path: T.preprocess(path, p["image_size"], p.get("crop_size"), p.get("mean"), p.get("std"))
+    return lambda path: D.preprocess(path, p["image_size"], p.get("crop_size"), p.get("mean"), p.get("std"))
 
 
 def predict_dir(ckpt, save_dir=None):
     """predict.py's output folder: --save_dir, else <the checkpoint's folder>/predict."""
     return save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
-
-
-def predict_checkpoint(paths, run_fn, meta, ckpt, args):
-    """predict.py's end: score ``paths`` with a loaded checkpoint's ``run_fn`` and say where it went."""
-    save_dir = predict_dir(ckpt, args.save_dir)
-    predict_images(paths, run_fn, meta, save_dir, args.batch_size, args.save_vis)
-    print(f"pictures and scores.csv in {save_dir}")
-    return 0
 
 
 def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, autolog=None):
@@ -72,7 +66,7 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
                 if lo is None:
                     lo, hi = vis_range(maps, threshold if map_threshold is None else map_threshold)
                 for q, m, s in zip(chunk, maps, scores):
-                    rgb = T.resize_image(T.load_image(q), p["image_size"], p.get("crop_size"))
+                    rgb = D.resize_image(D.load_image(q), p["image_size"], p.get("crop_size"))
                     name = os.path.splitext(os.path.basename(q))[0]
                     parent = os.path.basename(os.path.dirname(q))
                     save_panel(os.path.join(save_dir, f"{parent}_{name}.png"), rgb, m, float(s), threshold, lo, hi,

@@ -1,13 +1,36 @@
-"""The steps every paper's val.py / predict.py / infer.py share: raw model outputs -> maps and scores
-(one post-processing path, recorded in the checkpoint and in inference.yml), thresholds from normal
-images, metrics.json + scores.csv, panel pictures.
+"""The method lifecycle: what every method's scripts share around its own model, written once.
+
+A paper package provides its own parts in its ``engine`` module (the written contract; CONTRIBUTING.md
+shows them filled in for a new method):
+
+    METHOD                         the method's name in checkpoints, metrics.json and output folders
+    build(model_args)              the untrained Layer of that architecture (weights come from a checkpoint)
+    runner(model, ck, options)     fn(images (B, 3, S, S) float32 numpy) -> list of numpy outputs, exactly
+                                   what the exported graph returns (eval mode)
+    deploy_meta(ck, options)       what a deployment needs besides the graph (inference.yml, predict.py):
+                                   method, preprocess {image_size, crop_size, mean, std}, postprocess spec,
+                                   outputs, threshold, vis_range, model_args (+ map_threshold,
+                                   region_only_if_anomalous for maps in other units than the score)
+    extra_metrics(ck, ds, raw, maps, scores, options)      optional: method-specific metrics.json entries
+    export_layer(model, ck, options)                       optional: the Layer to trace (default: the model)
+    upgrade(ck, path)                                      optional: read checkpoints of earlier versions
+    result_dir(out, ck, options)                           optional: val.py's folder (default: out)
+    PIXEL_NOTE                                             optional: " (ours)" where the papers do not localise
+    and its training (train / fit, calibration on held-out normal images), called by its own train.py.
+
+This module runs, for every method: ``load`` (a checkpoint into its model), ``evaluate`` (the only
+writer of metrics.json, scores.csv and the test pictures), ``export``; the val.py / predict.py /
+export_model.py mains; the one post-processing path from raw outputs to full-size maps and image
+scores (val.py and infer.py call the same code, so their numbers agree by construction); thresholds
+from normal images. adcommon.checkpoint holds the checkpoint files, shared_data.dataset the data.
 
 A post-processing spec is a dict:
     {"out_size": 224, "combine": "product", "sigma": 4.0, "map_outputs": [0], "score_output": None,
      "map_size": None}
 ``map_outputs`` are the indices of the model outputs holding (N, 1, h, w) maps (combined after
 upsampling, at ``map_size`` when given, else at ``out_size``); ``score_output`` is the index of an (N,)
-image-score output, or None for "max of the map".
+image-score output, or None for "max of the map". The models stop at feature resolution because
+``F.interpolate`` breaks Paddle 3.3's oneDNN predictor (docs/reference.md#interpolate-breaks-the-onednn-predictor).
 """
 import os
 import platform
@@ -17,8 +40,145 @@ import numpy as np
 
 from shared_data.errors import UserError
 
-from . import postprocess as PP
-from .cli import save_json, write_scores_csv
+from . import checkpoint as C
+from .files import save_json, write_scores_csv
+
+
+# ----------------------------------------------------------------------------- raw maps -> maps and scores
+def _to_numpy(x):
+    """numpy array from a numpy array, list, or a paddle Tensor (``.numpy()``)."""
+    if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def _as_nhw(maps, name="maps"):
+    """(N, H, W) float32 from (N, H, W) or (N, 1, H, W)."""
+    a = _to_numpy(maps)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 3:
+        raise UserError(f"{name} must have shape (N, H, W) or (N, 1, H, W), got {a.shape}")
+    return a.astype(np.float32, copy=False)
+
+
+def _size(size):
+    if np.isscalar(size):
+        size = (int(size), int(size))
+    h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0:
+        raise UserError(f"output size must be positive, got {size}")
+    return h, w
+
+
+def _bilinear_matrix(n_out, n_in):
+    """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres, align_corners=False.
+
+    src = (dst + 0.5) * n_in / n_out - 0.5, clamped at 0 below and at n_in - 1 above: the rule of
+    Paddle/PyTorch ``F.interpolate(mode='bilinear', align_corners=False)`` (no antialiasing).
+    """
+    ratio = float(np.float32(n_in) / np.float32(n_out))  # Paddle keeps the ratio in float32
+    src = ((np.arange(n_out, dtype=np.float64) + 0.5) * ratio - 0.5).astype(np.float32).astype(np.float64)
+    src = np.maximum(src, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = src - i0
+    m = np.zeros((n_out, n_in), np.float64)
+    rows = np.arange(n_out)
+    np.add.at(m, (rows, i0), 1.0 - l1)
+    np.add.at(m, (rows, i1), l1)
+    return m.astype(np.float32)
+
+
+def upsample(maps, size):
+    """Bilinear resize (N, h, w) or (N, 1, h, w) -> (N, H, W) float32; ``size`` = int or (H, W).
+
+    Equal to Paddle ``F.interpolate(mode='bilinear', align_corners=False)`` in both directions, and to
+    ``cv2.resize(INTER_LINEAR)`` when enlarging (same half-pixel rule). When shrinking cv2 differs (it
+    switches to area averaging for integer factors), so never mix cv2 in for downsampling.
+    Separable: out[n] = Ry (H, h) @ map[n] (h, w) @ Rx.T (w, W).
+    """
+    a = _as_nhw(maps)  # (N, h, w)
+    h_out, w_out = _size(size)
+    n, h, w = a.shape
+    if (h, w) == (h_out, w_out):
+        return a.copy()
+    if h_out >= h and w_out >= w:
+        # Enlarging: cv2's INTER_LINEAR uses the same half-pixel rule and is ~100x faster than the
+        # matmul below (and immune to BLAS thread contention); equal to it within 1e-6.
+        import cv2
+        return np.stack([cv2.resize(m, (w_out, h_out), interpolation=cv2.INTER_LINEAR) for m in a]).astype(
+            np.float32, copy=False)
+    ry = _bilinear_matrix(h_out, h)  # (H, h)
+    rx = _bilinear_matrix(w_out, w)  # (W, w)
+    return np.ascontiguousarray(np.matmul(np.matmul(ry, a), rx.T), dtype=np.float32)  # (N, H, W)
+
+
+def combine(maps_list, mode="product"):
+    """Element-wise product / sum / mean of same-size maps, e.g. STFPM's product over layers."""
+    if mode not in ("product", "sum", "mean"):
+        raise UserError(f"combine mode must be 'product', 'sum' or 'mean', got {mode!r}")
+    maps_list = [_as_nhw(m, "each map") for m in maps_list]
+    if not maps_list:
+        raise UserError("combine needs at least one map")
+    shape = maps_list[0].shape
+    for m in maps_list[1:]:
+        if m.shape != shape:
+            raise UserError(f"maps to combine differ in shape: {shape} vs {m.shape}; upsample first")
+    out = maps_list[0].copy()  # (N, H, W)
+    for m in maps_list[1:]:
+        if mode == "product":
+            out *= m
+        else:
+            out += m
+    if mode == "mean":
+        out /= len(maps_list)
+    return out
+
+
+def gaussian_blur(maps, sigma):
+    """Per-map Gaussian blur = ``scipy.ndimage.gaussian_filter(m, sigma)`` (reflect border,
+    truncate 4.0), as in PaDiM's reference (σ = 4). sigma None or 0 returns the maps unchanged."""
+    from scipy.ndimage import gaussian_filter
+
+    a = _as_nhw(maps)  # (N, H, W)
+    if not sigma:
+        return a.copy()
+    if sigma < 0:
+        raise UserError(f"sigma must be >= 0, got {sigma}")
+    # sigma 0 on the batch axis: each map is filtered on its own, exactly like a per-map call
+    return gaussian_filter(a, sigma=(0.0, float(sigma), float(sigma)), mode="reflect", truncate=4.0)
+
+
+def anomaly_maps(raw, out_size, combine_mode="product", sigma=None, map_size=None):
+    """Raw map(s) at feature resolution -> (N, H, W) float32 full-size anomaly maps.
+
+    ``raw`` is one array or a list of per-layer arrays, each (N, 1, h, w) or (N, h, w), possibly at
+    different resolutions. Order, as in STFPM's reference: each layer is upsampled to ``out_size``
+    first, then the layers are combined (``combine_mode``), then the optional blur (PaDiM σ = 4).
+    With ``map_size`` the layers are first brought to that size, combined there, and the combined map
+    is resized to ``out_size`` (STFPM's official order: product at 64 x 64, then resize to 256).
+    """
+    layers = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    if not layers:
+        raise UserError("anomaly_maps got an empty list of raw maps")
+    up = [upsample(r, map_size or out_size) for r in layers]  # each (N, H, W)
+    out = up[0] if len(up) == 1 else combine(up, combine_mode)
+    if map_size:
+        out = upsample(out, out_size)
+    if sigma:
+        out = gaussian_blur(out, sigma)
+    return out
+
+
+def image_scores(maps, reduce="max"):
+    """(N,) image scores from (N, H, W) maps: ``max`` (STFPM, PaDiM, MVTec script) or ``mean``."""
+    a = _as_nhw(maps)
+    if reduce == "max":
+        return a.max(axis=(1, 2))
+    if reduce == "mean":
+        return a.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+    raise UserError(f"reduce must be 'max' or 'mean', got {reduce!r}")
 
 
 def postprocess(outputs, spec):
@@ -26,12 +186,12 @@ def postprocess(outputs, spec):
     maps = None
     idx = spec.get("map_outputs") or []
     if idx:
-        maps = PP.anomaly_maps([np.asarray(outputs[i]) for i in idx], spec["out_size"],
+        maps = anomaly_maps([np.asarray(outputs[i]) for i in idx], spec["out_size"],
                                spec.get("combine", "product"), spec.get("sigma"), spec.get("map_size"))
     if spec.get("score_output") is not None:
         scores = np.asarray(outputs[spec["score_output"]], np.float32).reshape(-1)
     elif maps is not None:
-        scores = PP.image_scores(maps)
+        scores = image_scores(maps)
     else:
         raise ValueError("post-processing spec has neither map outputs nor a score output")
     return maps, scores
@@ -143,7 +303,7 @@ def summary_line(category, res, path, pixel_note="", **more):
     parts = [f"Category: {category}", f"Image AUROC: {fmt_metric(res.get('image_auroc'))}",
              f"Pixel AUROC{pixel_note}: {fmt_metric(res.get('pixel_auroc'))}",
              f"AUPRO{pixel_note}: {fmt_metric(res.get('aupro'))}"]
-    parts += [f"{k.replace('_', ' ')}: {fmt_metric(v)}" for k, v in more.items()]
+    parts += [f"{k.replace('_', ' ').replace('auroc', 'AUROC')}: {fmt_metric(v)}" for k, v in more.items()]
     return "\t".join(parts) + f"\t-> {path}"
 
 
@@ -220,7 +380,111 @@ def print_verdicts(paths, scores, threshold):
         print(f"{p}\tscore {float(s):.4f}\t{v}")
 
 
-def require(value, what):
-    if value is None:
-        raise UserError(f"{what} is required")
-    return value
+# ----------------------------------------------------------------------------- the lifecycle
+
+
+def load(method, path):
+    """(model in eval mode, checkpoint) from a checkpoint of ``method`` (its engine module): the
+    architecture comes from the checkpoint's model_args, every tensor must fit."""
+    ck = C.load_checkpoint(path, method.METHOD)
+    if hasattr(method, "upgrade"):
+        ck = method.upgrade(ck, path)
+    try:
+        model = method.build(ck["model_args"])
+    except KeyError as e:
+        raise UserError(f"{path}: model_args lacks {e} (written by another version?)") from None
+    C.set_state_strict(model, ck["state_dict"], f"{method.METHOD} checkpoint {path}")
+    model.model_args["weights"] = ck["model_args"].get("weights")
+    model.eval()
+    return model, ck
+
+
+def training_summary(ck):
+    """What metrics.json records of the training: the checkpoint's train/fit statistics without the
+    per-epoch history and the held-out scores."""
+    stats = dict(ck.get("train") or ck.get("fit") or {})
+    return {k: v for k, v in stats.items() if k not in ("history", "holdout_scores")}
+
+
+def evaluate(method, model, ck, data_dir, category, out_dir, batch_size=32, save_vis=False, options=None):
+    """The test split of ``category`` through the model -> out_dir/metrics.json, scores.csv (+ pictures).
+    Returns the metrics dict."""
+    from shared_data.dataset import MVTecAD
+    meta = method.deploy_meta(ck, options)
+    p = meta["preprocess"]
+    ds = MVTecAD(data_dir, category, "test", p["image_size"], p.get("crop_size"), p.get("mean"), p.get("std"))
+    raw, t_model = run_batches(method.runner(model, ck, options), ds, batch_size)
+    t0 = time.perf_counter()
+    maps, scores = postprocess(raw, meta["postprocess"])
+    t_post = time.perf_counter() - t0
+    extra = {"model_args": {k: v for k, v in ck["model_args"].items() if k != "postprocess"},
+             "training": training_summary(ck)}
+    if hasattr(method, "extra_metrics"):
+        extra.update(method.extra_metrics(ck, ds, raw, maps, scores, options))
+    extra["timing"] = {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3), "images": len(ds)}
+    return save_val_outputs(out_dir, method.METHOD, ds, maps, scores, meta.get("threshold"), extra=extra,
+                            save_vis=save_vis, vrange=meta.get("vis_range"), map_threshold=meta.get("map_threshold"),
+                            region_only_if_anomalous=meta.get("region_only_if_anomalous", False))
+
+
+def export(method, model, ck, out_dir, options=None):
+    """The model's deployable graph + inference.yml into out_dir (adcommon.export). Returns inference.yml."""
+    from .export import export_inference
+    meta = method.deploy_meta(ck, options)
+    p = meta["preprocess"]
+    size = p.get("crop_size") or p["image_size"]
+    layer = method.export_layer(model, ck, options) if hasattr(method, "export_layer") else model
+    return export_inference(layer, out_dir, [None, 3, size, size], meta)
+
+
+def val_main(method, args, options=None, summary_extra=None):
+    """The whole val.py: every category of --category, the checkpoint of each (or --model_path), results
+    into --save_dir if the script has it, else the engine's ``result_dir`` (optional), else the category's
+    folder. ``summary_extra``: metrics.json keys added to the printed summary line."""
+    from . import cli
+    cli.set_device(args.device)
+    cats = cli.categories_arg(args.data_dir, args.category)
+    if args.model_path and len(cats) > 1:
+        raise UserError("--model_path names one checkpoint: give one --category")
+    for cat in cats:
+        out = os.path.join(args.output_dir, cat)
+        model, ck = load(method, args.model_path or os.path.join(out, "model.pdparams"))
+        dest = getattr(args, "save_dir", None) or \
+            (method.result_dir(out, ck, options) if hasattr(method, "result_dir") else out)
+        res = evaluate(method, model, ck, args.data_dir, cat, dest, args.batch_size, args.save_vis, options)
+        more = {k: res[k] for k in (summary_extra or []) if k in res}
+        print(summary_line(cat, res, os.path.join(dest, "metrics.json"), getattr(method, "PIXEL_NOTE", ""), **more))
+    return 0
+
+
+def predict_main(method, args, options=None):
+    """The whole predict.py: images (a file, a folder, a glob) through a checkpoint -> scores.csv,
+    verdicts and panels in --save_dir (default <checkpoint's folder>/predict). ``--threshold`` and
+    ``--map_threshold`` override the stored image and map thresholds."""
+    from . import cli
+    from .files import find_images
+    from .infer import predict_dir, predict_images
+    ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
+    paths = find_images(args.img_path)
+    cli.set_device(args.device)
+    model, ck = load(method, ckpt)
+    meta = method.deploy_meta(ck, options)
+    for key in ("threshold", "map_threshold"):
+        if getattr(args, key, None) is not None:
+            meta[key] = getattr(args, key)
+    save_dir = predict_dir(ckpt, args.save_dir)
+    predict_images(paths, method.runner(model, ck, options), meta, save_dir, args.batch_size, args.save_vis)
+    print(f"pictures and scores.csv in {save_dir}")
+    return 0
+
+
+def export_main(method, args, options=None):
+    """The whole export_model.py: <checkpoint's folder>/inference (or --save_dir)."""
+    ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
+    model, ck = load(method, ckpt)
+    if getattr(args, "threshold", None) is not None:
+        ck["threshold"] = args.threshold
+    out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
+    yml = export(method, model, ck, out, options)
+    print(f"exported to {out} ({yml})")
+    return 0

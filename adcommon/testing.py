@@ -15,3 +15,17 @@ def assert_within_float_noise(state, ref, jittered, factor=3.0):
     assert n > 0, "the jittered run equals the reference: it cannot measure float noise"
     assert np.sqrt(d) <= factor * np.sqrt(n) + 1e-7 * np.sqrt(scale), \
         f"distance {np.sqrt(d):.3g} exceeds {factor} x the float-noise distance {np.sqrt(n):.3g}"
+
+
+def load_script(path):
+    """Import a paper folder's script (train.py, bench.py, ...) from its path, under a name unique to
+    that folder: every folder has its own train.py, so a bare ``import train`` in a test session or a
+    benchmark that visits several folders could return another folder's module."""
+    import importlib.util
+    import os
+    path = os.path.abspath(path)
+    folder, name = os.path.basename(os.path.dirname(path)), os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"{folder.replace('-', '_')}_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

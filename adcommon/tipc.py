@@ -38,7 +38,7 @@ def _flags(folder, script):
         from .infer import build_infer_parser
         parser = build_infer_parser("TIPC check")
     else:
-        from .cli import load_script
+        from .testing import load_script
         parser = load_script(os.path.join(folder, f"{script}.py")).build_parser()
     return {s for a in parser._actions for s in a.option_strings}
 

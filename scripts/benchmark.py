@@ -92,7 +92,7 @@ def method_rows(method, quick):
         return [{"method": method, "what": "no bench.py yet", "value": "—", "note": ""}]
     sys.path.insert(0, os.path.dirname(path))
     try:
-        from adcommon.cli import load_script
+        from adcommon.testing import load_script
         rows = load_script(path).run(quick=quick)
     finally:
         sys.path.remove(os.path.dirname(path))

@@ -7,12 +7,96 @@ import os
 from collections import namedtuple
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from . import transforms as T
 from .categories import IMAGE_EXTENSIONS
 from .errors import UserError
 
 Sample = namedtuple("Sample", "path label kind mask_path")  # label: 0 good, 1 defective
+
+
+# ----------------------------------------------------------------------------- images and preprocessing
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_image(path):
+    """Read any png/jpg/bmp/tif as RGB uint8 (H, W, 3); greyscale, RGBA, palette and 16-bit converted."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit greyscale: scale to 8 bit instead of PIL's clipping conversion.
+                a = np.asarray(im, dtype=np.float64)
+                hi = 65535.0 if a.max() > 255 else 255.0
+                a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                return np.repeat(a[:, :, None], 3, axis=2)
+            if im.mode == "RGBA" or im.mode == "LA" or (im.mode == "P" and "transparency" in im.info):
+                # Composite on black: transparent pixels must not carry hidden colours.
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
+                im = Image.alpha_composite(bg, im)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise UserError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
+
+
+def load_mask(path):
+    """Read a ground-truth mask as bool (H, W): any non-zero pixel is anomalous."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            a = np.asarray(im.convert("L"))
+    except FileNotFoundError:
+        raise UserError(f"mask not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"cannot read mask {path}: {e}") from None
+    return a > 0
+
+
+def _resize_crop(im, image_size, crop_size, resample):
+    if image_size:
+        im = im.resize((image_size, image_size), resample)
+    if crop_size and crop_size != im.size[0]:
+        w, h = im.size
+        if crop_size > min(w, h):
+            raise UserError(f"crop_size {crop_size} is larger than the resized image {w}x{h}")
+        left = int(round((w - crop_size) / 2.0))
+        top = int(round((h - crop_size) / 2.0))
+        im = im.crop((left, top, left + crop_size, top + crop_size))
+    return im
+
+
+def resize_image(rgb, image_size, crop_size=None):
+    """Resize to image_size x image_size (PIL bilinear, antialiased like torchvision on PIL), then centre crop."""
+    return np.asarray(_resize_crop(Image.fromarray(rgb), image_size, crop_size, Image.BILINEAR))
+
+
+def resize_mask(mask, image_size, crop_size=None):
+    """Nearest-neighbour resize + centre crop of a bool mask (the PaDiM reference resizes masks NEAREST)."""
+    im = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(_resize_crop(im, image_size, crop_size, Image.NEAREST)) > 127
+
+
+def to_tensor(rgb, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """RGB uint8 (H, W, 3) -> float32 (3, H, W) scaled to [0, 1] then normalised; mean=None skips it."""
+    x = rgb.astype(np.float32) / 255.0
+    if mean is not None:
+        x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess(path_or_rgb, image_size, crop_size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """File or RGB array -> network input (3, S, S) float32. Used by datasets, predict.py and infer.py."""
+    rgb = load_image(path_or_rgb) if isinstance(path_or_rgb, (str, bytes)) or hasattr(path_or_rgb, "__fspath__") \
+        else path_or_rgb
+    return to_tensor(resize_image(rgb, image_size, crop_size), mean, std)
+
+
+# ----------------------------------------------------------------------------- the folder layout
 
 HELP_DATA = ("make one with `python -m shared_data.synthetic --data_dir DIR` or fetch MVTec AD with "
              "`python -m shared_data.download --data_dir DIR`")
@@ -136,7 +220,7 @@ class MVTecAD(_paddle_dataset_base()):
     """
 
     def __init__(self, root, category, split="train", image_size=256, crop_size=None,
-                 mean=T.IMAGENET_MEAN, std=T.IMAGENET_STD, subset=None, holdout_ratio=0.2, seed=0):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, subset=None, holdout_ratio=0.2, seed=0):
         super().__init__()
         self.root, self.category, self.split = root, category, split
         self.image_size, self.crop_size, self.mean, self.std = image_size, crop_size, mean, std
@@ -162,15 +246,15 @@ class MVTecAD(_paddle_dataset_base()):
         s = self.samples[i]
         if s.mask_path is None:
             return np.zeros((self.size, self.size), bool)
-        return T.resize_mask(T.load_mask(s.mask_path), self.image_size, self.crop_size)
+        return resize_mask(load_mask(s.mask_path), self.image_size, self.crop_size)
 
     def load_rgb(self, i):
         """The resized/cropped RGB image as the network sees it (for pictures)."""
-        return T.resize_image(T.load_image(self.samples[i].path), self.image_size, self.crop_size)
+        return resize_image(load_image(self.samples[i].path), self.image_size, self.crop_size)
 
     def __getitem__(self, i):
         s = self.samples[i]
-        x = T.to_tensor(self.load_rgb(i), self.mean, self.std)
+        x = to_tensor(self.load_rgb(i), self.mean, self.std)
         m = self.load_mask(i).astype(np.float32)[None]
         return x, m, np.int64(s.label), s.kind, s.path
 
@@ -192,3 +276,33 @@ def image_batches(dataset, batch_size, num_workers=0):
         return
     for k in range(0, len(dataset), batch_size):
         yield np.stack([first(dataset[j]) for j in range(k, min(k + batch_size, len(dataset)))])
+
+
+def train_split(root, category, holdout_ratio=0.2, **kw):
+    """(fit, held-out) MVTecAD datasets of train/good, or (all, None) with ``holdout_ratio`` 0: the
+    normal images a method trains on and the ones it keeps aside for its checkpoint choice and its
+    threshold (split_holdout). ``kw``: image_size, crop_size, mean, std."""
+    if holdout_ratio and holdout_ratio > 0:
+        return (MVTecAD(root, category, "train", subset="fit", holdout_ratio=holdout_ratio, **kw),
+                MVTecAD(root, category, "train", subset="holdout", holdout_ratio=holdout_ratio, **kw))
+    return MVTecAD(root, category, "train", **kw), None
+
+
+class ImageCache:
+    """A dataset's images decoded and resized once, held in memory as uint8 (N, S, S, 3): decoding a PNG
+    costs more than a training step on small images, and the reference implementations cache their
+    training sets the same way. ``batch(idx)`` -> normalised float32 (B, 3, S, S) as the dataset gives."""
+
+    def __init__(self, dataset):
+        self.rgb = np.stack([dataset.load_rgb(i) for i in range(len(dataset))]) if len(dataset) else \
+            np.zeros((0, dataset.size, dataset.size, 3), np.uint8)
+        self.mean, self.std = dataset.mean, dataset.std
+
+    def __len__(self):
+        return len(self.rgb)
+
+    def batch(self, idx):
+        return np.stack([to_tensor(self.rgb[i], self.mean, self.std) for i in idx])
+
+    def all(self):
+        return self.batch(range(len(self)))

@@ -21,6 +21,7 @@ import paddle
 import pytest
 
 import adcommon.backbones as B
+import adcommon.weights as W
 from adcommon.torch_state import LEGACY_MAGIC, load_torch_state_dict
 from shared_data.errors import UserError
 
@@ -221,7 +222,7 @@ def test_efficientnet_lite0_imagenet_classifies_cat_and_cup():
             logits = bb.classify(_lite_input(img, bb)).numpy().reshape(1000)
             top5 = np.argsort(-logits)[:5]
             assert top5[0] in accept, top5  # top-1 (hence top-5) is a cat / a cup
-    cache = os.path.join(B.weights_cache_dir(), "efficientnet_lite0-pkg0.1.0.pdparams")
+    cache = os.path.join(W.weights_cache_dir(), "efficientnet_lite0-pkg0.1.0.pdparams")
     assert os.path.isfile(cache)  # converted once; the next build reads it
     bb2 = B.build_backbone("efficientnet_lite0", "imagenet", layers=["layer3"])
     assert bb2.pretrained == bb.pretrained
@@ -299,7 +300,7 @@ def test_resnet18_pth_converts_and_matches(tmp_path, monkeypatch):
     # second load comes from the .pdparams cache: the torch reader is not called again
     def boom(path):
         raise AssertionError("reconverted")
-    monkeypatch.setattr(B, "load_torch_state_dict", boom)
+    monkeypatch.setattr(W, "load_torch_state_dict", boom)
     bb2 = B.build_backbone("resnet18", str(pth))
     assert bb2.pretrained == bb.pretrained == f"resnet18 from {pth} (torch state dict, converted)"
     np.testing.assert_array_equal(bb2.net.conv1.weight.numpy(), bb.net.conv1.weight.numpy())
@@ -340,14 +341,14 @@ def test_readonly_folder_caches_in_user_dir(tmp_path, monkeypatch):
     pth = tmp_path / "ro" / "w.pth"
     pth.parent.mkdir()
     write_torch_file(pth, tsd)
-    monkeypatch.setattr(B.os, "access", lambda p, mode: False)  # root ignores chmod, so fake it
-    sd, how = B.load_weights_file(str(pth))
+    monkeypatch.setattr(W.os, "access", lambda p, mode: False)  # root ignores chmod, so fake it
+    sd, how = W.load_weights_file(str(pth))
     assert sd["fc.weight"].shape == (2, 3) and "bn._mean" in sd
     assert not os.path.exists(str(pth) + ".pdparams")
-    conv_dir = os.path.join(B.weights_cache_dir(), "converted")
+    conv_dir = os.path.join(W.weights_cache_dir(), "converted")
     assert [f for f in os.listdir(conv_dir) if f.startswith("w.pth.")]
-    monkeypatch.setattr(B, "load_torch_state_dict", lambda p: pytest.fail("reconverted"))
-    assert B.load_weights_file(str(pth))[0]["fc.weight"].shape == (2, 3)
+    monkeypatch.setattr(W, "load_torch_state_dict", lambda p: pytest.fail("reconverted"))
+    assert W.load_weights_file(str(pth))[0]["fc.weight"].shape == (2, 3)
 
 
 def test_pdparams_checkpoint_containers(tmp_path):
@@ -355,11 +356,11 @@ def test_pdparams_checkpoint_containers(tmp_path):
     p = str(tmp_path / "best.pdparams")
     paddle.save({"params": {"bn1.running_mean": paddle.zeros([4]), "fc.weight": paddle.ones([2, 3])},
                  "distribution": [np.zeros(3)]}, p)
-    sd, how = B.load_weights_file(p)
+    sd, how = W.load_weights_file(p)
     assert how == "paddle state dict" and sorted(sd) == ["bn1._mean", "fc.weight"]
     assert sd["fc.weight"].shape == (2, 3)  # a Paddle file is never transposed
     with pytest.raises(UserError, match="weights file not found"):
-        B.resolve_weights("resnet18", str(tmp_path / "nope.pth"))
+        W.resolve_weights("resnet18", str(tmp_path / "nope.pth"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -433,12 +434,12 @@ def test_no_network_one_line_error_fast(monkeypatch):
     monkeypatch.setitem(resnet.model_urls, "resnet18", (url, "0" * 32))
     t = time.time()
     with pytest.raises(UserError) as e:
-        B.resolve_weights("resnet18", "imagenet")
+        W.resolve_weights("resnet18", "imagenet")
     assert time.time() - t < 5
     msg = str(e.value)
     assert "\n" not in msg and url in msg
     for option in ("--pretrained PATH.pdparams|PATH.pth", "--backbone efficientnet_lite0",
-                   "--pretrained none", B.paddle_weights_dir(), B.weights_cache_dir()):
+                   "--pretrained none", W.paddle_weights_dir(), W.weights_cache_dir()):
         assert option in msg
 
 
@@ -463,17 +464,17 @@ def test_download_from_local_server(tmp_path, monkeypatch):
         url = f"http://127.0.0.1:{srv.server_address[1]}/resnet18.pdparams"
         monkeypatch.setitem(resnet.model_urls, "resnet18", (url, "f" * 32))
         with pytest.raises(UserError, match="wrong md5"):
-            B.resolve_weights("resnet18", "imagenet")
-        assert not os.listdir(B.paddle_weights_dir())  # nothing half-written left behind
+            W.resolve_weights("resnet18", "imagenet")
+        assert not os.listdir(W.paddle_weights_dir())  # nothing half-written left behind
         monkeypatch.setitem(resnet.model_urls, "resnet18", (url, md5))
         bb = B.build_backbone("resnet18", "imagenet", layers=["layer1"])
     finally:
         srv.shutdown()
         srv.server_close()
     assert bb.pretrained == f"resnet18/imagenet (paddle hapi resnet18.pdparams, md5 {md5[:8]})"
-    assert os.path.isfile(os.path.join(B.paddle_weights_dir(), "resnet18.pdparams"))
+    assert os.path.isfile(os.path.join(W.paddle_weights_dir(), "resnet18.pdparams"))
     np.testing.assert_array_equal(bb.net.conv1.weight.numpy(), src["conv1.weight"].numpy())
     # server gone: the cached, md5-checked file is used
-    monkeypatch.setattr(B, "download_file", lambda *a, **k: pytest.fail("downloaded again"))
-    sd, desc = B.resolve_weights("resnet18", "imagenet")
+    monkeypatch.setattr(W, "download_file", lambda *a, **k: pytest.fail("downloaded again"))
+    sd, desc = W.resolve_weights("resnet18", "imagenet")
     assert desc == bb.pretrained and "layer4.1.bn2._variance" in sd

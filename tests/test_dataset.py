@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from shared_data import UserError
-from shared_data import transforms as T
+from shared_data import dataset as T
 from shared_data.dataset import MVTecAD, scan_category, split_holdout
 
 

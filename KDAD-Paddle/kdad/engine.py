@@ -7,10 +7,11 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from adcommon import cli
+from adcommon import checkpoint as C
 from adcommon.compiled import CompiledForward
 from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
 
+from .localization import detect, localize, paper_localization_auroc, soft_masks
 from .localization import discrepancy as discrepancy_outputs
 from .loss import distill_loss
 from .model import KDAD, TRAIN_LAYERS
@@ -18,8 +19,6 @@ from .model import KDAD, TRAIN_LAYERS
 METHOD = "kdad"
 SIGMA = 4.0                 # reference: gaussian_filter(sigma=4) on the 128 x 128 map
 GRADIENT_MAP_THRESHOLD = 0.5  # the seed's predict.py display threshold on the [0, 1] gradient map
-# Settings a resumed run must share with the one that wrote last.pdparams.
-_RESUME_KEYS = ("backbone", "image_size", "cloner_cfg", "lamda", "use_bias", "direction_loss_only", "feature_scale")
 # The cloner (VGG-like: 3x3 convolutions, BN, ReLU, max-pools) trains faster as a static oneDNN graph
 # on a CPU (README benchmark), whatever the expert.
 COMPILE_BY_DEFAULT = True
@@ -33,10 +32,14 @@ def postprocess_spec(kind, image_size):
             "score_output": 0}
 
 
-def build_model(backbone, pretrained, image_size, lamda, use_bias, equal_network_size, direction_loss_only,
-                feature_scale=None):
-    return KDAD(backbone, pretrained, image_size, lamda, use_bias, equal_network_size, direction_loss_only,
-                feature_scale=feature_scale)
+def build(model_args, pretrained="none"):
+    """The KDAD of ``model_args`` (expert weights: ``pretrained``; a checkpoint brings all of them)."""
+    a = model_args
+    model = KDAD(a["backbone"], pretrained, a["image_size"], a["lamda"], a["use_bias"], a["equal_network_size"],
+                 a["direction_loss_only"], feature_scale=a.get("feature_scale"))
+    if pretrained == "none" and a.get("weights"):
+        model.model_args["weights"] = a["weights"]  # the weights the checkpoint's expert came from
+    return model
 
 
 def stack_images(ds):
@@ -89,40 +92,18 @@ def detection_scores(model, images, batch_size=32):
     return np.concatenate(out)
 
 
-# ------------------------------------------------------------------ optimizer state by structured names
-
-
-def _opt_state_by_name(opt, layer):
-    """Adam state keyed by structured parameter names ('features.0.weight_moment1_0'), so that it can
-    be restored into a model whose auto-generated names differ (a second model in the same process)."""
-    to_struct = {p.name: n for n, p in layer.named_parameters()}
-    out = {}
-    for k, v in opt.state_dict().items():
-        pname = next((p for p in to_struct if k.startswith(p + "_")), None)
-        out[k if pname is None else to_struct[pname] + k[len(pname):]] = v
-    return out
-
-
-def _opt_state_from_name(state, layer):
-    to_auto = {n: p.name for n, p in layer.named_parameters()}
-    out = {}
-    for k, v in state.items():
-        sname = next((n for n in sorted(to_auto, key=len, reverse=True) if k.startswith(n + "_")), None)
-        out[k if sname is None else to_auto[sname] + k[len(sname):]] = v
-    return out
-
-
 # ------------------------------------------------------------------ training
 
 
 def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
-          save_interval=10, resume=False, cache_expert=True, select="last", compiled=False):
+          save_interval=10, resume=None, cache_expert=True, select="last", compiled=False):
     """Adam on the cloner with the distillation loss over pool2..pool5 (docs/reference.md#kdad-training).
 
     Every ``eval_interval`` epochs the held-out NORMAL images are scored (mean detection score; no
     test data is ever looked at). ``select='holdout'`` keeps the epoch with the lowest such mean,
     'last' (the reference) the final epoch. ``<out_dir>/last.pdparams`` (weights, Adam state, epoch,
-    history) is rewritten atomically every ``save_interval`` epochs; ``resume`` continues from it.
+    history) is rewritten atomically every ``save_interval`` epochs; ``resume``: a training state to
+    continue from (adcommon.checkpoint.training_state; the model must be built from its model_args).
     The order of images in epoch e comes from numpy Generator([seed, e]), so a resumed run repeats
     the same batches as an uninterrupted one. ``compiled``: the cloner's training forward and backward
     run as a static oneDNN graph (adcommon.compiled; the same numbers). Returns training statistics.
@@ -133,20 +114,12 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
     opt = paddle.optimizer.Adam(learning_rate=float(lr), parameters=model.cloner.parameters())
     last_path = os.path.join(out_dir, "last.pdparams")
     log_path = os.path.join(out_dir, "train.log")
+    settings = {"batch_size": batch_size, "lr": float(lr), "seed": int(seed), "select": select}
     start, history, best = 0, [], None
-    if resume:
-        if os.path.isfile(last_path):
-            ck = cli.load_checkpoint(last_path, METHOD)
-            diff = [k for k in _RESUME_KEYS if ck["model_args"].get(k) != model.model_args.get(k)]
-            if diff:
-                raise cli.UserError(f"{last_path} was trained with other settings ({', '.join(diff)}); "
-                                    "drop --resume or delete it")
-            cli.set_state_strict(model, ck["state_dict"], f"KDAD checkpoint {last_path}")
-            opt.set_state_dict(_opt_state_from_name(ck["optimizer"], model.cloner))
-            start, history, best = int(ck["epoch"]), list(ck.get("history", [])), ck.get("best")
-            log(f"resumed from {last_path} at epoch {start}")
-        else:
-            log(f"--resume: no {last_path} yet, starting at epoch 0")
+    if resume is not None:
+        progress = C.restore_training(resume, last_path, model, opt, model.cloner, settings)
+        start, history, best = int(progress["epoch"]), list(progress.get("history", [])), progress.get("best")
+        log(f"resumed from {last_path} at epoch {start}")
     t0 = time.perf_counter()
     targets = expert_targets(model, images, batch_size) if cache_expert else None
     if start == 0:  # a resumed run keeps the divisors its checkpoint holds
@@ -163,8 +136,8 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
     cloner = CompiledForward(model.cloner, enabled=compiled)
 
     def save_last(epoch):
-        cli.save_checkpoint(last_path, METHOD, model.model_args, model.state_dict(), epoch=epoch,
-                            optimizer=_opt_state_by_name(opt, model.cloner), history=history, best=best)
+        C.save_training_state(last_path, METHOD, model, opt, model.cloner, settings,
+                              {"epoch": epoch, "history": history, "best": best})
 
     t_train, seen = 0.0, 0
     bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="train", unit="epoch", disable=None,
@@ -267,7 +240,7 @@ def save(path, model, category, calib, train_stats, config_name=None, localizati
     args = dict(model.model_args, postprocess={k: postprocess_spec(k, s) for k in ("gradients", "discrepancy")})
     # threshold: image level (detection score); map_threshold / vis_range: the paper's gradient map;
     # the *_ranges / *_thresholds dicts hold them per localization method.
-    cli.save_checkpoint(path, METHOD, args, model.state_dict(), category=category, threshold=calib["threshold"],
+    C.save_checkpoint(path, METHOD, args, model.state_dict(), category=category, threshold=calib["threshold"],
                         map_threshold=calib["map_thresholds"]["gradients"],
                         vis_range=calib["vis_ranges"]["gradients"],
                         map_thresholds=calib["map_thresholds"], vis_ranges=calib["vis_ranges"],
@@ -275,23 +248,13 @@ def save(path, model, category, calib, train_stats, config_name=None, localizati
                         train=train_stats, experiment_name=config_name, localization_method=localization)
 
 
-def load(path):
-    """(model in eval mode, checkpoint) from model.pdparams; the architecture comes from model_args."""
-    ck = cli.load_checkpoint(path, METHOD)
-    a = ck["model_args"]
+def upgrade(ck, path):
+    """Checkpoints written before the expert's feature scale existed trained on unscaled features."""
     sd = ck["state_dict"]
-    if "expert.feature_scale" not in sd:  # written before the expert's feature scale existed: unscaled
-        a = dict(a, feature_scale="none")
-        sd = dict(sd, **{"expert.feature_scale": np.ones([4], np.float32)})
-    try:
-        model = KDAD(a["backbone"], "none", a["image_size"], a["lamda"], a["use_bias"], a["equal_network_size"],
-                     a["direction_loss_only"], feature_scale=a["feature_scale"])
-    except KeyError as e:
-        raise cli.UserError(f"{path}: model_args lacks {e} (written by another version?)") from None
-    cli.set_state_strict(model, sd, f"KDAD checkpoint {path}")
-    model.model_args["weights"] = a.get("weights")
-    model.eval()
-    return model, ck
+    if "expert.feature_scale" in sd:
+        return ck
+    return dict(ck, model_args=dict(ck["model_args"], feature_scale="none"),
+                state_dict=dict(sd, **{"expert.feature_scale": np.ones([4], np.float32)}))
 
 
 def localization_of(ck, flag=None):
@@ -304,20 +267,72 @@ def map_kind(method):
     return "discrepancy" if method == "discrepancy" else "gradients"
 
 
-def deploy_meta(ck, method="gradients"):
-    """What a deployment needs besides the graph (inference.yml; predict.py builds the same dict)."""
+def _options(ck, options):
+    """(localization method or None for detection only, smooth_grad_n, seed) of a run's options:
+    ``localization`` (default: the checkpoint's, else ``fallback``, else the paper's gradients),
+    ``localization_test`` (False: scores only)."""
+    o = options or {}
+    method = None if o.get("localization_test") is False else \
+        o.get("localization") or ck.get("localization_method") or o.get("fallback") or "gradients"
+    return method, o.get("smooth_grad_n", 50), o.get("seed", 0)
+
+
+def runner(model, ck, options=None):
+    """batch (B, 3, S, S) numpy -> [score, map outputs...] of the run's localization method."""
+    method, n, seed = _options(ck, options)
+    model.eval()
+
+    def run(x):
+        return localize(model, x, method, n, seed) if method else detect(model, x)
+    return run
+
+
+def result_dir(out, ck, options=None):
+    """val.py's folder: the checkpoint's own localization method writes next to it, another one into a
+    subfolder named after it (so two evaluations never overwrite each other)."""
+    method = _options(ck, options)[0]
+    return out if method in (None, localization_of(ck)) else os.path.join(out, method)
+
+
+def extra_metrics(ck, ds, raw, maps, scores, options=None):
+    """The paper's own localization AUROC (anomalous images only) beside the standard metrics; its
+    threshold sweep (0..0.999) is defined for gradient maps in [0, 1] only."""
+    method = _options(ck, options)[0]
+    paper = None
+    if maps is not None and ds.has_masks and method not in (None, "discrepancy"):
+        idx, gt = soft_masks(ds, ck["model_args"]["image_size"])
+        paper = paper_localization_auroc(maps[idx], gt)
+    return {"localization_method": method, "paper_localization_auroc": paper,
+            "paper_localization_auroc_note": "paper metric: anomalous test images only, 1000 thresholds, "
+                                             "3x3 elliptical opening (docs/reference.md#kdad-localization-auroc); "
+                                             "not a pixel AUROC"}
+
+
+def export_layer(model, ck, options=None):
+    """The graph to export: the model with its deploy map (gradients or discrepancy) switched on."""
+    model.deploy_map = map_kind(_options(ck, options)[0] or "gradients")
+    return model
+
+
+def deploy_meta(ck, options=None):
+    """What a deployment needs besides the graph (inference.yml; predict.py and val.py use the same dict)."""
     a = ck["model_args"]
-    kind = map_kind(method)
-    outputs = ["score", "discrepancy_pool3", "discrepancy_pool4", "discrepancy_pool5"] \
-        if kind == "discrepancy" else ["score", "gradient_map"]
+    method = _options(ck, options)[0]
+    if method is None:  # detection only (val.py --localization_test False)
+        spec, outputs = {"map_outputs": [], "score_output": 0}, ["score"]
+    else:
+        kind = map_kind(method)
+        spec = postprocess_spec(kind, a["image_size"])
+        outputs = ["score", "discrepancy_pool3", "discrepancy_pool4", "discrepancy_pool5"] \
+            if kind == "discrepancy" else ["score", "gradient_map"]
     return {"method": METHOD, "category": ck.get("category"), "localization": method,
             "preprocess": {"image_size": a["image_size"], "crop_size": None, "mean": None, "std": None},
-            "postprocess": postprocess_spec(kind, a["image_size"]), "outputs": outputs,
+            "postprocess": spec, "outputs": outputs,
             "threshold": ck.get("threshold"),
             "map_threshold": (ck.get("map_thresholds") or {}).get(method),
             "vis_range": (ck.get("vis_ranges") or {}).get(method),
             # Paddle Inference's oneDNN kernels cannot run the backward ops of the gradient graph
-            "graph_has_gradients": kind == "gradients",
+            "graph_has_gradients": method is not None and map_kind(method) == "gradients",
             # gradient maps are scaled per image (every image has a hot spot): draw the region only
             # for images over the image threshold
             "region_only_if_anomalous": True,

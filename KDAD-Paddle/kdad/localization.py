@@ -139,7 +139,7 @@ def soft_masks(dataset, size):
     Returns (indices of those images, masks (M, size, size) float64)."""
     from PIL import Image
 
-    from shared_data import transforms as T
+    from shared_data import dataset as T
     idx = [i for i, s in enumerate(dataset.samples) if s.label == 1 and s.mask_path]
     out = np.zeros((len(idx), size, size), np.float64)
     for j, i in enumerate(idx):

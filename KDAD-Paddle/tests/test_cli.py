@@ -19,9 +19,9 @@ def test_missing_dataset_and_unknown_category(syn_root, tmp_path):
 
 @pytest.mark.slow
 def test_foreign_and_missing_checkpoints(syn_root, tmp_path):
-    from adcommon import cli
+    from adcommon.checkpoint import save_checkpoint
     foreign = str(tmp_path / "padim.pdparams")
-    cli.save_checkpoint(foreign, "padim", {"backbone": "resnet18"}, {"w": np.zeros(2, np.float32)})
+    save_checkpoint(foreign, "padim", {"backbone": "resnet18"}, {"w": np.zeros(2, np.float32)})
     for script, extra in (("val.py", ["--data_dir", syn_root, "--category", "brick"]),
                           ("export_model.py", []), ("predict.py", ["--img_path", syn_root])):
         e = one_line_error(run_script(script, "--model_path", foreign, *extra))

@@ -60,6 +60,7 @@ def test_val_predict_export_infer_agree(trained, tmp_path):
 @pytest.mark.parametrize("kind", ["gradients", "discrepancy"])
 def test_predictor_matches_dygraph_raw_and_postprocessed(trained, tmp_path, kind):
     """Raw outputs and post-processed maps of Paddle Inference vs the dygraph model (val.py's path)."""
+    from adcommon import pipeline
     from adcommon.pipeline import postprocess
     from adcommon.predictor import Predictor
     from kdad import engine
@@ -71,7 +72,7 @@ def test_predictor_matches_dygraph_raw_and_postprocessed(trained, tmp_path, kind
     r = run_script("export_model.py", "--output_dir", out, "--category", "brick", "--map", kind,
                    "--save_dir", tmp_path / kind)
     assert r.returncode == 0, r.stderr[-2000:]
-    model, ck = engine.load(os.path.join(out, "brick", "model.pdparams"))
+    model, ck = pipeline.load(engine, os.path.join(out, "brick", "model.pdparams"))
     ds = MVTecAD(root, "brick", "test", 64, None, None, None)
     x = np.stack([ds[i][0] for i in range(len(ds))])
     ref = localize(model, x, kind)

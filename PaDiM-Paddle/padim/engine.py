@@ -1,4 +1,5 @@
-"""Fitting, checkpoint and deployment description of a PaDiM model (what train/val/predict/export share)."""
+"""PaDiM's part of the method lifecycle (adcommon.pipeline): build, fit with out-of-fold calibration,
+the runner of the deployed graph, and its deployment description."""
 import sys
 import time
 
@@ -6,7 +7,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from adcommon import cli
+from adcommon.checkpoint import save_checkpoint
 from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches
 
@@ -92,23 +93,28 @@ def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quanti
 
 def save(path, model, stats, category):
     args = dict(model.model_args, postprocess=postprocess_spec(model.model_args["crop_size"]))
-    cli.save_checkpoint(path, METHOD, args, model.state_dict(), category=category, threshold=stats["threshold"],
-                        vis_range=stats["vis_range"], fit=stats)
+    save_checkpoint(path, METHOD, args, model.state_dict(), category=category, threshold=stats["threshold"],
+                    vis_range=stats["vis_range"], fit=stats)
 
 
-def load(path):
-    """(model, checkpoint) from a saved model.pdparams; the architecture comes from model_args."""
-    ck = cli.load_checkpoint(path, METHOD)
-    a = ck["model_args"]
-    model = PaDiM(a["backbone"], pretrained="none", d=a["d"], image_size=a["image_size"],
-                  crop_size=a["crop_size"], seed=a["seed"])
-    cli.set_state_strict(model, ck["state_dict"], f"PaDiM checkpoint {path}")
-    model.model_args["weights"] = a.get("weights")
+def build(model_args):
+    """The PaDiM of ``model_args`` with zero Gaussians (the checkpoint brings them)."""
+    a = model_args
+    return PaDiM(a["backbone"], pretrained="none", d=a["d"], image_size=a["image_size"], crop_size=a["crop_size"],
+                 seed=a["seed"])
+
+
+def runner(model, ck=None, options=None):
+    """batch (B, 3, S, S) numpy -> [distance map (B, 1, h, w)] (what the exported graph returns)."""
     model.eval()
-    return model, ck
+
+    @paddle.no_grad()
+    def run(x):
+        return [model(paddle.to_tensor(x)).numpy()]
+    return run
 
 
-def deploy_meta(ck):
+def deploy_meta(ck, options=None):
     """What a deployment needs besides the graph (inference.yml; predict.py uses the same dict)."""
     a = ck["model_args"]
     return {"method": METHOD, "category": ck.get("category"),

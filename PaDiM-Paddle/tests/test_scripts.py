@@ -20,9 +20,10 @@ def _scores(path):
 
 
 def test_checkpoint_round_trip(trained):
+    from adcommon import pipeline
     from padim import engine
     root, out = trained
-    model, ck = engine.load(os.path.join(out, "brick", "model.pdparams"))
+    model, ck = pipeline.load(engine, os.path.join(out, "brick", "model.pdparams"))
     own = model.state_dict()
     assert set(own) == set(ck["state_dict"])        # no missing / unexpected keys
     assert ck["threshold"] is not None and ck["fit"]["folds"] == 5 and len(ck["fit"]["holdout_scores"]) == 12
@@ -79,8 +80,8 @@ def test_unknown_category(syn_root, tmp_path):
 
 
 def test_checkpoint_of_another_method(syn_root, tmp_path):
-    from adcommon import cli
-    cli.save_checkpoint(str(tmp_path / "brick" / "model.pdparams"), "stfpm", {}, {})
+    from adcommon.checkpoint import save_checkpoint
+    save_checkpoint(str(tmp_path / "brick" / "model.pdparams"), "stfpm", {}, {})
     r = run_script("val.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", tmp_path)
     assert "stfpm checkpoint, not padim" in one_line_error(r)
 

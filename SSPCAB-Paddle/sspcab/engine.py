@@ -1,6 +1,5 @@
 """Training loop, density fitting, checkpoints and the deployment description (what the scripts share)."""
 import math
-import os
 import sys
 import time
 
@@ -8,10 +7,10 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from adcommon import cli
+from adcommon import checkpoint as C
 from adcommon.pipeline import postprocess, run_batches, threshold_from_normals, vis_range
-from shared_data import transforms as T
-from shared_data.dataset import image_batches
+from shared_data.dataset import image_batches, to_tensor
+from shared_data.errors import UserError
 
 from .cutpaste import VARIANTS, batch_indices, cutpaste_views, step_rng
 from .density import fit_gaussian, l2_normalize, subsample
@@ -19,6 +18,7 @@ from .loss import class_labels, total_loss
 from .model import ProjectionNet
 
 METHOD = "sspcab"
+PIXEL_NOTE = " (ours)"  # neither paper localises: the patch map is ours
 SIGMA = 4.0          # Gaussian smoothing of the upsampled patch map (as PaDiM; CutPaste smooths its patch maps too)
 MAX_PATCHES = 16384  # layer4 positions used to fit the patch GDE (random subset above that; keeps fit time flat)
 # What the training hyper-parameters of a resumable state must match.
@@ -65,7 +65,7 @@ class CutPasteSteps(paddle.io.Dataset):
         step, i = self.first + k // self.B, k % self.B
         img = self.images[batch_indices(len(self.images), self.B, self.seed, step)[i]]
         views = cutpaste_views(img, step_rng(self.seed, step, i), self.variant)
-        return np.stack([T.to_tensor(v, self.mean, self.std) for v in views])
+        return np.stack([to_tensor(v, self.mean, self.std) for v in views])
 
 
 def _batches(ds, batch_size, num_workers):
@@ -79,50 +79,20 @@ def _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, ssp
                                  int(freeze_steps), float(sspcab_lambda), int(seed), str(frozen_stages))))
 
 
-def _optimizer_state(opt, model):
-    """opt.state_dict() keyed by structural names ('head.0.weight' + '_velocity_0') instead of paddle's
-    generated ones ('linear_3.w_0_velocity_0'), which differ from one process (or model) to the next."""
-    names = {p.name: k for k, p in model.named_parameters()}
-    out = {}
-    for key, v in opt.state_dict().items():
-        pname = next((n for n in names if key.startswith(n + "_")), None)
-        out[names[pname] + key[len(pname):] if pname else key] = v
-    return out
-
-
-def _set_optimizer_state(opt, model, state):
-    names = {k: p.name for k, p in model.named_parameters()}
-    mapped = {}
-    for key, v in state.items():
-        k = next((k for k in names if key.startswith(k + "_")), None)
-        mapped[names[k] + key[len(k):] if k else key] = v
-    opt.set_state_dict(mapped)
-
-
 def save_state(path, model, opt, step, targs, history):
-    """The resumable training state (atomic write): weights, optimizer, next step, hyper-parameters."""
-    cli.save_checkpoint(path, METHOD, model.model_args, model.state_dict(), kind="train_state", step=int(step),
-                        optimizer=_optimizer_state(opt, model), train_args=targs, history=history)
+    """The resumable training state (adcommon.checkpoint, atomic): weights, optimizer, next step, settings."""
+    C.save_training_state(path, METHOD, model, opt, model, targs, {"step": int(step), "history": history})
 
 
 def _resume(path, model, opt, targs, log):
-    """Load ``path`` into model/optimizer; returns (next step, history). Refuses another run's state."""
-    ck = cli.load_checkpoint(path, METHOD)
-    if ck.get("kind") != "train_state":
-        raise cli.UserError(f"{path} is not a training state written by train.py")
-    same = {k: v for k, v in ck["model_args"].items() if k != "weights"}
-    mine = {k: v for k, v in model.model_args.items() if k != "weights"}
-    diff = [k for k in sorted(set(same) | set(mine)) if same.get(k) != mine.get(k)] + \
-           [k for k in TRAIN_KEYS if ck["train_args"].get(k) != targs[k]]
-    if diff:
-        k = diff[0]
-        old = ck["train_args"].get(k, ck["model_args"].get(k))
-        raise cli.UserError(f"cannot resume from {path}: it was written with {k}={old!r}, this run has "
-                            f"{targs.get(k, model.model_args.get(k))!r} (same flags, or delete it to restart)")
-    cli.set_state_strict(model, ck["state_dict"], f"training state {path}")
-    _set_optimizer_state(opt, model, ck["optimizer"])
-    log(f"resumed from {path} at step {ck['step']}/{targs['steps']}")
-    return int(ck["step"]), list(ck.get("history") or [])
+    """Load the training state at ``path`` into model/optimizer; returns (next step, history), or (0, [])
+    when there is none yet. Refuses a state written with other settings."""
+    ck = C.training_state(path, METHOD, log)
+    if ck is None:
+        return 0, []
+    progress = C.restore_training(ck, path, model, opt, model, targs)
+    log(f"resumed from {path} at step {progress['step']}/{targs['steps']}")
+    return int(progress["step"]), list(progress.get("history") or [])
 
 
 def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_decay=3e-5, freeze_steps=20,
@@ -145,11 +115,7 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
         model.freeze_stages(frozen_stages)
     opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=momentum, parameters=model.parameters(),
                                     weight_decay=weight_decay)
-    start, history = 0, []
-    if resume and state_path and os.path.isfile(state_path):
-        start, history = _resume(state_path, model, opt, targs, log)
-    elif resume:
-        log(f"--resume: no training state at {state_path}, starting at step 0")
+    start, history = _resume(state_path, model, opt, targs, log) if resume and state_path else (0, [])
     freeze = model.model_args["pretrained"] != "none" and freeze_steps > 0   # a random backbone is not frozen
     a = model.model_args
     ds = CutPasteSteps(images, batch_size, seed, start, steps, variant, a["mean"], a["std"])
@@ -241,7 +207,7 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
     3. refit both Gaussians on fit + held-out images (map_scale and thresholds stay).
     """
     if len(fit_ds) < 2:
-        raise cli.UserError(f"the Gaussian needs at least 2 normal training images, got {len(fit_ds)} "
+        raise UserError(f"the Gaussian needs at least 2 normal training images, got {len(fit_ds)} "
                             "(after the held-out share: add images or use --holdout_ratio 0)")
     t0 = time.perf_counter()
     pooled, fmaps = embed_dataset(model, fit_ds, batch_size)
@@ -279,34 +245,61 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
 def save(path, model, category, fit_stats, train_stats):
     a = model.model_args
     args = dict(a, postprocess=postprocess_spec(a["image_size"], a["image_score"]))
-    cli.save_checkpoint(path, METHOD, args, model.state_dict(), kind="model", category=category,
+    C.save_checkpoint(path, METHOD, args, model.state_dict(), kind="model", category=category,
                         threshold=fit_stats["threshold"], vis_range=fit_stats["vis_range"], fit=fit_stats,
                         train=train_stats)
+
+
+LOCALIZATION = ("ours, not in the papers: a GDE fitted to every position of the patch-layer features "
+                "(model_args patch_layer; patch map, bilinear upsampling, Gaussian blur sigma 4)")
+IMAGE_SCORE_DOC = {"pooled": "GDE: Mahalanobis distance of the L2-normalised pooled embedding (paper)",
+                   "patch_max": "maximum of the patch map (ours)"}
 
 
 def build(a, pretrained="none"):
     """The architecture described by model_args ``a`` (weights come from the checkpoint)."""
     # checkpoints written before patch_layer existed mapped layer4 and scored the pooled embedding
-    return ProjectionNet(a["backbone"], pretrained, a["head_layer"], a["variant"], a["sspcab"], a["image_size"],
-                         a["sspcab_kernel"], a["sspcab_dilation"], a["sspcab_reduction"],
-                         a.get("patch_layer", "layer4"), a.get("image_score", "pooled"))
+    model = ProjectionNet(a["backbone"], pretrained, a["head_layer"], a["variant"], a["sspcab"], a["image_size"],
+                          a["sspcab_kernel"], a["sspcab_dilation"], a["sspcab_reduction"],
+                          a.get("patch_layer", "layer4"), a.get("image_score", "pooled"))
+    if pretrained == "none" and a.get("weights"):
+        model.model_args.update(weights=a["weights"], pretrained=a.get("pretrained"))
+    return model
 
 
-def load(path):
-    """(model in eval mode, checkpoint) from a fitted model.pdparams."""
-    ck = cli.load_checkpoint(path, METHOD)
+def upgrade(ck, path):
+    """Only fitted models are models: a training state (last.pdparams) has no Gaussian yet."""
     if ck.get("kind") != "model":
-        raise cli.UserError(f"{path} is a training state (step {ck.get('step')}), not a fitted model; "
-                            "finish it with train.py --resume")
-    a = ck["model_args"]
-    model = build(a)
-    cli.set_state_strict(model, ck["state_dict"], f"SSPCAB checkpoint {path}")
-    model.model_args.update(weights=a.get("weights"), pretrained=a.get("pretrained"))
+        raise UserError(f"{path} is a training state (step {(ck.get('progress') or {}).get('step', ck.get('step'))}),"
+                        " not a fitted model; finish it with train.py --resume")
+    return ck
+
+
+def runner(model, ck=None, options=None):
+    """batch (B, 3, S, S) numpy -> [GDE score (B,), patch map (B, 1, h, w)] (what the exported graph returns)."""
     model.eval()
-    return model, ck
+
+    @paddle.no_grad()
+    def run(x):
+        return [t.numpy() for t in model(paddle.to_tensor(x))]
+    return run
 
 
-def deploy_meta(ck):
+def extra_metrics(ck, ds, raw, maps, scores, options=None):
+    """Both image scores, whichever decides: the pooled GDE (output 0) and the map's maximum."""
+    from adcommon.metrics import SingleClassError, image_auroc
+    kind = ck["model_args"].get("image_score", "pooled")
+    other_name = "patch_max" if kind == "pooled" else "pooled"
+    other = maps.reshape(len(maps), -1).max(1) if other_name == "patch_max" else raw[0]
+    try:
+        other_auroc = image_auroc(ds.labels, other)
+    except SingleClassError:
+        other_auroc = None
+    return {"image_score": IMAGE_SCORE_DOC[kind], f"image_auroc_{other_name}": other_auroc,
+            "localization": LOCALIZATION}
+
+
+def deploy_meta(ck, options=None):
     """What a deployment needs besides the graph (inference.yml; predict.py uses the same dict)."""
     a = ck["model_args"]
     return {"method": METHOD, "category": ck.get("category"),

@@ -39,9 +39,9 @@ def test_missing_checkpoint(syn_root, tmp_path):
 def test_checkpoint_of_another_method(syn_root, tmp_path):
     import paddle  # noqa: F401
 
-    from adcommon import cli
+    from adcommon.checkpoint import save_checkpoint
     path = str(tmp_path / "padim.pdparams")
-    cli.save_checkpoint(path, "padim", {"backbone": "resnet18"}, {})
+    save_checkpoint(path, "padim", {"backbone": "resnet18"}, {})
     for script, args in (("val.py", ["--data_dir", syn_root, "--category", "brick"]),
                          ("export_model.py", []), ("predict.py", ["--img_path", syn_root])):
         r = run_script(script, "--model_path", path, *args)
@@ -51,9 +51,9 @@ def test_checkpoint_of_another_method(syn_root, tmp_path):
 def test_training_state_is_not_a_model(syn_root, tmp_path):
     import paddle  # noqa: F401
 
-    from adcommon import cli
+    from adcommon.checkpoint import save_checkpoint
     path = str(tmp_path / "last.pdparams")
-    cli.save_checkpoint(path, "sspcab", {"backbone": "resnet18"}, {}, kind="train_state", step=5)
+    save_checkpoint(path, "sspcab", {"backbone": "resnet18"}, {}, kind="train_state", progress={"step": 5})
     r = run_script("export_model.py", "--model_path", path)
     _one_line_error(r, "training state (step 5)", "--resume")
 
@@ -81,7 +81,7 @@ def test_seed_flags_that_cannot_work(syn_root, tmp_path):
 def test_resume_with_other_flags(syn_root, tmp_path):
     import paddle
 
-    from adcommon import cli
+    from adcommon.checkpoint import load_checkpoint
     from sspcab import engine
     from sspcab.model import ProjectionNet
     m = ProjectionNet("resnet18", "none", image_size=SIZE)
@@ -93,4 +93,4 @@ def test_resume_with_other_flags(syn_root, tmp_path):
                    "--pretrained", "none", "--image_size", SIZE, "--steps", "3", "--batch_size", "2", "--resume")
     _one_line_error(r, "cannot resume", "steps=50")
     assert not os.path.exists(out / "brick" / "model.pdparams")
-    np.testing.assert_equal(cli.load_checkpoint(str(out / "brick" / "last.pdparams"), "sspcab")["step"], 1)
+    np.testing.assert_equal(load_checkpoint(str(out / "brick" / "last.pdparams"), "sspcab")["progress"]["step"], 1)

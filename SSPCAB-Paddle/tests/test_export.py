@@ -68,11 +68,12 @@ def test_maps_match_dygraph(exported, mkldnn):
     """Same maps after the shared post-processing: exported graph vs the dygraph model."""
     import paddle
 
+    from adcommon import pipeline
     from adcommon.pipeline import postprocess
     from adcommon.predictor import Predictor
     from shared_data.dataset import MVTecAD
     from sspcab import engine
-    model, ck = engine.load(exported["ckpt"])
+    model, ck = pipeline.load(engine, exported["ckpt"])
     a = ck["model_args"]
     ds = MVTecAD(exported["data_dir"], "brick", "test", a["image_size"], None, a["mean"], a["std"])
     x = np.stack([ds[i][0] for i in range(len(ds))])

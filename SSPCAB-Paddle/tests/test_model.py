@@ -85,7 +85,7 @@ def test_freeze_keeps_new_layers_trainable(r18):
 
 
 def test_rebuild_from_model_args_is_strict(r18):
-    from adcommon.cli import set_state_strict
+    from adcommon.checkpoint import set_state_strict
     m2 = engine.build(r18.model_args)
     set_state_strict(m2, r18.state_dict())                                 # no missing / unexpected keys
     for k in ("density_mean", "density_precision", "patch_mean", "patch_precision", "map_scale"):

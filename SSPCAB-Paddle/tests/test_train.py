@@ -8,7 +8,8 @@ paddle = pytest.importorskip("paddle")
 
 from sspcab_helpers import SIZE  # noqa: E402
 
-from adcommon import cli  # noqa: E402
+from adcommon import cli, pipeline  # noqa: E402
+from adcommon.checkpoint import load_checkpoint  # noqa: E402
 from sspcab import engine  # noqa: E402
 from sspcab.model import ProjectionNet  # noqa: E402
 
@@ -59,8 +60,8 @@ def test_resume_equals_uninterrupted_run(syn_root, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _run(imgs, steps=4, state_path=state, save_interval=2)
     monkeypatch.setattr(engine.CutPasteSteps, "__getitem__", real)
-    ck = cli.load_checkpoint(state, engine.METHOD)
-    assert ck["kind"] == "train_state" and ck["step"] == 2
+    ck = load_checkpoint(state, engine.METHOD)
+    assert ck["kind"] == "train_state" and ck["progress"]["step"] == 2
     resumed, stats = _run(imgs, steps=4, state_path=state, save_interval=2, resume=True)
     assert stats["start_step"] == 2
     _same_weights(full, resumed, atol=1e-6)
@@ -89,14 +90,14 @@ def test_train_script_outputs(trained):
     out = os.path.join(trained["output_dir"], "brick")
     assert {"model.pdparams", "args.yml", "train.log"} <= set(os.listdir(out))
     assert not os.path.exists(os.path.join(out, "last.pdparams"))             # superseded by the model
-    ck = cli.load_checkpoint(trained["ckpt"], engine.METHOD)
+    ck = load_checkpoint(trained["ckpt"], engine.METHOD)
     a = ck["model_args"]
     assert ck["kind"] == "model" and a["sspcab"] and a["postprocess"]["score_output"] == 0
     assert ck["threshold"] is not None and ck["fit"]["n_holdout"] == 2 and ck["fit"]["n_gaussian"] == 10
     assert ck["train"]["steps"] == 3 and len(ck["train"]["history"]) == 3
     log = open(os.path.join(out, "train.log")).read()
     assert "step 3/3" in log and "threshold" in log
-    model, _ = engine.load(trained["ckpt"])
+    model, _ = pipeline.load(engine, trained["ckpt"])
     assert float(model.density_precision.abs().sum()) > 0 and model.map_scale.numpy().reshape(-1)[0] > 0
 
 

@@ -1,8 +1,9 @@
-"""Training, checkpoints, evaluation and deployment description of an STFPM model (what the scripts share).
+"""STFPM's part of the method lifecycle (adcommon.pipeline): build, training with held-out selection,
+the runner of the deployed graph, and its deployment description.
 
-Training follows the official code (docs/reference.md#stfpm-training): SGD lr 0.4, momentum 0.9, weight decay 1e-4,
-batch 32, 100 epochs, 80/20 split of train/good; after every epoch the student is scored on the
-held-out normal images and kept when their mean anomaly map value drops. The test split is never
+Training follows the official code (docs/reference.md#stfpm-training): SGD lr 0.4, momentum 0.9, weight
+decay 1e-4, batch 32, 100 epochs, 80/20 split of train/good; after every epoch the student is scored on
+the held-out normal images and kept when their mean anomaly map value drops. The test split is never
 looked at during training.
 """
 import os
@@ -14,10 +15,10 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
-from adcommon import cli
+from adcommon import checkpoint as C
 from adcommon.compiled import CompiledForward
-from adcommon.pipeline import postprocess, run_batches, save_val_outputs, threshold_from_normals, vis_range
-from shared_data import transforms as T
+from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
+from shared_data.dataset import ImageCache
 
 from .loss import stfpm_loss
 from .model import STFPM
@@ -35,21 +36,6 @@ def postprocess_spec(image_size):
     product over the 3 layers there, the product bilinear to the input size; no blur; score = max."""
     return {"out_size": int(image_size), "combine": "product", "sigma": None, "map_outputs": [0, 1, 2],
             "score_output": None, "map_size": int(image_size) // 4}
-
-
-class CachedImages:
-    """Resized uint8 images of a dataset held in memory, as the reference caches its training set
-    (decoding a PNG costs more than a training step on small images). batch(idx) -> (B, 3, S, S)."""
-
-    def __init__(self, ds):
-        self.rgb = [ds.load_rgb(i) for i in range(len(ds))]  # each (S, S, 3) uint8
-        self.mean, self.std = ds.mean, ds.std
-
-    def __len__(self):
-        return len(self.rgb)
-
-    def batch(self, idx):
-        return np.stack([T.to_tensor(self.rgb[i], self.mean, self.std) for i in idx])
 
 
 def build(model_args):
@@ -97,33 +83,6 @@ def maps_of(model, images, batch_size=32, teacher=None):
     return np.concatenate(maps), np.concatenate(scores)
 
 
-def optimizer_state(opt, layer):
-    """The optimizer's state keyed by structured parameter names ("net.conv1.weight|_velocity_0").
-
-    Paddle keys it by runtime names (conv2d_7.w_0_velocity_0) that depend on how many layers the
-    process built before, so a resumed run in another process would not find its velocities.
-    """
-    names = sorted(((p.name, n) for n, p in layer.named_parameters()), key=lambda t: -len(t[0]))
-    out = {}
-    for k, v in opt.state_dict().items():
-        hit = next(((pn, sn) for pn, sn in names if k.startswith(pn + "_")), None)
-        out[f"{hit[1]}|{k[len(hit[0]):]}" if hit else k] = v
-    return out
-
-
-def load_optimizer_state(opt, layer, state):
-    names = {n: p.name for n, p in layer.named_parameters()}
-    sd = {}
-    for k, v in state.items():
-        if "|" in k:
-            sn, suffix = k.split("|", 1)
-            if sn not in names:
-                raise cli.UserError(f"resume: optimizer state for unknown parameter {sn}")
-            k = names[sn] + suffix
-        sd[k] = v
-    opt.set_state_dict(sd)
-
-
 def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, lr=0.4, momentum=0.9,
           weight_decay=1e-4, seed=42, resume=None, threshold_quantile=0.99, log=print, threshold_rule="robust",
           compiled=False, cache_teacher=True):
@@ -134,29 +93,24 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
     graph (adcommon.compiled; the same numbers, faster on CPU for ResNets).
 
     Writes <out_dir>/model.pdparams (best teacher + student, threshold, vis_range) whenever the
-    held-out score improves and <out_dir>/last.pdparams (teacher + student, optimizer state, epoch,
-    best score so far) after every epoch. ``resume``: a last.pdparams checkpoint dict to continue from (the model must
-    have been built from its model_args). Returns a dict of training statistics.
+    held-out score improves and <out_dir>/last.pdparams (adcommon.checkpoint's training state) after
+    every epoch. ``resume``: a training state to continue from (adcommon.checkpoint.training_state; the
+    model must have been built from its model_args). Returns a dict of training statistics.
     """
     best_path, last_path = os.path.join(out_dir, "model.pdparams"), os.path.join(out_dir, "last.pdparams")
     opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=momentum, parameters=model.student.parameters(),
                                     weight_decay=weight_decay)  # coupled L2 decay, like torch SGD(weight_decay)
-    state = {"epoch": 0, "best_score": None, "best_epoch": None, "history": [], "train_seconds": 0.0}
+    state = {"epoch": 0, "holdout_score": None, "selected_epoch": None, "history": [], "train_seconds": 0.0}
+    settings = {"category": category, "batch_size": batch_size, "lr": lr, "momentum": momentum,
+                "weight_decay": weight_decay, "seed": seed}
     if resume is not None:
-        if resume.get("category") not in (None, category):
-            raise cli.UserError(f"{last_path} belongs to category {resume.get('category')}, not {category}")
-        if "optimizer" not in resume or "train_state" not in resume:
-            raise cli.UserError("the resume checkpoint has no optimizer state: resume from last.pdparams, "
-                                "not model.pdparams")
-        cli.set_state_strict(model, resume["state_dict"], "resume checkpoint")
-        load_optimizer_state(opt, model.student, resume["optimizer"])
-        state.update(resume["train_state"])
-        log(f"resumed after epoch {state['epoch']}: best held-out score {state['best_score']} "
-            f"at epoch {state['best_epoch']}")
+        state.update(C.restore_training(resume, last_path, model, opt, model.student, settings))
+        log(f"resumed after epoch {state['epoch']}: best held-out score {state['holdout_score']} "
+            f"at epoch {state['selected_epoch']}")
     if state["epoch"] >= epochs:
         log(f"already trained for {state['epoch']} epochs (--epochs {epochs}): nothing to do")
-    fit = CachedImages(fit_ds)
-    hold = CachedImages(hold_ds) if hold_ds is not None and len(hold_ds) else None
+    fit = ImageCache(fit_ds)
+    hold = ImageCache(hold_ds) if hold_ds is not None and len(hold_ds) else None
     if hold is None:
         log("no held-out normal images: the last epoch is kept and no threshold is set")
     n = len(fit)
@@ -204,43 +158,34 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
             rec["holdout_image_score"] = float(scores.mean())
             threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
             vr = list(vis_range(maps, threshold))
-        improved = hold is None or state["best_score"] is None or rec["holdout_score"] < state["best_score"]
+        improved = hold is None or state["holdout_score"] is None or rec["holdout_score"] < state["holdout_score"]
         state["train_seconds"] += t_train
         if improved:
-            state["best_score"], state["best_epoch"] = rec.get("holdout_score"), epoch
-            cli.save_checkpoint(best_path, METHOD, args, model.state_dict(), category=category,
-                                threshold=threshold, vis_range=vr, epoch=epoch, holdout_score=rec.get("holdout_score"),
-                                threshold_quantile=threshold_quantile, threshold_rule=threshold_rule,
-                                holdout_scores=[float(v) for v in scores] if hold is not None else [])
+            state["holdout_score"], state["selected_epoch"] = rec.get("holdout_score"), epoch
+            C.save_checkpoint(best_path, METHOD, args, model.state_dict(), category=category,
+                              threshold=threshold, vis_range=vr, selected_epoch=epoch,
+                              holdout_score=rec.get("holdout_score"), threshold_quantile=threshold_quantile,
+                              threshold_rule=threshold_rule,
+                              holdout_scores=[float(v) for v in scores] if hold is not None else [])
         state["epoch"] = epoch
         state["history"].append(rec)
-        cli.save_checkpoint(last_path, METHOD, args, model.state_dict(), category=category,
-                            optimizer=optimizer_state(opt, model.student), train_state=state)
+        C.save_training_state(last_path, METHOD, model, opt, model.student, settings, state)
         hs = f", held-out score {rec['holdout_score']:.6f}" if hold is not None else ""
         log(f"epoch {epoch}/{epochs}: loss {rec['loss']:.5f}{hs}, {rec['images_per_s']:.1f} img/s, "
             f"{t_train:.1f} s{' *best' if improved else ''}")
-    stats = {"epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_holdout_score": state["best_score"],
+    stats = {"epochs": state["epoch"], "selected_epoch": state["selected_epoch"],
+             "holdout_score": state["holdout_score"],
              "n_fit": n, "n_holdout": len(hold) if hold else 0, "train_seconds": round(state["train_seconds"], 3),
              "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "seed": seed,
              "compiled": student.enabled, "teacher_cached": t_fit is not None, "history": state["history"]}
     if os.path.isfile(best_path):
-        ck = cli.load_checkpoint(best_path, METHOD)  # add the run's summary to the kept checkpoint
+        ck = C.load_checkpoint(best_path, METHOD)  # add the run's summary to the kept checkpoint
         ck["train"] = stats
-        with cli.atomic_path(best_path) as tmp:
-            paddle.save(ck, tmp)
+        C.rewrite_checkpoint(best_path, ck)
     return stats
 
 
-def load(path):
-    """(model, checkpoint) from a saved model.pdparams; the architecture comes from model_args."""
-    ck = cli.load_checkpoint(path, METHOD)
-    model = build(ck["model_args"])
-    cli.set_state_strict(model, ck["state_dict"], f"STFPM checkpoint {path}")
-    model.eval()
-    return model, ck
-
-
-def runner(model):
+def runner(model, ck=None, options=None):
     """batch (B, 3, S, S) numpy -> the 3 raw layer maps as numpy (what the exported graph returns)."""
     model.eval()
 
@@ -250,25 +195,7 @@ def runner(model):
     return run
 
 
-def evaluate(model, ck, data_dir, category, out_dir, batch_size=32, save_vis=False):
-    """Test-split metrics -> out_dir/metrics.json, scores.csv (+ pictures); returns the metrics dict."""
-    from shared_data.dataset import MVTecAD
-    a = ck["model_args"]
-    ds = MVTecAD(data_dir, category, "test", a["image_size"], None, a["mean"], a["std"])
-    raw, t_model = run_batches(runner(model), ds, batch_size)
-    t0 = time.perf_counter()
-    maps, scores = postprocess(raw, a["postprocess"])
-    t_post = time.perf_counter() - t0
-    train = ck.get("train") or {}
-    extra = {"model_args": {k: v for k, v in a.items() if k != "postprocess"},
-             "best_epoch": ck.get("epoch"), "holdout_score": ck.get("holdout_score"),
-             "train": {k: v for k, v in train.items() if k != "history"},
-             "timing": {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3), "images": len(ds)}}
-    return save_val_outputs(out_dir, METHOD, ds, maps, scores, ck.get("threshold"), extra=extra,
-                            save_vis=save_vis, vrange=ck.get("vis_range"))
-
-
-def deploy_meta(ck):
+def deploy_meta(ck, options=None):
     """What a deployment needs besides the graph (inference.yml; predict.py uses the same dict)."""
     a = ck["model_args"]
     return {"method": METHOD, "category": ck.get("category"),

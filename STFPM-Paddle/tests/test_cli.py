@@ -27,9 +27,9 @@ def test_unknown_category(syn_root, tmp_path):
 
 def test_checkpoint_of_another_method(syn_root, tmp_path):
     pytest.importorskip("paddle")
-    from adcommon import cli
+    from adcommon.checkpoint import save_checkpoint
     path = str(tmp_path / "padim.pdparams")
-    cli.save_checkpoint(path, "padim", {"backbone": "resnet18"}, {})
+    save_checkpoint(path, "padim", {"backbone": "resnet18"}, {})
     r = run_script("val", "--data_dir", syn_root, "--category", CATEGORY, "--checkpoint", path)
     _one_line_error(r, "padim checkpoint, not stfpm")
     _one_line_error(run_script("export_model", "--model_path", path), "padim")
@@ -43,10 +43,14 @@ def test_corrupt_image(trained, tmp_path):
     _one_line_error(r, "cannot read image", "broken.png")
 
 
-def test_resume_without_last_checkpoint(syn_root, tmp_path):
+def test_resume_without_last_checkpoint_starts_from_the_beginning(syn_root, tmp_path):
+    """As every method: --resume with no training state yet says so and trains from epoch 1 (scripted
+    re-runs need no special first call)."""
     r = run_script("train", "--data_dir", syn_root, "--category", CATEGORY, "--output_dir", tmp_path,
-                   "--pretrained", "none", "--resume")
-    _one_line_error(r, "checkpoint not found", "last.pdparams")
+                   "--pretrained", "none", "--image_size", 64, "--batch_size", 4, "--epochs", 1, "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "no " in r.stdout and "starting from the beginning" in r.stdout
+    assert os.path.isfile(os.path.join(tmp_path, CATEGORY, "model.pdparams"))
 
 
 def test_bad_image_size_and_export_size(trained, tmp_path):

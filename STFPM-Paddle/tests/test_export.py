@@ -8,6 +8,7 @@ paddle = pytest.importorskip("paddle")
 
 from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
 
+from adcommon import pipeline  # noqa: E402
 from adcommon.export import export_inference  # noqa: E402
 from adcommon.pipeline import postprocess  # noqa: E402
 from adcommon.predictor import Predictor, load_meta  # noqa: E402
@@ -45,7 +46,7 @@ def test_export_matches_dygraph(tmp_path, mkldnn):
 
 def test_inference_yml_describes_the_model(exported, trained):
     meta = load_meta(exported)
-    ck = engine.load(os.path.join(trained, CATEGORY, "model.pdparams"))[1]
+    ck = pipeline.load(engine, os.path.join(trained, CATEGORY, "model.pdparams"))[1]
     assert meta["method"] == "stfpm" and meta["outputs"] == engine.OUTPUTS
     assert meta["postprocess"] == ck["model_args"]["postprocess"]
     assert meta["threshold"] == pytest.approx(ck["threshold"])

@@ -7,8 +7,9 @@ paddle = pytest.importorskip("paddle")
 
 from stfpm_helpers import CATEGORY, IMAGE_SIZE  # noqa: E402
 
-from adcommon import cli  # noqa: E402
-from shared_data.dataset import MVTecAD  # noqa: E402
+from adcommon import cli, pipeline  # noqa: E402
+from adcommon.checkpoint import load_checkpoint, training_state  # noqa: E402
+from shared_data.dataset import ImageCache, MVTecAD  # noqa: E402
 from stfpm import engine  # noqa: E402
 from stfpm.loss import stfpm_loss  # noqa: E402
 from stfpm.model import STFPM  # noqa: E402
@@ -84,8 +85,8 @@ def test_resume_continues_from_the_last_epoch(syn_root, tmp_path):
     straight, stats = _train(syn_root, str(tmp_path / "straight"), 2)
     out = str(tmp_path / "resumed")
     _train(syn_root, out, 1)
-    last = cli.load_checkpoint(os.path.join(out, "last.pdparams"), engine.METHOD)
-    assert last["train_state"]["epoch"] == 1 and last["optimizer"]
+    last = training_state(os.path.join(out, "last.pdparams"), engine.METHOD)
+    assert last["progress"]["epoch"] == 1 and last["optimizer"]
     resumed, rstats = _train(syn_root, out, 2, resume=last)
     assert [h["epoch"] for h in rstats["history"]] == [1, 2]
     assert rstats["history"][1]["loss"] == pytest.approx(stats["history"][1]["loss"], rel=1e-6)
@@ -96,7 +97,7 @@ def test_resume_continues_from_the_last_epoch(syn_root, tmp_path):
 
 def test_checkpoint_round_trip(trained):
     path = os.path.join(trained, CATEGORY, "model.pdparams")
-    model, ck = engine.load(path)  # set_state_strict: raises on any missing or unexpected key
+    model, ck = pipeline.load(engine, path)  # set_state_strict: raises on any missing or unexpected key
     own = set(model.state_dict())
     assert own == set(ck["state_dict"]) and any(k.startswith("teacher.") for k in own)
     assert any(k.startswith("student.") for k in own)
@@ -106,17 +107,17 @@ def test_checkpoint_round_trip(trained):
     assert a["postprocess"] == engine.postprocess_spec(IMAGE_SIZE)
     assert a["postprocess"]["map_outputs"] == [0, 1, 2] and a["postprocess"]["sigma"] is None
     assert ck["threshold"] is not None and len(ck["vis_range"]) == 2
-    assert ck["epoch"] == ck["train"]["best_epoch"] and ck["train"]["n_holdout"] == 2
+    assert ck["selected_epoch"] == ck["train"]["selected_epoch"] and ck["train"]["n_holdout"] == 2
     for f in ("model.pdparams", "last.pdparams", "args.yml", "train.log"):
         assert os.path.isfile(os.path.join(trained, CATEGORY, f)), f
     assert not [f for f in os.listdir(os.path.join(trained, CATEGORY)) if ".tmp" in f]
 
 
-def test_best_epoch_is_the_lowest_held_out_score(trained):
-    ck = cli.load_checkpoint(os.path.join(trained, CATEGORY, "model.pdparams"), engine.METHOD)
+def test_selected_epoch_is_the_lowest_held_out_score(trained):
+    ck = load_checkpoint(os.path.join(trained, CATEGORY, "model.pdparams"), engine.METHOD)
     hist = ck["train"]["history"]
     best = min(hist, key=lambda h: h["holdout_score"])
-    assert ck["epoch"] == best["epoch"] and ck["holdout_score"] == pytest.approx(best["holdout_score"])
+    assert ck["selected_epoch"] == best["epoch"] and ck["holdout_score"] == pytest.approx(best["holdout_score"])
 
 
 def test_efficientnet_student_trains_like_the_official_resnet_student():
@@ -147,9 +148,9 @@ def test_fast_paths_train_the_same_numbers(syn_root, tmp_path, monkeypatch, comp
         model = _model(0)
         fit, hold = _data(syn_root, model)
         if jitter:   # a 1e-6 relative change of every input: the yardstick of float noise
-            real_batch = engine.CachedImages.batch
+            real_batch = ImageCache.batch
             noise = np.random.default_rng(1)
-            monkeypatch.setattr(engine.CachedImages, "batch", lambda self, idx: real_batch(self, idx) * (
+            monkeypatch.setattr(ImageCache, "batch", lambda self, idx: real_batch(self, idx) * (
                 1 + jitter * noise.standard_normal((len(idx), 3, IMAGE_SIZE, IMAGE_SIZE))).astype(np.float32))
         stats = engine.train(model, fit, hold, str(out), CATEGORY, epochs=2, batch_size=4, seed=0,
                              log=lambda m: None, **kw)
