@@ -78,9 +78,8 @@ def training_speed(quick=False):
 
 def predictor_throughput(quick=False):
     """Exported KDAD through Paddle Inference: images/s for both maps, batch 1 and 8."""
-    from adcommon.benchmark import count_flops, gemm_flops_per_s, time_per_call
+    from adcommon.benchmark import count_flops, gemm_flops_per_s, predictor_speed
     from adcommon.export import export_inference
-    from adcommon.pipeline import postprocess
     from adcommon.predictor import Predictor
     from kdad import engine
     rows = []
@@ -101,14 +100,11 @@ def predictor_throughput(quick=False):
                 x = np.random.default_rng(0).random((bs, 3, S, S)).astype(np.float32)
                 for mkl in onednn:
                     pred = Predictor(d, use_mkldnn=mkl)  # threads: adcommon.cli.cpu_threads()
-                    t_inf = time_per_call(lambda: pred.run(x), repeats=2 if quick else 5, warmup=1)
-                    outs = pred.run(x)
-                    t_post = time_per_call(lambda: postprocess(outs, spec), repeats=3, warmup=1)
-                    ips = bs / t_inf
+                    ips, post = predictor_speed(pred, x, spec, repeats=2 if quick else 5)
                     rows.append({"method": "KDAD",
                                  "what": f"predictor {kind} map, {S}px, batch {bs}, oneDNN {'on' if mkl else 'off'}",
                                  "value": f"{ips:.2f} img/s",
-                                 "note": f"post-processing {100 * t_post / t_inf:.1f} % of inference; "
+                                 "note": f"post-processing {100 * post:.1f} % of inference; "
                                          f"hardware share {100 * flops * ips / gemm:.0f} %"})
     rows.append({"method": "KDAD", "what": f"VGG-16 expert + cloner B forward at {S}px",
                  "value": f"{fwd / 1e9:.2f} GFLOP", "note": f"float32 GEMM rate {gemm / 1e9:.0f} GFLOP/s"})

@@ -80,8 +80,7 @@ def main(argv=None):
     cli.set_device(args.device)
     for cat in cli.categories_arg(args.data_dir, args.category):
         out = os.path.join(args.output_dir, cat)
-        os.makedirs(out, exist_ok=True)
-        log = cli.make_logger(os.path.join(out, "train.log"))
+        log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
         resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
             if args.resume else None
         cli.set_seed(args.seed)
@@ -103,10 +102,11 @@ def main(argv=None):
             f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}, "
             f"expert features scaled: {model.model_args['feature_scale']}, "
             f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
-        stats = engine.train(model, fit_ds, hold_ds, out, log, args.epochs, args.batch_size, args.lr, args.seed,
+        fit, hold = engine.stack_images(fit_ds), engine.stack_images(hold_ds)
+        stats = engine.train(model, fit, hold, out, log, args.epochs, args.batch_size, args.lr, args.seed,
                              args.eval_interval, args.save_interval, resume, args.cache_expert, args.select,
                              compiled=compiled)
-        calib = engine.holdout_calibration(model, hold_ds, args.batch_size, args.threshold_quantile,
+        calib = engine.holdout_calibration(model, hold, args.batch_size, args.threshold_quantile,
                                            args.threshold_rule)
         stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
         path = os.path.join(out, "model.pdparams")

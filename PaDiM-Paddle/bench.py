@@ -133,9 +133,8 @@ def predictor_throughput(quick=False):
     """Exported R18 PaDiM through Paddle Inference: images/s, post-processing share, hardware share."""
     import paddle
 
-    from adcommon.benchmark import count_flops, gemm_flops_per_s, time_per_call
+    from adcommon.benchmark import count_flops, gemm_flops_per_s, predictor_speed
     from adcommon.export import export_inference
-    from adcommon.pipeline import postprocess
     from adcommon.predictor import Predictor
     from padim import engine
     from padim.model import PaDiM
@@ -154,14 +153,11 @@ def predictor_throughput(quick=False):
             x = np.random.default_rng(0).standard_normal((bs, 3, 224, 224)).astype(np.float32)
             for mkl in (False, True):
                 pred = Predictor(os.path.join(tmp, "inference"), use_mkldnn=mkl)
-                t_inf = time_per_call(lambda: pred.run(x), repeats=3 if quick else 10, warmup=2)
-                outs = pred.run(x)
-                t_post = time_per_call(lambda: postprocess(outs, spec), repeats=5, warmup=1)
-                ips = bs / t_inf
+                ips, post = predictor_speed(pred, x, spec, repeats=3 if quick else 10, warmup=2)
                 rows.append({"method": "PaDiM",
                              "what": f"predictor R18 224px, batch {bs}, oneDNN {'on' if mkl else 'off'}",
                              "value": f"{ips:.1f} img/s",
-                             "note": f"post-processing {100 * t_post / t_inf:.1f} % of inference; "
+                             "note": f"post-processing {100 * post:.1f} % of inference; "
                                      f"hardware share {100 * flops * ips / gemm:.0f} %"})
     rows.append({"method": "PaDiM", "what": "R18 backbone to layer3 at 224", "value": f"{flops / 1e9:.2f} GFLOP",
                  "note": f"float32 GEMM rate {gemm / 1e9:.0f} GFLOP/s (numpy 2048^2)"})

@@ -61,8 +61,7 @@ def main(argv=None):
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
         out = os.path.join(args.output_dir, cat)
-        os.makedirs(out, exist_ok=True)
-        log = cli.make_logger(os.path.join(out, "train.log"))
+        log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
         model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, args.crop_size, args.seed)
         a = model.model_args
         kw = dict(image_size=a["image_size"], crop_size=a["crop_size"], mean=a["mean"], std=a["std"])

@@ -14,6 +14,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
+from adcommon.files import save_json  # noqa: E402
+from shared_data.errors import write_text_atomic  # noqa: E402
 
 VARIANTS = {"CutPaste 3-way": ["--no_sspcab"], "CutPaste 3-way + SSPCAB": []}
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
@@ -52,9 +54,8 @@ def _cell(mean, std):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import importlib
-    sys.path.insert(0, HERE)  # train.py and val.py sit beside this script
-    train, val = importlib.import_module("train"), importlib.import_module("val")
+    from adcommon.testing import load_script  # by path: every paper folder has a train.py and a val.py
+    train, val = load_script(os.path.join(HERE, "train.py")), load_script(os.path.join(HERE, "val.py"))
 
     if not args.category or "," in args.category or args.category == "all":
         raise cli.UserError("--category: give one category for the ablation")
@@ -83,9 +84,9 @@ def main(argv=None):
                f"{args.image_size} px, {args.steps} updates x {args.batch_size} x 3 images, lambda "
                f"{args.sspcab_lambda}, seeds {' '.join(map(str, args.seeds))}")
     md = "\n".join([f"Ablation: {setting}. Values in %, mean ± std over seeds.", ""] + table) + "\n"
-    cli.save_json(os.path.join(args.output_dir, "ablation.json"),
+    save_json(os.path.join(args.output_dir, "ablation.json"),
                   {"setting": vars(args), "runs": runs, "summary": summary})
-    cli.write_text_atomic(os.path.join(args.output_dir, "ablation.md"), md)
+    write_text_atomic(os.path.join(args.output_dir, "ablation.md"), md)
     print(md)
     return 0
 

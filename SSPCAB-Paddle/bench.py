@@ -100,7 +100,7 @@ def main(argv=None):
                   f"| {r['images_per_s']} | {r['ms_per_batch']} ms |")
     print(f"(Paddle {rows[0]['paddle']}, {rows[0]['cpu']}, {rows[0]['device']})")
     if args.json:
-        from adcommon.cli import save_json
+        from adcommon.files import save_json
         save_json(args.json, rows)
     return 0
 

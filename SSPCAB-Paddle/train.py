@@ -16,6 +16,7 @@ from adcommon import cli  # noqa: E402
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p)
+    cli.add_workers_arg(p)
     # seed names (liuxtakeoff/sspcab_paddle, Lieberk/Paddle-SSPCAB): --type, --model_dir, --workers, --cuda ...
     p.add_argument("--type", dest="category", help=argparse.SUPPRESS)
     p.add_argument("--model_dir", dest="output_dir", help=argparse.SUPPRESS)
@@ -75,7 +76,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import pipeline
     from adcommon.files import save_yaml
-    from shared_data.dataset import train_split
+    from shared_data.dataset import ImageCache, train_split
     from sspcab import engine
     from sspcab.cutpaste import VARIANTS
     from sspcab.model import ProjectionNet
@@ -97,8 +98,7 @@ def main(argv=None):
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
         out = os.path.join(args.output_dir, cat)
-        os.makedirs(out, exist_ok=True)
-        log = cli.make_logger(os.path.join(out, "train.log"))
+        log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
         if args.test_epochs:
             log("--test_epochs ignored: the final model is the model (no selection on test labels)")
         cli.set_seed(args.seed)
@@ -118,7 +118,7 @@ def main(argv=None):
             log("warning: --steps 0 keeps SSPCAB at its random initialisation; add --no_sspcab for the "
                 "untrained ImageNet-feature baseline")
         state = os.path.join(out, "last.pdparams")
-        train_stats = engine.train(model, engine.load_images(fit_ds), args.steps, args.batch_size, args.lr,
+        train_stats = engine.train(model, ImageCache(fit_ds).rgb, args.steps, args.batch_size, args.lr,
                                    args.momentum, args.weight_decay, args.freeze_steps, args.sspcab_lambda,
                                    args.seed, args.num_workers, state, args.save_interval, args.resume,
                                    args.log_interval, log, holdout=(fit_ds, hold_ds) if hold_ds else None,
@@ -132,7 +132,7 @@ def main(argv=None):
         if os.path.exists(state):
             os.remove(state)  # the fitted model supersedes the resumable state
         log(f"saved {os.path.join(out, 'model.pdparams')} ({train_stats['train_seconds']} s training, "
-            f"{train_stats['images_per_second']} img/s, peak RSS {train_stats['peak_rss_mb']} MB)")
+            f"{train_stats['train_images_per_s']} img/s, peak RSS {train_stats['peak_rss_mb']} MB)")
         if args.val:
             model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
             res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, save_vis=args.save_vis)

@@ -144,7 +144,7 @@ def main(argv=None):
         extra = f"bs {r.get('batch_size', '-')}, {r['mode']}"
         print(f"{r['backbone']:<18} {r['image_size']:>4}px {r['name']:<34} {r['value']:>10.4f} {r['unit']:<12} {extra}")
     if args.json:
-        from adcommon.cli import save_json
+        from adcommon.files import save_json
         save_json(args.json, rows)
     return 0
 

@@ -74,8 +74,7 @@ def main(argv=None):
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
         out = os.path.join(args.output_dir, cat)
-        os.makedirs(out, exist_ok=True)
-        log = cli.make_logger(os.path.join(out, "train.log"))
+        log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
         resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
             if args.resume else None
         cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it

@@ -29,3 +29,13 @@ def load_script(path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def tiny_synthetic(tmp_path_factory, image_size, n_train, n_test_good, n_test_defect, categories=("brick",),
+                   name="syn"):
+    """A small synthetic MVTec-layout folder for a test session (seed 0, exact masks): its root."""
+    from shared_data.synthetic import generate
+    root = str(tmp_path_factory.mktemp(name))
+    generate(root, list(categories), seed=0, image_size=image_size, n_train=n_train, n_test_good=n_test_good,
+             n_test_defect=n_test_defect)
+    return root

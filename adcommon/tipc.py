@@ -91,3 +91,15 @@ def run_lite_chain(folder, config, model_name, mode="lite_train_lite_infer", tim
     lines = read_results(os.path.join(folder, "test_tipc", "output", model_name, "results_python.log"))
     failed = [line for line in lines if not line.startswith("Run successfully")]
     return lines, failed, "\n".join(out)
+
+
+def check_lite_chain(folder, config, model_name):
+    """What every folder's TIPC test asserts about its lite chain, run as users run it: no failed
+    command, one result line per command the config implies (adcommon.tipc.expected_results), and
+    inference run with oneDNN both off and on."""
+    import paddle
+    lines, failed, out = run_lite_chain(folder, config, model_name)
+    assert not failed, "\n".join(failed) + out
+    cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    assert len(lines) == expected_results(folder, config, cuda), "\n".join(lines)
+    assert any("--use_mkldnn=False" in ln for ln in lines) and any("--use_mkldnn=True" in ln for ln in lines)

@@ -10,6 +10,7 @@ from tqdm import tqdm
 from adcommon import checkpoint as C
 from adcommon.compiled import CompiledForward
 from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
+from shared_data.dataset import ImageCache
 
 from .localization import detect, localize, paper_localization_auroc, soft_masks
 from .localization import discrepancy as discrepancy_outputs
@@ -43,10 +44,11 @@ def build(model_args, pretrained="none"):
 
 
 def stack_images(ds):
-    """All images of a dataset as one float32 array (N, 3, S, S); MVTec's largest train set is 77 MB at 128."""
+    """All images of a dataset as one float32 array (N, 3, S, S) in [0, 1] (shared_data.dataset.ImageCache;
+    MVTec's largest train set is 77 MB at 128), or None for no dataset."""
     if ds is None or not len(ds):
         return None
-    return np.stack([ds[i][0] for i in range(len(ds))]).astype(np.float32)
+    return ImageCache(ds).batch(range(len(ds)))
 
 
 @paddle.no_grad()
@@ -95,9 +97,11 @@ def detection_scores(model, images, batch_size=32):
 # ------------------------------------------------------------------ training
 
 
-def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
+def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
           save_interval=10, resume=None, cache_expert=True, select="last", compiled=False):
     """Adam on the cloner with the distillation loss over pool2..pool5 (docs/reference.md#kdad-training).
+    ``images``, ``hold``: training and held-out normal images, float32 (N, 3, S, S) in [0, 1]
+    (``stack_images``); ``hold`` may be None.
 
     Every ``eval_interval`` epochs the held-out NORMAL images are scored (mean detection score; no
     test data is ever looked at). ``select='holdout'`` keeps the epoch with the lowest such mean,
@@ -108,8 +112,6 @@ def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e
     the same batches as an uninterrupted one. ``compiled``: the cloner's training forward and backward
     run as a static oneDNN graph (adcommon.compiled; the same numbers). Returns training statistics.
     """
-    images = stack_images(fit_ds)                       # (N, 3, S, S) in [0, 1]
-    hold = stack_images(hold_ds)
     n = len(images)
     opt = paddle.optimizer.Adam(learning_rate=float(lr), parameters=model.cloner.parameters())
     last_path = os.path.join(out_dir, "last.pdparams")
@@ -200,8 +202,9 @@ def _append(path, msg):
         f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
 
 
-def holdout_calibration(model, hold_ds, batch_size=32, quantile=0.99, rule="robust"):
-    """Thresholds and colour ranges from held-out NORMAL images only (never test labels).
+def holdout_calibration(model, images, batch_size=32, quantile=0.99, rule="robust"):
+    """Thresholds and colour ranges from held-out NORMAL images only (never test labels): ``images``
+    float32 (N, 3, S, S) in [0, 1] (``stack_images``), or None.
 
     threshold: the ``quantile`` of their detection scores (adcommon's threshold rule). Gradient maps are
     scaled per image to [0, 1], so their display threshold is the seed's fixed 0.5 and the colour range [0, 1];
@@ -214,7 +217,6 @@ def holdout_calibration(model, hold_ds, batch_size=32, quantile=0.99, rule="robu
                               "gbp": GRADIENT_MAP_THRESHOLD, "discrepancy": None},
            "vis_ranges": {"gradients": [0.0, 1.0], "smooth_grad": [0.0, 1.0], "gbp": [0.0, 1.0],
                           "discrepancy": None}}
-    images = stack_images(hold_ds)
     if images is None:
         return out
     model.eval()

@@ -6,20 +6,17 @@ import pytest
 TESTS = os.path.dirname(os.path.abspath(__file__))
 HERE = os.path.dirname(TESTS)   # KDAD-Paddle/
 ROOT = os.path.dirname(HERE)
-for p in (TESTS, HERE, ROOT):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+sys.path[:0] = [p for p in (TESTS, HERE, ROOT) if p not in sys.path]
 
 from kdad_testutil import TRAIN_ARGS, run_script  # noqa: E402
+
+from adcommon.testing import tiny_synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def syn_root(tmp_path_factory):
     """Small synthetic MVTec-layout data: one texture category at 64 px."""
-    from shared_data.synthetic import generate
-    root = str(tmp_path_factory.mktemp("kdad_syn"))
-    generate(root, ["brick"], seed=0, image_size=64, n_train=10, n_test_good=3, n_test_defect=5)
-    return root
+    return tiny_synthetic(tmp_path_factory, 64, 10, 3, 5, ("brick",), name="kdad_syn")
 
 
 @pytest.fixture(scope="session")

@@ -78,23 +78,13 @@ def _engine_run(out, compiled, feature_scale="rms", epochs=2, jitter=0.0):
     from adcommon import cli
     from kdad import engine
 
-    class Images:   # the two dataset methods engine.train's stack_images uses
-        def __init__(self, x):
-            self.x = x
-
-        def __len__(self):
-            return len(self.x)
-
-        def __getitem__(self, i):
-            return (self.x[i],)
-
     cli.set_seed(0)
     os.makedirs(out, exist_ok=True)
     model = engine.build({"backbone": "efficientnet_lite0", "image_size": 64, "lamda": 0.5, "use_bias": False,
                           "equal_network_size": False, "direction_loss_only": False, "feature_scale": feature_scale})
     x = np.random.default_rng(0).random((10, 3, 64, 64)).astype(np.float32)
     x *= (1 + jitter * np.random.default_rng(1).standard_normal(x.shape)).astype(np.float32)
-    stats = engine.train(model, Images(x[:8]), Images(x[8:]), str(out), lambda m: None, epochs=epochs,
+    stats = engine.train(model, x[:8], x[8:], str(out), lambda m: None, epochs=epochs,
                          batch_size=4, eval_interval=1, save_interval=epochs, compiled=compiled)
     return model, stats, {k: v.numpy().copy() for k, v in model.cloner.state_dict().items()}, paddle
 

@@ -40,12 +40,6 @@ def lr_at(step, steps, lr):
     return 0.5 * lr * (1.0 + math.cos(math.pi * step / max(1, steps)))
 
 
-def load_images(ds):
-    """Training images of a dataset, resized once to the model's size: uint8 (n, S, S, 3).
-    The reference caches its resized training images in memory the same way."""
-    return np.stack([ds.load_rgb(i) for i in range(len(ds))])
-
-
 class CutPasteSteps(paddle.io.Dataset):
     """Item k = sample (k % B) of training step first_step + k // B: its views (V, 3, S, S) float32.
 
@@ -157,7 +151,7 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
     model.set_backbone_trainable(True)
     secs = time.perf_counter() - t0
     return dict(targs, variant=variant, start_step=start, train_seconds=round(secs, 1),
-                images_per_second=round(seen / max(secs, 1e-9), 2), history=history)
+                train_images_per_s=round(seen / max(secs, 1e-9), 2), history=history)
 
 
 @paddle.no_grad()

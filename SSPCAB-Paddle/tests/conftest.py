@@ -6,20 +6,17 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAPER = os.path.dirname(HERE)                     # SSPCAB-Paddle/: the sspcab package and the scripts
 ROOT = os.path.dirname(PAPER)                     # repo root: shared_data, adcommon
-for _p in (ROOT, PAPER, HERE):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+sys.path[:0] = [p for p in (ROOT, PAPER, HERE) if p not in sys.path]
 
 from sspcab_helpers import SIZE, TINY_TRAIN, run_script  # noqa: E402
+
+from adcommon.testing import tiny_synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def syn_root(tmp_path_factory):
     """Synthetic MVTec-layout 'brick' at 128 px: 10 train, 4 good + 4 defective test images with masks."""
-    from shared_data.synthetic import generate
-    root = str(tmp_path_factory.mktemp("syn"))
-    generate(root, ["brick"], seed=0, image_size=SIZE, n_train=10, n_test_good=4, n_test_defect=4)
-    return root
+    return tiny_synthetic(tmp_path_factory, SIZE, 10, 4, 4, ("brick",), name="syn")
 
 
 @pytest.fixture(scope="session")

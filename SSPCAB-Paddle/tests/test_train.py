@@ -15,8 +15,8 @@ from sspcab.model import ProjectionNet  # noqa: E402
 
 
 def _images(syn_root):
-    from shared_data.dataset import MVTecAD
-    return engine.load_images(MVTecAD(syn_root, "brick", "train", image_size=SIZE))[:4]
+    from shared_data.dataset import ImageCache, MVTecAD
+    return ImageCache(MVTecAD(syn_root, "brick", "train", image_size=SIZE)).rgb[:4]
 
 
 def _run(images, seed=0, steps=3, backbone="resnet18", pretrained="none", **kw):

@@ -155,7 +155,7 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
         if hold is not None:
             maps, scores = maps_of(model, hold, batch_size, t_hold)
             rec["holdout_score"] = float(maps.mean())  # reference: mean of the score maps of the val split
-            rec["holdout_image_score"] = float(scores.mean())
+            rec["holdout_mean_score"] = float(scores.mean())  # as KDAD and SSPCAB
             threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
             vr = list(vis_range(maps, threshold))
         improved = hold is None or state["holdout_score"] is None or rec["holdout_score"] < state["holdout_score"]
@@ -176,6 +176,8 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
     stats = {"epochs": state["epoch"], "selected_epoch": state["selected_epoch"],
              "holdout_score": state["holdout_score"],
              "n_fit": n, "n_holdout": len(hold) if hold else 0, "train_seconds": round(state["train_seconds"], 3),
+             "train_images_per_s": round(n * len(state["history"]) / state["train_seconds"], 2)
+             if state["train_seconds"] > 0 else None,
              "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "seed": seed,
              "compiled": student.enabled, "teacher_cached": t_fit is not None, "history": state["history"]}
     if os.path.isfile(best_path):

@@ -11,20 +11,17 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAPER = os.path.dirname(HERE)            # STFPM-Paddle/
 ROOT = os.path.dirname(PAPER)            # repo root
-for _p in (ROOT, PAPER, HERE):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+sys.path[:0] = [p for p in (ROOT, PAPER, HERE) if p not in sys.path]
 
 from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
+
+from adcommon.testing import tiny_synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def syn_root(tmp_path_factory):
     """brick at 64 px: 10 train (8 fit + 2 held out), 3 test good, 4 defective with masks."""
-    from shared_data.synthetic import generate
-    root = tmp_path_factory.mktemp("syn")
-    generate(str(root), [CATEGORY], seed=0, image_size=IMAGE_SIZE, n_train=10, n_test_good=3, n_test_defect=4)
-    return str(root)
+    return tiny_synthetic(tmp_path_factory, IMAGE_SIZE, 10, 3, 4, (CATEGORY,), name="syn")
 
 
 @pytest.fixture(scope="session")
