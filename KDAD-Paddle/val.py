@@ -3,7 +3,8 @@
     python val.py --data_dir ../data/synthetic --category brick [--localization_method gradients] [--save_vis True]
     python val.py --dataset_root ../data/MVTec --normal_class capsule --model_path output/capsule/model.pdparams
 metrics.json holds the standard image AUROC, pixel AUROC and AUPRO over all test images, and the paper's
-own localization number as ``paper_localization_auroc`` (anomalous images only, REFERENCE 3.4).
+own localization number as ``paper_localization_auroc`` (anomalous images only,
+docs/reference.md#kdad-localization-auroc).
 Methods other than gradients write to <output_dir>/<category>/<method>/.
 """
 import argparse
@@ -79,7 +80,8 @@ def main(argv=None):
             save_dir, engine.METHOD, ds, maps, scores, ck.get("threshold"),
             extra={"localization_method": method, "paper_localization_auroc": paper,
                    "paper_localization_auroc_note": "paper metric: anomalous test images only, 1000 thresholds, "
-                                                    "3x3 elliptical opening (REFERENCE 3.4); not a pixel AUROC",
+                                                    "3x3 elliptical opening (docs/reference.md"
+                                                    "#kdad-localization-auroc); not a pixel AUROC",
                    "model_args": {k: v for k, v in ck["model_args"].items() if k != "postprocess"},
                    "timing": {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3), "images": len(ds)}},
             save_vis=args.save_vis, vrange=meta.get("vis_range"), map_threshold=meta.get("map_threshold"),

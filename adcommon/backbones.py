@@ -39,7 +39,7 @@ LAYER_NAMES = ("layer1", "layer2", "layer3", "layer4", "pooled")
 DOWNLOAD_TIMEOUT = float(os.environ.get("ADCOMMON_DOWNLOAD_TIMEOUT", "15"))
 
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-KDAD_VGG_INDICES = (1, 4, 6, 9, 11, 13, 16, 18, 20, 23, 25, 27, 30)  # REFERENCE 3.2
+KDAD_VGG_INDICES = (1, 4, 6, 9, 11, 13, 16, 18, 20, 23, 25, 27, 30)  # docs/reference.md#kdad-networks
 
 # Keys a weights file may lack (the classifier, unused by feature extractors) or may carry
 # without the model having them, per architecture.

@@ -1,4 +1,4 @@
-"""Timing logger with the ``auto_log.AutoLogger`` interface and log format (REFERENCE.md 7.3).
+"""Timing logger with the ``auto_log.AutoLogger`` interface and log format (docs/reference.md#autologger-log-format).
 
 ``get_autologger(...)`` returns the real ``auto_log.AutoLogger`` when that package is installed
 (it is not on PyPI), else this module's ``AutoLogger``. Neither stops the process: the original

@@ -1,4 +1,4 @@
-"""Flags, checkpoints and files that every paper's scripts share (DESIGN.md section 3).
+"""Flags, checkpoints and files that every paper's scripts share (docs/design.md#interfaces-users-rely-on).
 
 Plain helpers; each paper's scripts still parse their own arguments and stay readable alone.
 """
@@ -150,7 +150,8 @@ def category_dir(output_dir, category):
 def save_checkpoint(path, method, model_args, state_dict, **extra):
     """Write {'method', 'model_args', 'state_dict', **extra} atomically with paddle.save.
 
-    The checkpoint describes itself (DESIGN.md section 2): val/predict/export need no repeated flags.
+    The checkpoint describes itself (docs/design.md#the-checkpoint-describes-itself): val/predict/export
+    need no repeated flags.
     """
     import paddle
     obj = {"method": method, "model_args": dict(model_args), "state_dict": state_dict}

@@ -1,6 +1,6 @@
 """Anomaly-detection metrics as plain functions: image/pixel AUROC, AUPRO (official MVTec), F1.
 
-Definitions follow REFERENCE.md §6:
+Definitions follow docs/reference.md#metrics:
 - pixel AUROC pools every pixel of every test image (good images add only negatives), exact ROC;
 - AUPRO is the official MVTec one (``pro_curve_util.py``, anomalib >= 2.3): 8-connected GT regions,
   FPR over all anomaly-free pixels, PRO = mean per-region overlap, cut at ``fpr_limit`` with linear
@@ -93,7 +93,7 @@ def f1_max(labels, scores):
     """(F1-max, threshold): the best F1 over all thresholds on these very labels (``score >= thr``).
 
     This is an ORACLE number (the threshold is chosen with the test labels); report it only as
-    "F1-max", never as the F1 of a deployed detector (REFERENCE.md §6.7).
+    "F1-max", never as the F1 of a deployed detector (docs/reference.md#thresholds-and-f1).
     """
     from sklearn.metrics import precision_recall_curve
 
@@ -229,7 +229,7 @@ def _check_limit(fpr_limit):
 def aupro(masks, maps, fpr_limit=0.3):
     """Area under the per-region-overlap curve up to ``fpr_limit``, normalised to [0, 1].
 
-    Official MVTec AD definition (REFERENCE.md §6.3/§6.5): regions = 8-connected components of each
+    Official MVTec AD definition (docs/reference.md#aupro): regions = 8-connected components of each
     GT mask; FPR over all anomaly-free pixels of all images (good images included); PRO(t) = mean
     over regions of the fraction of the region with score >= t; (0, 0) prepended; PRO linearly
     interpolated at the limit; trapezoid area / ``fpr_limit``.

@@ -1,8 +1,8 @@
 """Raw anomaly maps -> full-size maps and image scores, in numpy (one path for val.py and infer.py).
 
 The models stop at feature resolution because ``F.interpolate`` breaks Paddle 3.3's oneDNN predictor
-(REFERENCE.md §8b.3); everything after that happens here, so dygraph evaluation and Paddle Inference
-share the same code and agree by construction.
+(docs/reference.md#interpolate-breaks-the-onednn-predictor); everything after that happens here, so
+dygraph evaluation and Paddle Inference share the same code and agree by construction.
 """
 import numpy as np
 

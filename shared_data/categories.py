@@ -1,4 +1,4 @@
-"""MVTec AD facts: categories, split sizes, the official archive (REFERENCE.md section 5)."""
+"""MVTec AD facts: categories, split sizes, the official archive (docs/reference.md#mvtec-ad)."""
 
 TEXTURES = ["carpet", "grid", "leather", "tile", "wood"]
 OBJECTS = ["bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw",

@@ -1,4 +1,4 @@
-"""Download, verify and safely extract the MVTec AD archive (DESIGN.md section 6).
+"""Download, verify and safely extract the MVTec AD archive (docs/design.md#data).
 
     python -m shared_data.download --data_dir data/mvtec [--categories bottle carpet]
     python -m shared_data.download --data_dir data/mvtec --archive /path/mvtec_anomaly_detection.tar.xz

@@ -1,7 +1,7 @@
 """Image loading and the deterministic preprocessing shared by training, val.py and infer.py.
 
 One function does the preprocessing for the dygraph scripts and for the exported predictor, so the
-two see the same numbers (DESIGN.md section 2, "one post-processing path" applies to inputs too).
+two see the same numbers (docs/design.md#one-post-processing-path applies to inputs too).
 """
 import numpy as np
 from PIL import Image, UnidentifiedImageError

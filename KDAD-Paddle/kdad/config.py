@@ -12,7 +12,7 @@ from shared_data.errors import UserError
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "config.yaml")
 
-# config key -> (flag dest, paper MVTec value). REFERENCE 3.1.
+# config key -> (flag dest, paper MVTec value), docs/reference.md#kdad-config-keys.
 KEYS = {
     "experiment_name": ("experiment_name", "local_equal_net"),
     "dataset_name": ("dataset_name", "mvtec"),

@@ -117,7 +117,7 @@ def _opt_state_from_name(state, layer):
 
 def train(model, fit_ds, hold_ds, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
           save_interval=10, resume=False, cache_expert=True, select="last", compiled=False):
-    """Adam on the cloner with the distillation loss over pool2..pool5 (REFERENCE 3.3).
+    """Adam on the cloner with the distillation loss over pool2..pool5 (docs/reference.md#kdad-training).
 
     Every ``eval_interval`` epochs the held-out NORMAL images are scored (mean detection score; no
     test data is ever looked at). ``select='holdout'`` keeps the epoch with the lowest such mean,

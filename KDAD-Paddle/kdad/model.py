@@ -1,8 +1,8 @@
 """KDAD networks: a frozen expert (VGG-16 features, ImageNet) and a small cloner trained to copy it.
 
-Eval forward returns what is deployed (DESIGN.md section 2): the detection score (N,) and the
-localization map. With ``deploy_map="gradients"`` (the paper) the map is the vanilla gradient of
-the score with respect to the input, |grad| summed over channels and scaled per image by its
+Eval forward returns what is deployed (docs/design.md#eval-forward-returns-raw-outputs): the
+detection score (N,) and the localization map. With ``deploy_map="gradients"`` (the paper) the map is
+the vanilla gradient of the score with respect to the input, |grad| summed over channels and scaled per image by its
 minimum and 99th percentile, (N, 1, S, S); with ``"discrepancy"`` (our oneDNN/Paddle-2.6 friendly
 alternative) it is three per-position expert/cloner discrepancy maps at 1/8, 1/16, 1/32 of S.
 The Gaussian blur (sigma 4) happens in adcommon.postprocess, outside the graph.
@@ -16,7 +16,7 @@ from adcommon.backbones import KDAD_VGG_INDICES, VGG16_CFG, build_backbone, buil
 from .localization import discrepancy_maps, percentile_normalise
 from .loss import distill_score
 
-# Indices into the 13 collected outputs: pool2..pool5 are matched in training (REFERENCE 3.3),
+# Indices into the 13 collected outputs: pool2..pool5 are matched in training,
 # pool3..pool5 score at test time (3.4: the pool2 term is dropped).
 TRAIN_LAYERS = (3, 6, 9, 12)
 SCORE_LAYERS = (6, 9, 12)
@@ -180,7 +180,8 @@ class KDAD(nn.Layer):
         return self.cloner_pools(x), self.expert(x)
 
     def score(self, x, guided=False):
-        """Detection score (N,): sum over pool3..pool5 of (1 - cos) + lamda * MSE (REFERENCE 3.4)."""
+        """Detection score (N,): sum over pool3..pool5 of (1 - cos) + lamda * MSE
+        (docs/reference.md#kdad-detection-score)."""
         self.cloner.guided = guided
         try:
             pred, real = self.pools(x)

@@ -18,7 +18,7 @@ def test_cloner_b_layers_and_shapes_per_stage():
     assert cfg == PAPER_B
     paddle.seed(0)
     c = Cloner(cfg)
-    # REFERENCE 3.2: module list 0..38 and the 13 collected indices
+    # docs/reference.md#kdad-networks: module list 0..38 and the 13 collected indices
     kinds = ["C" if isinstance(m, nn.Conv2D) else "B" if isinstance(m, nn.BatchNorm2D) else
              "R" if isinstance(m, nn.ReLU) else "M" for m in c.features]
     assert "".join(kinds) == "CBRCRM" "CBRCRM" "CBRCBRCRM" "CBRCBRCRM" "CBRCBRCRM"

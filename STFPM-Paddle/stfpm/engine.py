@@ -1,6 +1,6 @@
 """Training, checkpoints, evaluation and deployment description of an STFPM model (what the scripts share).
 
-Training follows the official code (REFERENCE 1.1): SGD lr 0.4, momentum 0.9, weight decay 1e-4,
+Training follows the official code (docs/reference.md#stfpm-training): SGD lr 0.4, momentum 0.9, weight decay 1e-4,
 batch 32, 100 epochs, 80/20 split of train/good; after every epoch the student is scored on the
 held-out normal images and kept when their mean anomaly map value drops. The test split is never
 looked at during training.

@@ -9,7 +9,8 @@ SHAPES = [(2, 8, 16, 16), (2, 16, 8, 8), (2, 32, 4, 4)]  # a small 3-level pyram
 
 
 def numpy_loss(ts, ss):
-    """REFERENCE 1.1 written out: per layer normalise over channels, sum_c (t-s)^2, mean, sum over layers."""
+    """docs/reference.md#stfpm-loss written out: per layer normalise over channels, sum_c (t-s)^2, mean,
+    sum over layers."""
     total = 0.0
     for t, s in zip(ts, ss):
         t = t / np.maximum(np.sqrt((t.astype(np.float64) ** 2).sum(1, keepdims=True)), 1e-12)
