@@ -11,7 +11,8 @@ def test_bench_quick_rows():
         for bs in (1, 8):
             for name in ("infer_images_per_s", "postprocess_share", "model_ms_per_image"):
                 assert (name, mode, bs) in names
-    assert {"train_images_per_s", "train_gflop_per_image", "gflops_teacher_student_to_layer3"} <= {r["name"] for r in rows}
+    wanted = {"train_images_per_s", "train_gflop_per_image", "gflops_teacher_student_to_layer3"}
+    assert wanted <= {r["name"] for r in rows}
     modes = {r["mode"] for r in rows if r["name"] == "train_images_per_s"}
     assert {"eager, teacher every step (before)", "eager, teacher cached"} <= modes
     gflops = next(r for r in rows if r["name"] == "gflops_teacher_student_to_layer3")
