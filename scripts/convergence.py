@@ -27,7 +27,7 @@ RECIPES = {
     "kdad": ["--backbone", "efficientnet_lite0", "--batch_size", "16", "--epochs", "120", "--eval_interval", "4",
              "--localization_method", "discrepancy"],
     "sspcab": ["--backbone", "efficientnet_lite0", "--image_size", "128", "--batch_size", "8", "--steps", "600",
-               "--lr", "0.003", "--image_score", "patch_max", "--eval_interval", "30", "--log_interval", "30"],
+               "--frozen_stages", "layer3", "--eval_interval", "30", "--log_interval", "30"],
 }
 UNIT = {"stfpm": "epoch", "kdad": "epoch", "sspcab": "update"}
 
