@@ -84,13 +84,11 @@ def main(argv=None):
         resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
             if args.resume else None
         cli.set_seed(args.seed)
-        if resume is not None:
-            model = engine.build(resume["model_args"])  # the architecture of the run being continued
-        else:
-            model = engine.build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,
-                                  "use_bias": args.use_bias, "equal_network_size": args.equal_network_size,
-                                  "direction_loss_only": args.direction_loss_only,
-                                  "feature_scale": args.feature_scale}, args.pretrained)
+        # built from the flags; a resumed run refuses a state written with other ones (restore_training)
+        model = engine.build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,
+                              "use_bias": args.use_bias, "equal_network_size": args.equal_network_size,
+                              "direction_loss_only": args.direction_loss_only,
+                              "feature_scale": args.feature_scale}, args.pretrained)
         s = model.model_args["image_size"]
         # [0, 1] inputs, no normalisation (the reference's)
         fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=s, crop_size=None,
@@ -119,10 +117,9 @@ def main(argv=None):
             model, ck = pipeline.load(engine, path)
             opts = {"localization": args.localization_method, "localization_test": bool(args.localization_test),
                     "seed": args.seed}
-            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis,
-                                    opts)
-            log(pipeline.summary_line(cat, res, os.path.join(out, "metrics.json"),
-                                      paper_localization_auroc=res.get("paper_localization_auroc")))
+            # val.py's batch (16): the gradient maps hold both networks' activations per image
+            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, 16, args.save_vis, opts)
+            log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

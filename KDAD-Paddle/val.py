@@ -55,7 +55,7 @@ def main(argv=None):
     apply_config(args)
     if args.batch_size < 1:
         raise cli.UserError("--batch_size must be >= 1")
-    return val_main(engine, args, options(args, given_method), summary_extra=["paper_localization_auroc"])
+    return val_main(engine, args, options(args, given_method))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def main(argv=None):
         if args.val:
             model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
             res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-            print(pipeline.summary_line(cat, res, os.path.join(out, "metrics.json")))
+            print(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

@@ -136,7 +136,7 @@ def main(argv=None):
         if args.val:
             model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
             res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, save_vis=args.save_vis)
-            log(pipeline.summary_line(cat, res, os.path.join(out, "metrics.json"), engine.PIXEL_NOTE))
+            log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

@@ -39,7 +39,7 @@ def main(argv=None):
         args.device = "gpu" if args.cuda else "cpu"
     if args.batch_size < 1:
         raise cli.UserError(f"--batch_size must be >= 1, got {args.batch_size}")
-    return val_main(engine, args, summary_extra=["image_auroc_patch_max", "image_auroc_pooled"])
+    return val_main(engine, args)
 
 
 if __name__ == "__main__":

@@ -78,10 +78,8 @@ def main(argv=None):
         resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
             if args.resume else None
         cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
-        if resume is not None:
-            model = engine.build(resume["model_args"])  # the architecture of the run being continued
-        else:
-            model = STFPM(args.backbone, args.pretrained, args.image_size)
+        # built from the flags; a resumed run refuses a state written with other ones (restore_training)
+        model = STFPM(args.backbone, args.pretrained, args.image_size)
         a = model.model_args
         fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=a["image_size"],
                                       crop_size=None, mean=a["mean"], std=a["std"])
@@ -99,7 +97,7 @@ def main(argv=None):
         if args.val:
             model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
             res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-            log(pipeline.summary_line(cat, res, os.path.join(out, "metrics.json")))
+            log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

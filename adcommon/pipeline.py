@@ -15,7 +15,8 @@ shows them filled in for a new method):
     export_layer(model, ck, options)                       optional: the Layer to trace (default: the model)
     upgrade(ck, path)                                      optional: read checkpoints of earlier versions
     result_dir(out, ck, options)                           optional: val.py's folder (default: out)
-    PIXEL_NOTE                                             optional: " (ours)" where the papers do not localise
+    PIXEL_NOTE, SUMMARY_EXTRA                              optional: " (ours)" where the papers do not localise;
+                                                           metrics.json keys for the printed summary line
     and its training (train / fit, calibration on held-out normal images), called by its own train.py.
 
 This module runs, for every method: ``load`` (a checkpoint into its model), ``evaluate`` (the only
@@ -387,6 +388,11 @@ def load(method, path):
     """(model in eval mode, checkpoint) from a checkpoint of ``method`` (its engine module): the
     architecture comes from the checkpoint's model_args, every tensor must fit."""
     ck = C.load_checkpoint(path, method.METHOD)
+    if ck.get("kind") == "train_state":
+        step = (ck.get("progress") or {})
+        at = f"epoch {step['epoch']}" if "epoch" in step else f"step {step['step']}" if "step" in step else "unfinished"
+        raise UserError(f"{path} is a training state ({at}), not a trained model: use model.pdparams, or finish "
+                        "the run with train.py --resume")
     if hasattr(method, "upgrade"):
         ck = method.upgrade(ck, path)
     try:
@@ -437,10 +443,17 @@ def export(method, model, ck, out_dir, options=None):
     return export_inference(layer, out_dir, [None, 3, size, size], meta)
 
 
-def val_main(method, args, options=None, summary_extra=None):
+def report(method, category, res, path):
+    """The line val.py (and train.py --val) prints for a category: summary_line with the engine's
+    PIXEL_NOTE and the metrics.json keys it names in SUMMARY_EXTRA."""
+    more = {k: res[k] for k in getattr(method, "SUMMARY_EXTRA", ()) if k in res}
+    return summary_line(category, res, path, getattr(method, "PIXEL_NOTE", ""), **more)
+
+
+def val_main(method, args, options=None):
     """The whole val.py: every category of --category, the checkpoint of each (or --model_path), results
     into --save_dir if the script has it, else the engine's ``result_dir`` (optional), else the category's
-    folder. ``summary_extra``: metrics.json keys added to the printed summary line."""
+    folder."""
     from . import cli
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
@@ -452,8 +465,7 @@ def val_main(method, args, options=None, summary_extra=None):
         dest = getattr(args, "save_dir", None) or \
             (method.result_dir(out, ck, options) if hasattr(method, "result_dir") else out)
         res = evaluate(method, model, ck, args.data_dir, cat, dest, args.batch_size, args.save_vis, options)
-        more = {k: res[k] for k in (summary_extra or []) if k in res}
-        print(summary_line(cat, res, os.path.join(dest, "metrics.json"), getattr(method, "PIXEL_NOTE", ""), **more))
+        print(report(method, cat, res, os.path.join(dest, "metrics.json")))
     return 0
 
 

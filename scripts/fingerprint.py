@@ -29,7 +29,7 @@ TRAIN = {
     "kdad": LITE + ["--image_size", "64", "--batch_size", "4", "--epochs", "2", "--eval_interval", "1"],
     "sspcab": LITE + ["--image_size", "128", "--batch_size", "2", "--steps", "3", "--log_interval", "1"],
 }
-SKIP = {"date", "machine", "commit", "timing", "data_dir", "train", "fit", "peak_rss_mb"}
+SKIP = {"date", "machine", "commit", "timing", "data_dir", "train", "training", "fit", "peak_rss_mb"}
 
 
 def _run(folder, script, args):

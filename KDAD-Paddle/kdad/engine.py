@@ -18,6 +18,7 @@ from .loss import distill_loss
 from .model import KDAD, TRAIN_LAYERS
 
 METHOD = "kdad"
+SUMMARY_EXTRA = ("paper_localization_auroc",)  # the paper's own localization number
 SIGMA = 4.0                 # reference: gaussian_filter(sigma=4) on the 128 x 128 map
 GRADIENT_MAP_THRESHOLD = 0.5  # the seed's predict.py display threshold on the [0, 1] gradient map
 # The cloner (VGG-like: 3x3 convolutions, BN, ReLU, max-pools) trains faster as a static oneDNN graph

@@ -19,6 +19,7 @@ from .model import ProjectionNet
 
 METHOD = "sspcab"
 PIXEL_NOTE = " (ours)"  # neither paper localises: the patch map is ours
+SUMMARY_EXTRA = ("image_auroc_patch_max", "image_auroc_pooled")  # the other image score's AUROC
 SIGMA = 4.0          # Gaussian smoothing of the upsampled patch map (as PaDiM; CutPaste smooths its patch maps too)
 MAX_PATCHES = 16384  # layer4 positions used to fit the patch GDE (random subset above that; keeps fit time flat)
 # What the training hyper-parameters of a resumable state must match.
@@ -264,8 +265,8 @@ def build(a, pretrained="none"):
 def upgrade(ck, path):
     """Only fitted models are models: a training state (last.pdparams) has no Gaussian yet."""
     if ck.get("kind") != "model":
-        raise UserError(f"{path} is a training state (step {(ck.get('progress') or {}).get('step', ck.get('step'))}),"
-                        " not a fitted model; finish it with train.py --resume")
+        raise UserError(f"{path} is a training state (step {ck.get('step')}), not a fitted model; finish it with "
+                        "train.py --resume")
     return ck
 
 
