@@ -53,6 +53,14 @@ def test_resume_without_last_checkpoint_starts_from_the_beginning(syn_root, tmp_
     assert os.path.isfile(os.path.join(tmp_path, CATEGORY, "model.pdparams"))
 
 
+def test_training_state_is_not_a_model(syn_root, trained, tmp_path):
+    """last.pdparams (the --resume state) given as a model: one line for every script that loads a model."""
+    last = os.path.join(trained, CATEGORY, "last.pdparams")
+    for script, extra in (("val", ["--data_dir", syn_root, "--category", CATEGORY]), ("export_model", []),
+                          ("predict", ["--img_path", syn_root, "--save_dir", tmp_path / "p"])):
+        _one_line_error(run_script(script, "--model_path", last, *extra), "training state (epoch 2)", "--resume")
+
+
 def test_bad_image_size_and_export_size(trained, tmp_path):
     _one_line_error(run_script("train", "--category", CATEGORY, "--image_size", 100), "multiple of 32")
     _one_line_error(run_script("export_model", "--output_dir", trained, "--category", CATEGORY, "--img_size", 256),
