@@ -57,8 +57,12 @@ def plot(method, category, x, loss, held, metrics, seconds, png):
     if pts:
         ax2.plot(*zip(*pts), color="tab:red", marker="o", ms=3, label="held-out normal score")
     ax2.set_ylabel("mean score of held-out normals", color="tab:red")
+    for axis, values in ((ax, loss), (ax2, [b for _, b in pts])):
+        v = [float(t) for t in values if t is not None]
+        if v and min(v) > 0 and max(v) / min(v) > 20:  # a first epoch far above the rest: log scale
+            axis.set_yscale("log")
     f = lambda k: "n/a" if metrics.get(k) is None else f"{100 * metrics[k]:.1f}"  # noqa: E731
-    ax.set_title(f"{method} on synthetic {category}, {seconds / 60:.0f} min on {os.cpu_count()} CPU cores\n"
+    ax.set_title(f"{method} on synthetic {category}, {seconds / 60:.1f} min on {os.cpu_count()} CPU cores\n"
                  f"test at the end: image AUROC {f('image_auroc')}, pixel AUROC {f('pixel_auroc')}, "
                  f"AUPRO {f('aupro')}", fontsize=9)
     fig.tight_layout()
@@ -75,6 +79,8 @@ def main(argv=None):
     p.add_argument("--output_dir", default=os.path.join(ROOT, "output", "convergence"))
     p.add_argument("--png", default=None, help="default <folder>/docs/convergence.png")
     p.add_argument("--extra", default="", help="more train.py flags (quoted), after the recipe's")
+    p.add_argument("--replot", action="store_true",
+                   help="draw the PNG again from the last run's convergence.json and metrics.json (no training)")
     a = p.parse_args(argv)
     folder = os.path.join(ROOT, FOLDERS[a.method])
     out = os.path.abspath(os.path.join(a.output_dir, a.method))
@@ -82,6 +88,18 @@ def main(argv=None):
     if not os.path.isdir(os.path.join(data, a.category)):
         raise UserError(f"no category {a.category} in {data}: python -m shared_data.synthetic --data_dir {data} "
                         f"--categories {a.category}")
+    png = a.png or os.path.join(folder, "docs", "convergence.png")
+    if a.replot:
+        saved = os.path.join(out, a.category, "convergence.json")
+        if not os.path.isfile(saved):
+            raise UserError(f"--replot: no {saved} (run without --replot first)")
+        with open(saved, encoding="utf-8") as f:
+            run = json.load(f)
+        with open(os.path.join(out, a.category, "metrics.json"), encoding="utf-8") as f:
+            metrics = json.load(f)
+        plot(a.method, a.category, run["x"], run["loss"], run["holdout"], metrics, 60 * run["minutes"], png)
+        print(f"wrote {png}")
+        return 0
     common = ["--data_dir", data, "--category", a.category, "--output_dir", out]
     t0 = time.time()
     for script, flags in (("train.py", RECIPES[a.method] + a.extra.split()), ("val.py", [])):
@@ -94,7 +112,6 @@ def main(argv=None):
     with open(os.path.join(out, a.category, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
     x, loss, held = history(a.method, ck)
-    png = a.png or os.path.join(folder, "docs", "convergence.png")
     plot(a.method, a.category, x, loss, held, metrics, seconds, png)
     summary = {"method": a.method, "category": a.category, "minutes": round(seconds / 60, 1),
                "recipe": " ".join(RECIPES[a.method] + a.extra.split()),
