@@ -7,11 +7,10 @@ outputs (Paddle 3 names them fetch_name_0, 1, ...), the threshold and the Paddle
 import json
 import os
 import shutil
-import tempfile
 
 import yaml
 
-from shared_data.errors import UserError, write_text_atomic
+from shared_data.errors import UserError, make_temp_dir, write_text_atomic
 
 MODEL_FILES = ("inference.json", "inference.pdmodel")
 
@@ -29,7 +28,7 @@ def export_inference(layer, out_dir, input_shape, meta, input_name="image"):
     spec = [InputSpec(shape=list(input_shape), dtype="float32", name=input_name)]
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".inference.", dir=parent)
+    tmp = make_temp_dir("inference", parent)
     try:
         try:
             static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)

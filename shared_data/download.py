@@ -17,7 +17,6 @@ import shutil
 import socket
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -28,7 +27,7 @@ from pathlib import PurePosixPath
 from tqdm import tqdm
 
 from .categories import IMAGE_EXTENSIONS, MVTEC_ARCHIVE_NAME, MVTEC_CATEGORIES, MVTEC_SHA256, MVTEC_URL
-from .errors import UserError, run_cli
+from .errors import UserError, make_temp_dir, run_cli
 
 __all__ = ["download_file", "sha256sum", "safe_extract", "layout_problem", "main"]
 
@@ -236,7 +235,7 @@ def safe_extract(archive, data_dir, categories):
         if os.path.exists(os.path.join(data_dir, c)) and os.listdir(os.path.join(data_dir, c)):
             raise UserError(f"{os.path.join(data_dir, c)} already exists; remove it first")
     os.makedirs(data_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".extract-", dir=data_dir)
+    tmp = make_temp_dir("extract", data_dir)
     wanted = set(categories)
     seen = set()
     try:

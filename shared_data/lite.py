@@ -9,10 +9,9 @@ import argparse
 import os
 import random
 import shutil
-import tempfile
 
 from .categories import IMAGE_EXTENSIONS, MVTEC_CATEGORIES
-from .errors import UserError, run_cli
+from .errors import UserError, make_temp_dir, run_cli
 
 __all__ = ["make_lite", "main"]
 
@@ -111,7 +110,7 @@ def make_lite(src, dst, categories, n_train, n_test, seed=0, force=False):
 
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
+    tmp = make_temp_dir(os.path.basename(dst), parent)
     summary = {}
     try:
         # Keep the dataset's licence/readme next to the subset (MVTec is CC BY-NC-SA: attribution travels).

@@ -16,7 +16,6 @@ import functools
 import os
 import shutil
 import sys
-import tempfile
 import time
 import zlib
 
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 
 from shared_data.categories import MVTEC_CATEGORIES
-from shared_data.errors import UserError, run_cli
+from shared_data.errors import UserError, make_temp_dir, run_cli
 
 TEXTURE_CATEGORIES = ["brick", "grass", "gravel", "mesh", "concrete"]
 OBJECT_CATEGORIES = ["tablet", "hexnut"]
@@ -882,11 +881,11 @@ def generate(data_dir, categories=None, seed=0, image_size=256, n_train=None, n_
             print(f"{final} exists, skipped (use --force to regenerate)")
             continue
         t0 = time.time()
-        tmp = tempfile.mkdtemp(prefix=f".{cat}.tmp-", dir=root)
+        tmp = make_temp_dir(cat, root)
         try:
             _write_category(tmp, cat, int(seed), int(image_size), **counts)
             if os.path.exists(final):
-                old = tempfile.mkdtemp(prefix=f".{cat}.old-", dir=root)
+                old = make_temp_dir(f"{cat}-old", root)
                 os.rename(final, os.path.join(old, cat))  # move aside, then swap in
                 os.rename(tmp, final)
                 shutil.rmtree(old, ignore_errors=True)
