@@ -14,10 +14,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
+from shared_data.errors import ArgumentParser, Range  # noqa: E402
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p)
     p.set_defaults(category=None, seed=0)
     p.add_argument("--dataset_root", dest="data_dir", help=argparse.SUPPRESS)         # seed name
@@ -31,7 +32,8 @@ def build_parser():
     p.add_argument("--batch_size", type=int, default=None, help="paper 64")
     p.add_argument("--epochs", "--num_epochs", dest="epochs", type=int, default=None, help="paper 601")
     p.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=None, help="Adam, paper 1e-3")
-    p.add_argument("--lamda", type=float, default=None, help="weight of the MSE term (paper 0.5 for MVTec)")
+    p.add_argument("--lamda", type=float, limits=Range(0), default=None,
+                   help="weight of the MSE term (paper 0.5 for MVTec)")
     p.add_argument("--use_bias", type=cli.str2bool, default=None)
     p.add_argument("--equal_network_size", type=cli.str2bool, default=None)
     p.add_argument("--direction_loss_only", type=cli.str2bool, default=None)
@@ -47,8 +49,10 @@ def build_parser():
                    help="share of train/good kept aside (normal images only) for the periodic check and "
                         "the threshold; 0 trains on all images and sets no threshold")
     p.add_argument("--threshold_quantile", type=float, default=0.99)
-    p.add_argument("--eval_interval", type=int, default=10, help="epochs between held-out checks (reference 10)")
-    p.add_argument("--save_interval", type=int, default=10, help="epochs between writes of last.pdparams")
+    p.add_argument("--eval_interval", type=int, limits=Range(1), default=10,
+                   help="epochs between held-out checks (reference 10)")
+    p.add_argument("--save_interval", type=int, limits=Range(1), default=10,
+                   help="epochs between writes of last.pdparams")
     p.add_argument("--select", default="last", choices=["last", "holdout"],
                    help="final weights: last epoch (reference) or lowest held-out normal mean score")
     p.add_argument("--cache_expert", type=cli.str2bool, default=True,

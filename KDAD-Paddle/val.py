@@ -16,10 +16,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
+from shared_data.errors import ArgumentParser  # noqa: E402
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p)
     p.set_defaults(seed=0)
     p.add_argument("--dataset_root", dest="data_dir", help=argparse.SUPPRESS)

@@ -10,12 +10,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
+from shared_data.errors import ArgumentParser  # noqa: E402
 
 DEPTHS = {18: "resnet18", 50: "wide_resnet50_2"}
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p)
     cli.add_workers_arg(p)
     p.add_argument("--data_path", dest="data_dir", help=argparse.SUPPRESS)        # seed name

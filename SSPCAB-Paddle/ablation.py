@@ -15,14 +15,14 @@ sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
 from adcommon.files import save_json  # noqa: E402
-from shared_data.errors import write_text_atomic  # noqa: E402
+from shared_data.errors import ArgumentParser, write_text_atomic  # noqa: E402
 
 VARIANTS = {"CutPaste 3-way": ["--no_sspcab"], "CutPaste 3-way + SSPCAB": []}
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", default="data/synthetic")
     p.add_argument("--category", required=False, help="one category")
     p.add_argument("--output_dir", default="output/ablation")

@@ -12,10 +12,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
+from shared_data.errors import ArgumentParser  # noqa: E402
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p, data=False)
     p.add_argument("--category", "--data_type", "--type", dest="category", default=None)
     p.add_argument("--model_dir", dest="output_dir", help=argparse.SUPPRESS)    # seed name

@@ -11,10 +11,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
+from shared_data.errors import ArgumentParser, Range  # noqa: E402
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p)
     cli.add_workers_arg(p)
     # seed names (liuxtakeoff/sspcab_paddle, Lieberk/Paddle-SSPCAB): --type, --model_dir, --workers, --cuda ...
@@ -29,11 +30,12 @@ def build_parser():
     p.add_argument("--no-pretrained", "--no_pretrained", dest="no_pretrained", action="store_true",
                    help="seed alias of --pretrained none")
     p.add_argument("--no_sspcab", action="store_true", help="plain CutPaste (the ablation's baseline)")
-    p.add_argument("--sspcab_lambda", type=float, default=0.1, help="weight of L_SSPCAB (paper: 0.1)")
-    p.add_argument("--sspcab_kernel", type=int, default=1, help="sub-kernel size k' (paper: 1)")
-    p.add_argument("--sspcab_dilation", type=int, default=1, help="dilation d (paper: 1)")
+    p.add_argument("--sspcab_lambda", type=float, limits=Range(0), default=0.1, help="weight of L_SSPCAB (paper: 0.1)")
+    p.add_argument("--sspcab_kernel", type=int, limits=Range(1), default=1, help="sub-kernel size k' (paper: 1)")
+    p.add_argument("--sspcab_dilation", type=int, limits=Range(1), default=1, help="dilation d (paper: 1)")
     p.add_argument("--variant", default="3way", choices=["3way", "normal", "scar"])
-    p.add_argument("--head_layer", type=int, default=1, help="hidden 512-wide head layers before the 128 one")
+    p.add_argument("--head_layer", type=int, limits=Range(0), default=1,
+                   help="hidden 512-wide head layers before the 128 one")
     p.add_argument("--patch_layer", default="layer3", choices=["layer3", "layer4"],
                    help="features of the localisation map (patch GDE): layer3 (stride 16) or layer4 (stride 32)")
     p.add_argument("--frozen_stages", default="none", choices=["none", "layer1", "layer2", "layer3"],
@@ -50,7 +52,7 @@ def build_parser():
     p.add_argument("--optim", default="sgd", choices=["sgd"], help=argparse.SUPPRESS)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight_decay", type=float, default=3e-5)
-    p.add_argument("--freeze_steps", "--freeze_resnet", dest="freeze_steps", type=int, default=20,
+    p.add_argument("--freeze_steps", "--freeze_resnet", dest="freeze_steps", type=int, limits=Range(0), default=20,
                    help="updates with the pretrained backbone frozen (ignored with --pretrained none)")
     p.add_argument("--holdout_ratio", type=float, default=0.2,
                    help="share of train/good kept out of training to set the threshold (then added to the GDE)")
@@ -60,9 +62,9 @@ def build_parser():
                         "quantile = empirical quantile")
     p.add_argument("--resume", type=cli.str2bool, nargs="?", const=True, default=False,
                    help="continue from <output_dir>/<category>/last.pdparams")
-    p.add_argument("--save_interval", type=int, default=100, help="updates between resumable states")
+    p.add_argument("--save_interval", type=int, limits=Range(0), default=100, help="updates between resumable states")
     p.add_argument("--log_interval", type=int, default=10)
-    p.add_argument("--eval_interval", type=int, default=0,
+    p.add_argument("--eval_interval", type=int, limits=Range(0), default=0,
                    help="every N updates: mean GDE score of the held-out normals (a convergence curve; 0: off)")
     p.add_argument("--test_epochs", type=int, default=None,
                    help="seed flag, ignored: no test-set evaluation (checkpoint selection) during training")

@@ -12,12 +12,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
+from shared_data.errors import ArgumentParser  # noqa: E402
 
 DEPTHS = {18: "resnet18"}  # the seed's --depth; 34/50/101 have no backbone here
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("split", nargs="?", choices=["train", "test"], default="train",
                    help="seed compatibility: 'test' evaluates --checkpoint (or the trained model) instead")
     cli.add_common_args(p)

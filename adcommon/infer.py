@@ -6,7 +6,6 @@ pictures from the same code.
 checkpoint): {"method", "preprocess": {image_size, crop_size, mean, std}, "postprocess": spec,
 "threshold", "vis_range": [lo, hi], "outputs": [...]}
 """
-import argparse
 import os
 import sys
 import time
@@ -14,7 +13,7 @@ import time
 import numpy as np
 
 from shared_data import dataset as D
-from shared_data.errors import UserError
+from shared_data.errors import ArgumentParser, UserError
 
 from .cli import add_infer_args, str2bool
 from .files import find_images, write_scores_csv
@@ -81,7 +80,7 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
 
 
 def build_infer_parser(description):
-    p = argparse.ArgumentParser(description=description)
+    p = ArgumentParser(description=description)
     p.add_argument("--model_dir", default=None, help="export folder (inference.yml + model + params)")
     p.add_argument("--model_file", default=None, help="alias: path of inference.json|pdmodel; its folder is used")
     p.add_argument("--params_file", default=None, help="accepted for TIPC compatibility; taken from --model_dir")

@@ -19,7 +19,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from shared_data.errors import run_cli, write_text_atomic  # noqa: E402
+from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noqa: E402
 
 FOLDERS = {"padim": "PaDiM-Paddle", "stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -128,7 +128,7 @@ def to_markdown(rows, cmd, seconds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--methods", default="padim,stfpm,kdad,sspcab")
     p.add_argument("--out", default=os.path.join("output", "benchmark.md"))

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import yaml  # noqa: E402
 
-from shared_data.errors import UserError, run_cli, write_text_atomic  # noqa: E402
+from shared_data.errors import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
 
 METHODS = ["stfpm", "padim", "kdad", "sspcab"]
 METRICS = [("image_auroc", "Image AUROC"), ("pixel_auroc", "Pixel AUROC"), ("aupro", "AUPRO (FPR<=0.3)"),
@@ -91,7 +91,7 @@ def tables(runs):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output_dir", default="output")
     p.add_argument("--readme", default=None, help="replace the results block of this Markdown file")
     p.add_argument("--methods", default=None, help="comma list: only these methods (e.g. for a paper's README)")

@@ -18,7 +18,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from shared_data.errors import UserError, run_cli  # noqa: E402
+from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 FOLDERS = {"stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 # The quick-start recipes (scripts/quickstart.sh) run for longer.
@@ -72,7 +72,7 @@ def plot(method, category, x, loss, held, metrics, seconds, png):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", required=True, choices=sorted(FOLDERS))
     p.add_argument("--category", default="brick")
     p.add_argument("--data_dir", default=os.path.join(ROOT, "data", "synthetic"))

@@ -19,7 +19,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from shared_data.errors import UserError, run_cli  # noqa: E402
+from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 FOLDERS = {"padim": "PaDiM-Paddle", "stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 LITE = ["--backbone", "efficientnet_lite0"]
@@ -109,7 +109,7 @@ def compare(a, b, rtol=1e-4, path=""):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--methods", default="padim,stfpm,kdad,sspcab")
     p.add_argument("--compare", default=None, help="an earlier fingerprint: print every difference")

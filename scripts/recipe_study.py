@@ -20,7 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from shared_data.errors import UserError, run_cli, write_text_atomic  # noqa: E402
+from shared_data.errors import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
 
 FOLDERS = {"stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 LITE = ["--backbone", "efficientnet_lite0"]
@@ -100,7 +100,7 @@ def table(method, cats, results, cmd):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", required=True, choices=sorted(STUDIES))
     p.add_argument("--data_dir", default=os.path.join(ROOT, "data", "synthetic_seed1"))
     p.add_argument("--categories", default="tablet,brick")

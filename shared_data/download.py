@@ -5,7 +5,6 @@
 
 Standard library only (plus tqdm for the progress bar), so it runs before paddle is installed.
 """
-import argparse
 import errno
 import gzip
 import hashlib
@@ -27,7 +26,7 @@ from pathlib import PurePosixPath
 from tqdm import tqdm
 
 from .categories import IMAGE_EXTENSIONS, MVTEC_ARCHIVE_NAME, MVTEC_CATEGORIES, MVTEC_SHA256, MVTEC_URL
-from .errors import UserError, make_temp_dir, run_cli
+from .errors import ArgumentParser, UserError, make_temp_dir, run_cli
 
 __all__ = ["download_file", "sha256sum", "safe_extract", "layout_problem", "main"]
 
@@ -303,7 +302,7 @@ def _parse_sha256(value):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m shared_data.download",
+    p = ArgumentParser(prog="python -m shared_data.download",
                                 description="Download, verify and extract MVTec AD into DATA_DIR/<category>/.")
     p.add_argument("--data_dir", required=True, help="where the category folders go")
     p.add_argument("--categories", nargs="+", default=None,

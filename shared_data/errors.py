@@ -1,4 +1,5 @@
 """One-line user errors and atomic file writes shared by every command-line entry point."""
+import argparse
 import contextlib
 import os
 import re
@@ -106,3 +107,69 @@ def write_text_atomic(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+
+
+class Range:
+    """The values a numeric flag accepts: ``lo``/``hi`` bounds (None: unbounded), open or closed."""
+
+    def __init__(self, lo=None, hi=None, lo_open=False, hi_open=False):
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+
+    def __contains__(self, v):
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def __str__(self):
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {self.hi}"
+        return f"in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
+
+
+# What every script's flag of that name accepts, unless the flag declares its own ``limits``.
+RANGES = {
+    "batch_size": Range(1), "epochs": Range(1), "steps": Range(0), "image_size": Range(32), "crop_size": Range(32),
+    "lr": Range(0, lo_open=True), "momentum": Range(0, 1, hi_open=True), "weight_decay": Range(0),
+    "holdout_ratio": Range(0, 1, hi_open=True), "threshold_quantile": Range(0, 1, lo_open=True, hi_open=True),
+    "num_workers": Range(0), "cpu_threads": Range(1), "warmup": Range(0), "seed": Range(0, 2 ** 32 - 1),
+    "gpu_id": Range(0), "gpu_mem": Range(1), "d": Range(1), "folds": Range(0), "smooth_grad_n": Range(1),
+    "log_interval": Range(1), "n_train": Range(1), "n_test": Range(1), "n_test_good": Range(0),
+    "n_test_defect": Range(0), "timeout": Range(0, lo_open=True),
+}
+
+
+def _ranged(kind, flag, limits):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if v != v or v not in limits:  # NaN is in no range
+            raise argparse.ArgumentTypeError(f"{flag} must be {limits}, got {text}")
+        return v
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the suite's conventions: a bad flag or value ends in one ``error:`` line and exit
+    code 2, and numeric flags are checked against their range while parsing, before any work starts
+    (``limits=Range(...)`` beside a flag, else RANGES by the flag's name)."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kw)
+
+    def add_argument(self, *names, limits=None, **kw):
+        flag = next((n for n in names if n.startswith("--")), names[0])
+        dest = kw.get("dest") or flag.lstrip("-").replace("-", "_")
+        limits = limits if limits is not None else RANGES.get(dest)
+        if limits is not None and kw.get("type") in (int, float):
+            kw["type"] = _ranged(kw["type"], flag, limits)
+        return super().add_argument(*names, **kw)
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (--help lists the flags)\n")

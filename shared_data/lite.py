@@ -5,13 +5,12 @@
 
 Files are copied byte for byte under their original names; masks come along with their images.
 """
-import argparse
 import os
 import random
 import shutil
 
 from .categories import IMAGE_EXTENSIONS, MVTEC_CATEGORIES
-from .errors import UserError, make_temp_dir, run_cli
+from .errors import ArgumentParser, UserError, make_temp_dir, run_cli
 
 __all__ = ["make_lite", "main"]
 
@@ -145,7 +144,7 @@ def make_lite(src, dst, categories, n_train, n_test, seed=0, force=False):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m shared_data.lite",
+    p = ArgumentParser(prog="python -m shared_data.lite",
                                 description="Copy a small deterministic subset of an MVTec-layout dataset.")
     p.add_argument("--src", required=True, help="full dataset root (holds <category>/train, test, ground_truth)")
     p.add_argument("--dst", required=True, help="where the subset goes (must be empty unless --force)")

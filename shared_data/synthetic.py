@@ -11,7 +11,6 @@ does not reshuffle the other images.
 
     python -m shared_data.synthetic --data_dir data/synthetic --categories brick tablet
 """
-import argparse
 import functools
 import os
 import shutil
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 
 from shared_data.categories import MVTEC_CATEGORIES
-from shared_data.errors import UserError, make_temp_dir, run_cli
+from shared_data.errors import ArgumentParser, UserError, make_temp_dir, run_cli
 
 TEXTURE_CATEGORIES = ["brick", "grass", "gravel", "mesh", "concrete"]
 OBJECT_CATEGORIES = ["tablet", "hexnut"]
@@ -901,7 +900,7 @@ def generate(data_dir, categories=None, seed=0, image_size=256, n_train=None, n_
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m shared_data.synthetic",
         description="Write a synthetic dataset in MVTec AD layout (offline stand-in for MVTec AD).")
     ap.add_argument("--data_dir", required=True,
