@@ -35,6 +35,7 @@ image-score output, or None for "max of the map". The models stop at feature res
 """
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -393,6 +394,11 @@ def load(method, path):
         at = f"epoch {step['epoch']}" if "epoch" in step else f"step {step['step']}" if "step" in step else "unfinished"
         raise UserError(f"{path} is a training state ({at}), not a trained model: use model.pdparams, or finish "
                         "the run with train.py --resume")
+    if ck.get("complete") is False:  # written during a training that has not (yet) ended
+        p = ck.get("progress") or {}
+        at = f" (kept at epoch {p['epoch']} of {p['epochs']})" if "epochs" in p else ""
+        print(f"warning: {path} comes from a training that did not finish{at}: its numbers are not the full "
+              "run's; finish it with train.py --resume", file=sys.stderr)
     if hasattr(method, "upgrade"):
         ck = method.upgrade(ck, path)
     try:

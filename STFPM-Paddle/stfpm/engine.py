@@ -166,7 +166,9 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
                               threshold=threshold, vis_range=vr, selected_epoch=epoch,
                               holdout_score=rec.get("holdout_score"), threshold_quantile=threshold_quantile,
                               threshold_rule=threshold_rule,
-                              holdout_scores=[float(v) for v in scores] if hold is not None else [])
+                              holdout_scores=[float(v) for v in scores] if hold is not None else [],
+                              # until the run ends: val/predict/export say that it is an unfinished one
+                              complete=False, progress={"epoch": epoch, "epochs": epochs})
         state["epoch"] = epoch
         state["history"].append(rec)
         C.save_training_state(last_path, METHOD, model, opt, model.student, settings, state)
@@ -183,6 +185,7 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
     if os.path.isfile(best_path):
         ck = C.load_checkpoint(best_path, METHOD)  # add the run's summary to the kept checkpoint
         ck["train"] = stats
+        ck["complete"] = True
         C.rewrite_checkpoint(best_path, ck)
     return stats
 

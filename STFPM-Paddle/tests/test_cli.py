@@ -61,6 +61,23 @@ def test_training_state_is_not_a_model(syn_root, trained, tmp_path):
         _one_line_error(run_script(script, "--model_path", last, *extra), "training state (epoch 2)", "--resume")
 
 
+def test_unfinished_training_is_said(syn_root, trained, tmp_path):
+    """model.pdparams is written whenever the held-out score improves; until the run ends it is marked
+    unfinished, and the scripts that use it say so (one warning line) instead of using it silently."""
+    from adcommon import checkpoint
+    ck = checkpoint.load_checkpoint(os.path.join(trained, CATEGORY, "model.pdparams"), "stfpm")
+    assert ck["complete"] is True
+    r = run_script("export_model", "--output_dir", trained, "--category", CATEGORY, "--save_dir", tmp_path / "e1")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    ck.update(complete=False, progress={"epoch": 1, "epochs": 40})
+    part = str(tmp_path / "model.pdparams")
+    checkpoint.rewrite_checkpoint(part, ck)
+    r = run_script("export_model", "--model_path", part, "--save_dir", tmp_path / "e2")
+    warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert r.returncode == 0 and len(warn) == 1, r.stderr
+    assert "did not finish (kept at epoch 1 of 40)" in warn[0] and "--resume" in warn[0]
+
+
 def test_bad_image_size_and_export_size(trained, tmp_path):
     _one_line_error(run_script("train", "--category", CATEGORY, "--image_size", 100), "multiple of 32")
     _one_line_error(run_script("export_model", "--output_dir", trained, "--category", CATEGORY, "--img_size", 256),
