@@ -332,7 +332,6 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
     out["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     out["commit"] = git_commit()
     os.makedirs(out_dir, exist_ok=True)
-    save_json(os.path.join(out_dir, "metrics.json"), out)
     rows = [(s.path, s.label, float(sc)) + ((_verdict(sc, threshold),) if threshold is not None else ())
             for s, sc in zip(dataset.samples, scores)]
     header = ("path", "label", "score") + (("verdict",) if threshold is not None else ())
@@ -348,6 +347,7 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
                 name = f"{s.kind}_{os.path.splitext(os.path.basename(s.path))[0]}.png"
                 save_panel(os.path.join(vis_dir, name), dataset.load_rgb(i), maps[i], scores[i], threshold,
                            lo, hi, masks[i] if masks is not None else None, map_threshold, region_only_if_anomalous)
+    save_json(os.path.join(out_dir, "metrics.json"), out)  # last: its presence means the evaluation finished
     return out
 
 

@@ -5,7 +5,8 @@
 #        [--data_dir data/mvtec] [--output_dir output] [--gpus 0,1,...] [--epochs N] [--steps N]
 #        [--backbone NAME --pretrained X] [--extra "--image_size 128 ..."] [--force]
 #
-# Resumable: a category whose metrics.json exists is skipped unless --force. A failed category is
+# Resumable: a category whose run finished (its marker run_all.done, written after train and val both
+# succeeded; a metrics.json alone does not count) is skipped unless --force. A failed category is
 # reported and the rest go on; the exit code is non-zero if anything failed. With --gpus, categories
 # are spread over the GPUs, one process per GPU; without it they run one after another on the CPU.
 # Each run logs to <output_dir>/<method>/<category>/run.log.
@@ -81,12 +82,13 @@ run_one() {
     folder="${ROOT}/$(folder_of "$m")"
     out="${OUTPUT_DIR}/${m}"
     log="${out}/${c}/run.log"
-    if [ "${FORCE}" = "0" ] && [ -f "${out}/${c}/metrics.json" ]; then
-        echo "skip   ${m}/${c} (metrics.json exists; --force to redo)"
+    if [ "${FORCE}" = "0" ] && [ -f "${out}/${c}/run_all.done" ]; then
+        echo "skip   ${m}/${c} (finished earlier: ${out}/${c}/run_all.done; --force to redo)"
         echo "skipped" > "${STATUS_DIR}/${m}_${c}"
         return
     fi
     mkdir -p "${out}/${c}"
+    rm -f "${out}/${c}/run_all.done"
     echo "start  ${m}/${c} on ${dev} -> ${log}"
     local t0=$SECONDS
     (
@@ -96,6 +98,8 @@ run_one() {
         ${PYTHON} val.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" --device "${dev}"
     ) > "${log}" 2>&1
     if [ $? -eq 0 ]; then
+        # the marker comes last: a run stopped anywhere before it is redone next time
+        echo "finished $(date '+%Y-%m-%d %H:%M:%S') in $((SECONDS - t0)) s" > "${out}/${c}/run_all.done"
         echo "done   ${m}/${c} in $((SECONDS - t0)) s: $(tail -n 1 "${log}")"
         echo "ok" > "${STATUS_DIR}/${m}_${c}"
     else

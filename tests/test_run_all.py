@@ -32,9 +32,16 @@ def test_run_all_runs_resumes_and_reports_failures(tmp_path):
         assert (out / "padim" / c / "run.log").is_file()
     assert (out / "results.md").is_file() and "brick" in (out / "results.md").read_text()
 
+    for c in ("brick", "tablet"):
+        assert (out / "padim" / c / "run_all.done").is_file()
     r = _run("--categories", "brick,tablet", *common)        # resume: nothing to do
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("skip   padim/") == 2
+
+    # a run stopped after metrics.json (no marker) is not taken as finished
+    os.remove(out / "padim" / "tablet" / "run_all.done")
+    r = _run("--categories", "brick,tablet", *common)
+    assert r.returncode == 0 and r.stdout.count("skip   padim/") == 1 and "done   padim/tablet" in r.stdout
 
     before = os.path.getmtime(out / "padim" / "brick" / "metrics.json")
     r = _run("--categories", "brick", "--force", *common)
