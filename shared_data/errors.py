@@ -1,6 +1,7 @@
 """One-line user errors and atomic file writes shared by every command-line entry point."""
 import argparse
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -15,17 +16,57 @@ class UserError(Exception):
     """
 
 
+# OSErrors that mean the machine refused a file operation the user asked for, not a bug: one line.
+_FILE_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR,
+                errno.ENAMETOOLONG}
+
+
 def run_cli(main, argv=None):
-    """Call ``main(argv)``; turn UserError (and Ctrl-C) into one line on stderr and a non-zero exit."""
+    """Call ``main(argv)``: the error boundary of every command-line entry point.
+
+    A UserError, a refused file operation (permissions, a full disk, a file where a folder should be)
+    and a malformed YAML file end in one ``error:`` line on stderr and exit code 2; Ctrl-C in
+    "error: interrupted" and exit code 130. Anything else is a bug: its traceback is shown, then one
+    ``error:`` line with the path of a log holding the full trace, and exit code 1.
+    """
     try:
         code = main(argv)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e), 2)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail("interrupted", 130)
+    except OSError as e:
+        if e.errno not in _FILE_ERRNOS:
+            _crash(e)
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f)
+        _fail(f"{e.strerror or type(e).__name__}{': ' + where if where else ''}", 2)
+    except Exception as e:  # noqa: BLE001 - the boundary: every other failure is reported, then exits
+        if type(e).__module__.split(".")[0] == "yaml":   # a malformed YAML file given by the user
+            _fail(f"malformed YAML: {' '.join(str(e).split())}", 2)
+        _crash(e)
     sys.exit(code or 0)
+
+
+def _fail(message, code):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _crash(e):
+    """An unexpected exception: its traceback, saved to a log, then one line naming the log; exit 1."""
+    import time
+    import traceback
+    trace = traceback.format_exc()
+    sys.stderr.write(trace)
+    path = os.path.join(tempfile.gettempdir(), f"adcommon-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"{' '.join(sys.argv)}\n{trace}")
+        where = f"full trace in {path}"
+    except OSError:
+        where = "the trace above"
+    first = str(e).splitlines()[0] if str(e) else ""
+    _fail(f"unexpected {type(e).__name__}{': ' + first if first else ''} (a bug: please report it with {where})", 1)
 
 
 def default_mode(directory=False):

@@ -68,3 +68,52 @@ def test_a_failed_block_leaves_nothing(tmp_path):
                 f.write(b"half")
             raise RuntimeError("killed")
     assert os.listdir(tmp_path) == []
+
+
+def _boundary(capsys, exc):
+    from shared_data.errors import run_cli
+
+    def main(argv):
+        raise exc
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, [])
+    return e.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("exc, words", [
+    (PermissionError(13, "Permission denied", "/out/brick/model.pdparams"),
+     "Permission denied: /out/brick/model.pdparams"),
+    (OSError(28, "No space left on device", "/out/x.png"), "No space left on device: /out/x.png"),
+    (NotADirectoryError(20, "Not a directory", "/out/file/brick"), "Not a directory: /out/file/brick"),
+])
+def test_refused_file_operations_are_one_line(capsys, exc, words):
+    code, err = _boundary(capsys, exc)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and lines == [f"error: {words}"], err
+
+
+def test_malformed_yaml_is_one_line(capsys):
+    import yaml
+    try:
+        yaml.safe_load("a: [1, 2\nb: 3")
+    except yaml.YAMLError as e:
+        exc = e
+    code, err = _boundary(capsys, exc)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: malformed YAML"), err
+
+
+def test_a_bug_shows_its_trace_and_names_a_log(capsys):
+    code, err = _boundary(capsys, ValueError("shapes (3,) and (4,) not aligned"))
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and "Traceback" in err
+    assert last.startswith("error: unexpected ValueError: shapes (3,) and (4,) not aligned (a bug"), last
+    path = last.split("full trace in ")[1].rstrip(")")
+    with open(path) as f:
+        assert "ValueError" in f.read()
+    os.remove(path)
+
+
+def test_interrupt_is_exit_130(capsys):
+    code, err = _boundary(capsys, KeyboardInterrupt())
+    assert code == 130 and err.strip() == "error: interrupted"
