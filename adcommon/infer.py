@@ -115,6 +115,10 @@ def infer_main(argv, model_name):
         print("note: this exported graph computes input gradients, which oneDNN cannot run; "
               "running with oneDNN off", file=sys.stderr)
         use_mkldnn = False
+    exported_by = str(load_meta(model_dir).get("method", "")).lower()
+    if exported_by and exported_by != model_name.lower():
+        raise UserError(f"{model_dir} holds a {exported_by} model, not {model_name}: use that method's infer.py "
+                        "(the graph's outputs and post-processing are the method's own)")
     pred = Predictor(model_dir, use_gpu=args.use_gpu, use_mkldnn=use_mkldnn, cpu_threads=args.cpu_threads,
                      precision=args.precision, use_tensorrt=args.use_tensorrt, gpu_mem=args.gpu_mem,
                      gpu_id=args.gpu_id, ir_optim=args.ir_optim)

@@ -15,12 +15,56 @@ from .export import MODEL_FILES
 
 
 def load_meta(model_dir):
-    """inference.yml of an export folder, with a one-line error when the folder is not one."""
+    """inference.yml of an export folder, checked (check_meta); a one-line error when the folder is not
+    one or the file is not what export_model.py writes."""
     yml = os.path.join(model_dir, "inference.yml")
     if not os.path.isfile(yml):
         raise UserError(f"no inference.yml in {model_dir} (run export_model.py first)")
-    with open(yml, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    try:
+        with open(yml, encoding="utf-8") as f:
+            meta = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{yml} is not valid YAML ({' '.join(str(e).split())[:120]}): re-run export_model.py") \
+            from None
+    check_meta(meta, yml)
+    return meta
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_meta(meta, where="inference.yml"):
+    """What infer.py reads from inference.yml must have the types export_model.py writes; otherwise one
+    line naming the field (an edited or foreign file would fail later with a traceback, or silently)."""
+    def bad(field, what):
+        raise UserError(f"{where}: {field} {what}; re-run export_model.py rather than editing it")
+    if not isinstance(meta, dict):
+        bad("the file", "is not a mapping")
+    p, spec, outs = meta.get("preprocess"), meta.get("postprocess"), meta.get("outputs")
+    if not isinstance(p, dict):
+        bad("preprocess", "is missing")
+    for k in ("image_size", "crop_size"):
+        v = p.get(k)
+        if (v is not None or k == "image_size") and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            bad(f"preprocess.{k}", f"must be a positive integer, got {v!r}")
+    for k in ("mean", "std"):
+        v = p.get(k)
+        if v is not None and not (isinstance(v, list) and len(v) == 3 and all(_number(x) for x in v)):
+            bad(f"preprocess.{k}", f"must be 3 numbers or null, got {v!r}")
+    if not isinstance(outs, list) or not outs:
+        bad("outputs", "must list the graph's outputs")
+    if not isinstance(spec, dict):
+        bad("postprocess", "is missing")
+    idx = list(spec.get("map_outputs") or []) + ([spec["score_output"]] if spec.get("score_output") is not None else [])
+    if not idx or not all(isinstance(i, int) and 0 <= i < len(outs) for i in idx):
+        bad("postprocess", f"names outputs {idx} of a graph with {len(outs)}")
+    for k in ("threshold", "map_threshold"):
+        if meta.get(k) is not None and not _number(meta[k]):
+            bad(k, f"must be a number or null, got {meta[k]!r}")
+    vr = meta.get("vis_range")
+    if vr is not None and not (isinstance(vr, list) and len(vr) == 2 and all(_number(x) for x in vr)):
+        bad("vis_range", f"must be two numbers or null, got {vr!r}")
 
 
 def set_onednn(config, on):
@@ -82,9 +126,27 @@ class Predictor:
         # enable_memory_optim() breaks create_predictor for PIR programs on 3.3 (memory_optimize_pass lookup).
         config.disable_glog_info()
         self.config = config
-        self.predictor = inference.create_predictor(config)
+        try:
+            self.predictor = inference.create_predictor(config)
+        except Exception as e:  # noqa: BLE001 - Paddle raises several types for a damaged model
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"cannot load the exported model in {model_dir} ({first}): a truncated or foreign "
+                            f"{model_file} / inference.pdiparams? re-run export_model.py") from None
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
+        if len(self.output_names) != len(self.meta["outputs"]):
+            raise UserError(f"{model_dir}: the graph has {len(self.output_names)} outputs, inference.yml lists "
+                            f"{len(self.meta['outputs'])} ({', '.join(map(str, self.meta['outputs']))}): "
+                            "the files come from different exports; re-run export_model.py")
+        size = self.meta["preprocess"].get("crop_size") or self.meta["preprocess"]["image_size"]
+        graph = [d for d in ((self.meta.get("input") or {}).get("shape") or [])[2:] if d]
+        try:  # the graph's own input size, where the predictor knows it
+            graph = [d for d in self.predictor.get_input_handle(self.input_names[0]).shape()[2:] if d > 0] or graph
+        except Exception:  # noqa: BLE001 - older builds: the shape recorded at export
+            pass
+        if graph and any(int(d) != int(size) for d in graph):
+            raise UserError(f"{model_dir}: inference.yml preprocesses to {size} px but the graph takes "
+                            f"{'x'.join(map(str, graph))} px: re-run export_model.py rather than editing it")
 
     def run(self, batch):
         """(N, 3, H, W) float32 -> list of numpy outputs (copies), in export order."""

@@ -11,6 +11,10 @@ from adcommon.export import export_inference
 from adcommon.predictor import Predictor, load_meta
 from shared_data.errors import UserError
 
+META = {"method": "tiny", "outputs": ["map", "pooled"], "threshold": 1.5,
+        "preprocess": {"image_size": 16, "crop_size": None, "mean": None, "std": None},
+        "postprocess": {"out_size": 16, "combine": "product", "sigma": None, "map_outputs": [0], "score_output": None}}
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
@@ -21,7 +25,7 @@ def exported(tmp_path_factory):
     with paddle.no_grad():
         ref = [t.numpy() for t in net(paddle.to_tensor(x))]
     d = str(tmp_path_factory.mktemp("exp") / "inference")
-    export_inference(net, d, [None, 3, 16, 16], {"outputs": ["map", "pooled"], "threshold": 1.5})
+    export_inference(net, d, [None, 3, 16, 16], META)
     return d, x, ref
 
 
@@ -74,3 +78,61 @@ def test_failed_export_keeps_previous(tmp_path, exported):
         export_inference(Broken(), d, [None, 3, 16, 16], {})
     assert sorted(os.listdir(d)) == before
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".inference")]
+
+
+def _edited(exported, tmp_path, edit=None, files=None):
+    """A copy of the export folder with inference.yml edited (``edit(meta)``) or files replaced."""
+    import shutil
+
+    import yaml
+    d = str(tmp_path / "inference")
+    shutil.copytree(exported[0], d)
+    if edit:
+        meta = yaml.safe_load(open(os.path.join(d, "inference.yml")))
+        meta = edit(meta)
+        with open(os.path.join(d, "inference.yml"), "w") as f:
+            f.write(meta if isinstance(meta, str) else yaml.safe_dump(meta))
+    for name, data in (files or {}).items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+    return d
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: "- just\n- a list\n", "is not a mapping"),
+    (lambda m: "a: [1, 2\nb: 3", "is not valid YAML"),
+    (lambda m: dict(m, preprocess=dict(m["preprocess"], image_size="abc")), "preprocess.image_size must be a positive"),
+    (lambda m: dict(m, threshold="high"), "threshold must be a number"),
+    (lambda m: dict(m, postprocess=dict(m["postprocess"], map_outputs=[5])), "names outputs [5] of a graph with 2"),
+    (lambda m: dict(m, outputs=["map"]), "the graph has 2 outputs, inference.yml lists 1"),
+    (lambda m: dict(m, preprocess=dict(m["preprocess"], image_size=32)), "preprocesses to 32 px but the graph takes"),
+])
+def test_inference_yml_is_checked_against_the_graph(exported, tmp_path, edit, words):
+    """An edited or foreign inference.yml is refused in one line instead of a traceback or other scores."""
+    d = _edited(exported, tmp_path, edit)
+    with pytest.raises(UserError, match=None) as e:
+        Predictor(d)
+    assert words in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("name", ["inference.pdiparams", "model"])
+def test_truncated_model_files(exported, tmp_path, name):
+    meta = load_meta(exported[0])
+    name = meta["model_file"] if name == "model" else name
+    data = open(os.path.join(exported[0], name), "rb").read()
+    d = _edited(exported, tmp_path, files={name: data[: len(data) // 3]})
+    with pytest.raises(UserError, match="cannot load the exported model|re-run export_model.py"):
+        Predictor(d).run(exported[1])
+
+
+def test_infer_refuses_another_methods_export(exported, tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    img = tmp_path / "x.png"
+    from PIL import Image
+    Image.new("RGB", (16, 16)).save(img)
+    r = subprocess.run([sys.executable, "infer.py", "--model_dir", exported[0], "--img_path", str(img)],
+                       cwd=os.path.join(root, "STFPM-Paddle"), capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
+    assert r.returncode == 2 and len(lines) == 1 and "holds a tiny model, not STFPM" in lines[0], r.stderr
