@@ -6,6 +6,7 @@ pictures from the same code.
 checkpoint): {"method", "preprocess": {image_size, crop_size, mean, std}, "postprocess": spec,
 "threshold", "vis_range": [lo, hi], "outputs": [...]}
 """
+import contextlib
 import os
 import sys
 import time
@@ -30,51 +31,94 @@ def predict_dir(ckpt, save_dir=None):
     return save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "predict")
 
 
+def picture_names(paths):
+    """One picture name per image path: ``<parent folder>_<stem>.png`` (as the panels of val.py), or, for
+    paths that would share that name, their path below the images' common folder joined with '_'."""
+    short = [f"{os.path.basename(os.path.dirname(q))}_{os.path.splitext(os.path.basename(q))[0]}.png"
+             for q in paths]
+    clash = {n for n in short if short.count(n) > 1}
+    if not clash:
+        return short
+    common = os.path.commonpath([os.path.dirname(os.path.abspath(q)) for q in paths])
+    return [n if n not in clash else
+            os.path.splitext(os.path.relpath(os.path.abspath(q), common))[0].replace(os.sep, "_") + ".png"
+            for n, q in zip(short, paths)]
+
+
+def _previous_pictures(save_dir):
+    """The picture names of the run whose scores.csv is in save_dir (none without one)."""
+    import csv
+    path = os.path.join(save_dir, "scores.csv")
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return picture_names([row["path"] for row in csv.DictReader(f) if row.get("path")])
+    except (OSError, csv.Error, KeyError, UnicodeDecodeError):
+        return []
+
+
 def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, autolog=None):
     """Score ``paths`` with ``run_fn(batch) -> list of outputs``; write scores.csv (+ panels) in save_dir.
 
+    Everything is written into a temporary folder first and moved into ``save_dir`` when the run has
+    finished, replacing the previous run's scores.csv and pictures there (other files are left alone):
+    a run that stops half-way leaves the previous one intact, and two runs never mix.
     With an ``autolog`` the three auto_log stamps are preprocess / inference / postprocess; writing
     pictures is outside them (it is output, not post-processing).
     Returns (scores (N,), maps (N, H, W) or None).
     """
+    import shutil
+
+    from shared_data.errors import make_temp_dir
     prep = preprocess_for(meta)
     spec, threshold = meta["postprocess"], meta.get("threshold")
     map_threshold, region_only = meta.get("map_threshold"), bool(meta.get("region_only_if_anomalous"))
     p = meta["preprocess"]
     lo, hi = meta.get("vis_range") or (None, None)
+    names = picture_names(paths)
     all_scores, all_maps = [], []
-    os.makedirs(save_dir, exist_ok=True)
-    for i in range(0, len(paths), batch_size):
-        chunk = paths[i:i + batch_size]
-        if autolog:
-            autolog.times.start()
-        x = np.stack([prep(q) for q in chunk])
-        if autolog:
-            autolog.times.stamp()
-        outs = run_fn(x)
-        if autolog:
-            autolog.times.stamp()
-        maps, scores = postprocess(outs, spec)
-        if autolog:
-            autolog.times.end(stamp=True)
-            autolog.sample_memory() if hasattr(autolog, "sample_memory") else None
-        all_scores.append(scores)
-        if maps is not None:
-            all_maps.append(maps)
-            if save_vis:
-                if lo is None:
-                    lo, hi = vis_range(maps, threshold if map_threshold is None else map_threshold)
-                for q, m, s in zip(chunk, maps, scores):
-                    rgb = D.resize_image(D.load_image(q), p["image_size"], p.get("crop_size"))
-                    name = os.path.splitext(os.path.basename(q))[0]
-                    parent = os.path.basename(os.path.dirname(q))
-                    save_panel(os.path.join(save_dir, f"{parent}_{name}.png"), rgb, m, float(s), threshold, lo, hi,
-                               None, map_threshold, region_only)
-    scores = np.concatenate(all_scores)
-    rows = [(q, float(s)) + ((("anomalous" if s >= threshold else "normal"),) if threshold is not None else ())
-            for q, s in zip(paths, scores)]
-    header = ("path", "score") + (("verdict",) if threshold is not None else ())
-    write_scores_csv(os.path.join(save_dir, "scores.csv"), rows, header)
+    work = make_temp_dir("predict", save_dir)
+    try:
+        for i in range(0, len(paths), batch_size):
+            chunk = paths[i:i + batch_size]
+            if autolog:
+                autolog.times.start()
+            x = np.stack([prep(q) for q in chunk])
+            if autolog:
+                autolog.times.stamp()
+            outs = run_fn(x)
+            if autolog:
+                autolog.times.stamp()
+            maps, scores = postprocess(outs, spec)
+            if autolog:
+                autolog.times.end(stamp=True)
+                autolog.sample_memory() if hasattr(autolog, "sample_memory") else None
+            all_scores.append(scores)
+            if maps is not None:
+                all_maps.append(maps)
+                if save_vis:
+                    if lo is None:
+                        lo, hi = vis_range(maps, threshold if map_threshold is None else map_threshold)
+                    for q, name, m, s in zip(chunk, names[i:i + batch_size], maps, scores):
+                        rgb = D.resize_image(D.load_image(q), p["image_size"], p.get("crop_size"))
+                        save_panel(os.path.join(work, name), rgb, m, float(s), threshold, lo, hi, None,
+                                   map_threshold, region_only)
+        scores = np.concatenate(all_scores)
+        rows = [(q, float(s)) + ((("anomalous" if s >= threshold else "normal"),) if threshold is not None else ())
+                for q, s in zip(paths, scores)]
+        header = ("path", "score") + (("verdict",) if threshold is not None else ())
+        write_scores_csv(os.path.join(work, "scores.csv"), rows, header)
+        # finished: the previous run's pictures go, this run's files move in (scores.csv last)
+        mine = set(os.listdir(work))
+        for old in _previous_pictures(save_dir):
+            if old not in mine:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(save_dir, old))
+        for name in sorted(mine - {"scores.csv"}) + ["scores.csv"]:
+            os.replace(os.path.join(work, name), os.path.join(save_dir, name))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print_verdicts(paths, scores, threshold)
     return scores, (np.concatenate(all_maps) if all_maps else None)
 
