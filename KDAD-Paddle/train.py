@@ -70,7 +70,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import checkpoint, pipeline
     from adcommon.compiled import resolve
-    from adcommon.files import save_yaml
+    from adcommon.files import folder_lock, save_yaml
     from kdad import engine
     from kdad.config import apply_config
     from shared_data.dataset import train_split
@@ -84,46 +84,47 @@ def main(argv=None):
     cli.set_device(args.device)
     for cat in cli.categories_arg(args.data_dir, args.category):
         out = os.path.join(args.output_dir, cat)
-        log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
-        resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
-            if args.resume else None
-        cli.set_seed(args.seed)
-        # built from the flags; a resumed run refuses a state written with other ones (restore_training)
-        model = engine.build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,
-                              "use_bias": args.use_bias, "equal_network_size": args.equal_network_size,
-                              "direction_loss_only": args.direction_loss_only,
-                              "feature_scale": args.feature_scale}, args.pretrained)
-        s = model.model_args["image_size"]
-        # [0, 1] inputs, no normalisation (the reference's)
-        fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=s, crop_size=None,
-                                      mean=None, std=None)
-        n_hold = len(hold_ds) if hold_ds is not None else 0
-        compiled = resolve(args.compile, engine.COMPILE_BY_DEFAULT)
-        log(f"KDAD {cat}: expert {args.backbone} ({model.model_args['weights']}), cloner "
-            f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_hold} held-out normal images, "
-            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}, "
-            f"expert features scaled: {model.model_args['feature_scale']}, "
-            f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
-        fit, hold = engine.stack_images(fit_ds), engine.stack_images(hold_ds)
-        stats = engine.train(model, fit, hold, out, log, args.epochs, args.batch_size, args.lr, args.seed,
-                             args.eval_interval, args.save_interval, resume, args.cache_expert, args.select,
-                             compiled=compiled)
-        calib = engine.holdout_calibration(model, hold, args.batch_size, args.threshold_quantile,
-                                           args.threshold_rule)
-        stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
-        path = os.path.join(out, "model.pdparams")
-        engine.save(path, model, cat, calib, stats, args.experiment_name, localization=args.localization_method)
-        save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
-        thr = calib["threshold"]
-        log(f"saved {path}; threshold {'none (no held-out images)' if thr is None else f'{thr:.4f}'}, "
-            f"{stats['train_images_per_s']} train images/s, peak RSS {stats['peak_rss_mb']} MB")
-        if args.val:
-            model, ck = pipeline.load(engine, path)
-            opts = {"localization": args.localization_method, "localization_test": bool(args.localization_test),
-                    "seed": args.seed}
-            # val.py's batch (16): the gradient maps hold both networks' activations per image
-            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, 16, args.save_vis, opts)
-            log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
+        with folder_lock(out):  # a second run into the same folder refuses
+            log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
+            resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
+                if args.resume else None
+            cli.set_seed(args.seed)
+            # built from the flags; a resumed run refuses a state written with other ones (restore_training)
+            model = engine.build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,
+                                  "use_bias": args.use_bias, "equal_network_size": args.equal_network_size,
+                                  "direction_loss_only": args.direction_loss_only,
+                                  "feature_scale": args.feature_scale}, args.pretrained)
+            s = model.model_args["image_size"]
+            # [0, 1] inputs, no normalisation (the reference's)
+            fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=s, crop_size=None,
+                                          mean=None, std=None)
+            n_hold = len(hold_ds) if hold_ds is not None else 0
+            compiled = resolve(args.compile, engine.COMPILE_BY_DEFAULT)
+            log(f"KDAD {cat}: expert {args.backbone} ({model.model_args['weights']}), cloner "
+                f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_hold} held-out normal images, "
+                f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}, "
+                f"expert features scaled: {model.model_args['feature_scale']}, "
+                f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
+            fit, hold = engine.stack_images(fit_ds), engine.stack_images(hold_ds)
+            stats = engine.train(model, fit, hold, out, log, args.epochs, args.batch_size, args.lr, args.seed,
+                                 args.eval_interval, args.save_interval, resume, args.cache_expert, args.select,
+                                 compiled=compiled)
+            calib = engine.holdout_calibration(model, hold, args.batch_size, args.threshold_quantile,
+                                               args.threshold_rule)
+            stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
+            path = os.path.join(out, "model.pdparams")
+            engine.save(path, model, cat, calib, stats, args.experiment_name, localization=args.localization_method)
+            save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+            thr = calib["threshold"]
+            log(f"saved {path}; threshold {'none (no held-out images)' if thr is None else f'{thr:.4f}'}, "
+                f"{stats['train_images_per_s']} train images/s, peak RSS {stats['peak_rss_mb']} MB")
+            if args.val:
+                model, ck = pipeline.load(engine, path)
+                opts = {"localization": args.localization_method, "localization_test": bool(args.localization_test),
+                        "seed": args.seed}
+                # val.py's batch (16): the gradient maps hold both networks' activations per image
+                res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, 16, args.save_vis, opts)
+                log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

@@ -48,7 +48,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import pipeline
-    from adcommon.files import save_yaml
+    from adcommon.files import folder_lock, save_yaml
     from padim import engine
     from padim.model import PaDiM
     from shared_data.dataset import MVTecAD
@@ -62,23 +62,24 @@ def main(argv=None):
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
         out = os.path.join(args.output_dir, cat)
-        log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
-        model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, args.crop_size, args.seed)
-        a = model.model_args
-        kw = dict(image_size=a["image_size"], crop_size=a["crop_size"], mean=a["mean"], std=a["std"])
-        train_ds = MVTecAD(args.data_dir, cat, "train", **kw)
-        log(f"PaDiM {cat}: {args.backbone} ({a['weights']}), d={a['d']}, {len(train_ds)} normal images, "
-            f"threshold from {args.folds}-fold out-of-fold scores")
-        stats = engine.fit(model, train_ds, args.batch_size, args.num_workers, args.folds, args.threshold_quantile,
-                           args.threshold_rule, args.seed, log)
-        stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
-        engine.save(os.path.join(out, "model.pdparams"), model, stats, cat)
-        save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
-        log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")
-        if args.val:
-            model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
-            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-            print(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
+        with folder_lock(out):  # a second run into the same folder refuses
+            log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
+            model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, args.crop_size, args.seed)
+            a = model.model_args
+            kw = dict(image_size=a["image_size"], crop_size=a["crop_size"], mean=a["mean"], std=a["std"])
+            train_ds = MVTecAD(args.data_dir, cat, "train", **kw)
+            log(f"PaDiM {cat}: {args.backbone} ({a['weights']}), d={a['d']}, {len(train_ds)} normal images, "
+                f"threshold from {args.folds}-fold out-of-fold scores")
+            stats = engine.fit(model, train_ds, args.batch_size, args.num_workers, args.folds, args.threshold_quantile,
+                               args.threshold_rule, args.seed, log)
+            stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
+            engine.save(os.path.join(out, "model.pdparams"), model, stats, cat)
+            save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+            log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")
+            if args.val:
+                model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
+                res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
+                print(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

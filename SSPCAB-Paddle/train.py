@@ -77,7 +77,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import pipeline
-    from adcommon.files import save_yaml
+    from adcommon.files import folder_lock, save_yaml
     from shared_data.dataset import ImageCache, train_split
     from sspcab import engine
     from sspcab.cutpaste import VARIANTS
@@ -100,45 +100,46 @@ def main(argv=None):
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
         out = os.path.join(args.output_dir, cat)
-        log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
-        if args.test_epochs:
-            log("--test_epochs ignored: the final model is the model (no selection on test labels)")
-        cli.set_seed(args.seed)
-        model = ProjectionNet(args.backbone, args.pretrained, args.head_layer, args.variant, not args.no_sspcab,
-                              args.image_size, args.sspcab_kernel, args.sspcab_dilation,
-                              patch_layer=args.patch_layer, image_score=args.image_score)
-        a = model.model_args
-        fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=a["image_size"],
-                                      mean=a["mean"], std=a["std"])
-        what = (f"CutPaste + SSPCAB (at {a['sspcab_site']}, lambda {args.sspcab_lambda})" if a["sspcab"]
-                else "CutPaste (no SSPCAB)")
-        log(f"{what} {args.variant} {cat}: {a['backbone']} ({a['weights']}); "
-            f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out "
-            f"normal images at {args.image_size} px; {args.steps} updates of {args.batch_size} x "
-            f"{VARIANTS[args.variant]} images")
-        if args.steps == 0 and a["sspcab"]:
-            log("warning: --steps 0 keeps SSPCAB at its random initialisation; add --no_sspcab for the "
-                "untrained ImageNet-feature baseline")
-        state = os.path.join(out, "last.pdparams")
-        train_stats = engine.train(model, ImageCache(fit_ds).rgb, args.steps, args.batch_size, args.lr,
-                                   args.momentum, args.weight_decay, args.freeze_steps, args.sspcab_lambda,
-                                   args.seed, args.num_workers, state, args.save_interval, args.resume,
-                                   args.log_interval, log, holdout=(fit_ds, hold_ds) if hold_ds else None,
-                                   eval_interval=args.eval_interval, frozen_stages=args.frozen_stages)
-        fit_stats = engine.fit_density(model, fit_ds, hold_ds, batch_size=min(args.batch_size, 32),
-                                       threshold_quantile=args.threshold_quantile, seed=args.seed, log=log,
-                                       threshold_rule=args.threshold_rule)
-        train_stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
-        engine.save(os.path.join(out, "model.pdparams"), model, cat, fit_stats, train_stats)
-        save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
-        if os.path.exists(state):
-            os.remove(state)  # the fitted model supersedes the resumable state
-        log(f"saved {os.path.join(out, 'model.pdparams')} ({train_stats['train_seconds']} s training, "
-            f"{train_stats['train_images_per_s']} img/s, peak RSS {train_stats['peak_rss_mb']} MB)")
-        if args.val:
-            model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
-            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, save_vis=args.save_vis)
-            log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
+        with folder_lock(out):  # a second run into the same folder refuses
+            log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
+            if args.test_epochs:
+                log("--test_epochs ignored: the final model is the model (no selection on test labels)")
+            cli.set_seed(args.seed)
+            model = ProjectionNet(args.backbone, args.pretrained, args.head_layer, args.variant, not args.no_sspcab,
+                                  args.image_size, args.sspcab_kernel, args.sspcab_dilation,
+                                  patch_layer=args.patch_layer, image_score=args.image_score)
+            a = model.model_args
+            fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=a["image_size"],
+                                          mean=a["mean"], std=a["std"])
+            what = (f"CutPaste + SSPCAB (at {a['sspcab_site']}, lambda {args.sspcab_lambda})" if a["sspcab"]
+                    else "CutPaste (no SSPCAB)")
+            log(f"{what} {args.variant} {cat}: {a['backbone']} ({a['weights']}); "
+                f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out "
+                f"normal images at {args.image_size} px; {args.steps} updates of {args.batch_size} x "
+                f"{VARIANTS[args.variant]} images")
+            if args.steps == 0 and a["sspcab"]:
+                log("warning: --steps 0 keeps SSPCAB at its random initialisation; add --no_sspcab for the "
+                    "untrained ImageNet-feature baseline")
+            state = os.path.join(out, "last.pdparams")
+            train_stats = engine.train(model, ImageCache(fit_ds).rgb, args.steps, args.batch_size, args.lr,
+                                       args.momentum, args.weight_decay, args.freeze_steps, args.sspcab_lambda,
+                                       args.seed, args.num_workers, state, args.save_interval, args.resume,
+                                       args.log_interval, log, holdout=(fit_ds, hold_ds) if hold_ds else None,
+                                       eval_interval=args.eval_interval, frozen_stages=args.frozen_stages)
+            fit_stats = engine.fit_density(model, fit_ds, hold_ds, batch_size=min(args.batch_size, 32),
+                                           threshold_quantile=args.threshold_quantile, seed=args.seed, log=log,
+                                           threshold_rule=args.threshold_rule)
+            train_stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
+            engine.save(os.path.join(out, "model.pdparams"), model, cat, fit_stats, train_stats)
+            save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+            if os.path.exists(state):
+                os.remove(state)  # the fitted model supersedes the resumable state
+            log(f"saved {os.path.join(out, 'model.pdparams')} ({train_stats['train_seconds']} s training, "
+                f"{train_stats['train_images_per_s']} img/s, peak RSS {train_stats['peak_rss_mb']} MB)")
+            if args.val:
+                model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
+                res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, save_vis=args.save_vis)
+                log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

@@ -58,7 +58,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import checkpoint, pipeline
     from adcommon.compiled import resolve
-    from adcommon.files import save_yaml
+    from adcommon.files import folder_lock, save_yaml
     from shared_data.dataset import train_split
     from stfpm import engine
     from stfpm.model import STFPM
@@ -75,30 +75,32 @@ def main(argv=None):
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
         out = os.path.join(args.output_dir, cat)
-        log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
-        resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
-            if args.resume else None
-        cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
-        # built from the flags; a resumed run refuses a state written with other ones (restore_training)
-        model = STFPM(args.backbone, args.pretrained, args.image_size)
-        a = model.model_args
-        fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=a["image_size"],
-                                      crop_size=None, mean=a["mean"], std=a["std"])
-        compiled = resolve(args.compile, a["backbone"] in engine.COMPILE_BY_DEFAULT)
-        log(f"STFPM {cat}: teacher {a['weights']}, student {a['backbone']} random init, {a['image_size']}px, "
-            f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out normal images, "
-            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}, "
-            f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student")
-        stats = engine.train(model, fit_ds, hold_ds, out, cat, args.epochs, args.batch_size, args.lr, args.momentum,
-                             args.weight_decay, args.seed, resume, args.threshold_quantile, log,
-                             threshold_rule=args.threshold_rule, compiled=compiled, cache_teacher=args.cache_teacher)
-        save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
-        log(f"saved {os.path.join(out, 'model.pdparams')} (selected epoch {stats['selected_epoch']}, "
-            f"{stats['train_seconds']:.1f} s training, peak RSS {cli.peak_rss_mb():.0f} MB)")
-        if args.val:
-            model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
-            res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
-            log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
+        with folder_lock(out):  # a second run into the same folder refuses
+            log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
+            resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
+                if args.resume else None
+            cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
+            # built from the flags; a resumed run refuses a state written with other ones (restore_training)
+            model = STFPM(args.backbone, args.pretrained, args.image_size)
+            a = model.model_args
+            fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=a["image_size"],
+                                          crop_size=None, mean=a["mean"], std=a["std"])
+            compiled = resolve(args.compile, a["backbone"] in engine.COMPILE_BY_DEFAULT)
+            log(f"STFPM {cat}: teacher {a['weights']}, student {a['backbone']} random init, {a['image_size']}px, "
+                f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out normal images, "
+                f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}, "
+                f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student")
+            stats = engine.train(model, fit_ds, hold_ds, out, cat, args.epochs, args.batch_size, args.lr,
+                                 args.momentum, args.weight_decay, args.seed, resume, args.threshold_quantile, log,
+                                 threshold_rule=args.threshold_rule, compiled=compiled,
+                                 cache_teacher=args.cache_teacher)
+            save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+            log(f"saved {os.path.join(out, 'model.pdparams')} (selected epoch {stats['selected_epoch']}, "
+                f"{stats['train_seconds']:.1f} s training, peak RSS {cli.peak_rss_mb():.0f} MB)")
+            if args.val:
+                model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))
+                res = pipeline.evaluate(engine, model, ck, args.data_dir, cat, out, args.batch_size, args.save_vis)
+                log(pipeline.report(engine, cat, res, os.path.join(out, "metrics.json")))
     return 0
 
 

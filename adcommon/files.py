@@ -1,4 +1,6 @@
-"""Files the scripts read and write: image lists, YAML/JSON/CSV, all written atomically."""
+"""Files the scripts read and write: image lists, YAML/JSON/CSV, all written atomically; the lock of an
+output folder."""
+import contextlib
 import csv
 import glob
 import io
@@ -9,9 +11,9 @@ import numpy as np
 import yaml
 
 from shared_data.categories import IMAGE_EXTENSIONS
-from shared_data.errors import UserError, write_text_atomic
+from shared_data.errors import UserError, process_alive, write_text_atomic
 
-__all__ = ["find_images", "save_yaml", "save_json", "write_scores_csv"]
+__all__ = ["find_images", "save_yaml", "save_json", "write_scores_csv", "folder_lock"]
 
 
 def find_images(img_path):
@@ -59,3 +61,39 @@ def write_scores_csv(path, rows, header=("path", "label", "score")):
     for r in rows:
         w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r])
     write_text_atomic(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def folder_lock(folder):
+    """Hold ``folder`` (a category's output folder) for this process: a second run writing into it at
+    the same time refuses in one line instead of interleaving logs and checkpoints. The lock file
+    ``.lock`` holds the owner's pid; a lock whose process has gone is stale and taken over; the same
+    process may enter again (train.py --val evaluates inside its own training's lock)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, ".lock")
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid == os.getpid():
+                yield
+                return
+            if pid and process_alive(pid):
+                raise UserError(f"{folder} is in use by another run (pid {pid}): wait for it to end, or give "
+                                "another --output_dir") from None
+            with contextlib.suppress(OSError):
+                os.remove(path)   # stale: its process has gone
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)

@@ -43,7 +43,7 @@ import numpy as np
 from shared_data.errors import UserError
 
 from . import checkpoint as C
-from .files import save_json, write_scores_csv
+from .files import folder_lock, save_json, write_scores_csv
 
 
 # ----------------------------------------------------------------------------- raw maps -> maps and scores
@@ -470,7 +470,8 @@ def val_main(method, args, options=None):
         model, ck = load(method, args.model_path or os.path.join(out, "model.pdparams"))
         dest = getattr(args, "save_dir", None) or \
             (method.result_dir(out, ck, options) if hasattr(method, "result_dir") else out)
-        res = evaluate(method, model, ck, args.data_dir, cat, dest, args.batch_size, args.save_vis, options)
+        with folder_lock(dest):  # not while another run writes there
+            res = evaluate(method, model, ck, args.data_dir, cat, dest, args.batch_size, args.save_vis, options)
         print(report(method, cat, res, os.path.join(dest, "metrics.json")))
     return 0
 

@@ -86,14 +86,15 @@ def remove_stale_temps(directory):
     with contextlib.suppress(OSError):
         for name in os.listdir(directory):
             m = _TEMP.match(name)
-            if not m or _alive(int(m.group(1))):
+            if not m or process_alive(int(m.group(1))):
                 continue
             p = os.path.join(directory, name)
             with contextlib.suppress(OSError):
                 shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
 
 
-def _alive(pid):
+def process_alive(pid):
+    """Whether a process with this pid exists (ours included)."""
     if pid == os.getpid():
         return True
     try:

@@ -117,3 +117,50 @@ def test_a_bug_shows_its_trace_and_names_a_log(capsys):
 def test_interrupt_is_exit_130(capsys):
     code, err = _boundary(capsys, KeyboardInterrupt())
     assert code == 130 and err.strip() == "error: interrupted"
+
+
+def test_folder_lock_refuses_a_second_writer_and_takes_over_a_stale_lock(tmp_path):
+    from adcommon.files import folder_lock
+    from shared_data.errors import UserError
+    folder = str(tmp_path / "out" / "brick")
+    with folder_lock(folder):
+        assert open(os.path.join(folder, ".lock")).read() == str(os.getpid())
+        with folder_lock(folder):          # the same process again (train.py --val): allowed
+            pass
+        assert os.path.isfile(os.path.join(folder, ".lock"))
+    assert not os.path.exists(os.path.join(folder, ".lock"))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with open(os.path.join(folder, ".lock"), "w") as f:
+            f.write(str(other.pid))
+        with pytest.raises(UserError, match=f"in use by another run \\(pid {other.pid}\\)"):
+            with folder_lock(folder):
+                pass
+    finally:
+        other.kill()
+        other.wait()
+    with folder_lock(folder):                # its process has gone: the lock is stale
+        assert open(os.path.join(folder, ".lock")).read() == str(os.getpid())
+
+
+def test_train_refuses_a_folder_in_use(tmp_path):
+    """A second train.py into a category folder another run holds: one line, and the holder's files
+    are left alone."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from shared_data.synthetic import generate
+    generate(str(tmp_path / "data"), ["brick"], seed=0, image_size=64, n_train=4, n_test_good=1, n_test_defect=1)
+    folder = tmp_path / "out" / "brick"
+    folder.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (folder / ".lock").write_text(str(other.pid))
+        r = subprocess.run([sys.executable, "train.py", "--data_dir", str(tmp_path / "data"), "--category", "brick",
+                            "--output_dir", str(tmp_path / "out"), "--pretrained", "none", "--image_size", "64",
+                            "--crop_size", "64"], cwd=os.path.join(root, "PaDiM-Paddle"), capture_output=True,
+                           text=True, timeout=300)
+    finally:
+        other.kill()
+        other.wait()
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
+    assert r.returncode == 2 and len(lines) == 1 and "is in use by another run" in lines[0], r.stderr
+    assert sorted(os.listdir(folder)) == [".lock"]
