@@ -96,6 +96,7 @@ def main(argv=None):
         raise cli.UserError(f"--steps must be >= 0 (0: no training, the GDE of ImageNet features), got {args.steps}")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError(f"--holdout_ratio must be in [0, 1), got {args.holdout_ratio}")
+    cli.writable_dir(args.output_dir)
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:

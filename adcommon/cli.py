@@ -11,7 +11,8 @@ import numpy as np
 from shared_data.errors import UserError, run_cli  # noqa: F401 (re-exported: every script uses them)
 
 __all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_speed_args", "add_workers_arg",
-           "set_seed", "cpu_threads", "set_device", "categories_arg", "make_logger", "peak_rss_mb", "UserError",
+           "set_seed", "cpu_threads", "set_device", "categories_arg", "writable_dir", "make_logger", "peak_rss_mb",
+           "UserError",
            "run_cli"]
 
 
@@ -124,6 +125,25 @@ def set_device(device):
         if set_threads is not None:
             set_threads(cpu_threads())
     return d
+
+
+def writable_dir(path, flag="--output_dir"):
+    """Make sure ``path`` is (or can become) a folder this process can write into, before any work:
+    one line when it is a file, read-only, or under one."""
+    import tempfile
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test."):
+            pass
+    except FileExistsError:
+        raise UserError(f"{flag} {path} is a file, not a folder") from None
+    except NotADirectoryError:
+        raise UserError(f"{flag} {path}: a part of the path is a file, not a folder") from None
+    except PermissionError:
+        raise UserError(f"{flag} {path} is not writable (permission denied)") from None
+    except OSError as e:
+        raise UserError(f"{flag} {path} cannot be written: {e.strerror or e}") from None
+    return path
 
 
 def categories_arg(data_dir, category):
