@@ -247,7 +247,16 @@ class MVTecAD(_paddle_dataset_base()):
         s = self.samples[i]
         if s.mask_path is None:
             return np.zeros((self.size, self.size), bool)
-        return resize_mask(load_mask(s.mask_path), self.image_size, self.crop_size)
+        mask = load_mask(s.mask_path)
+        try:
+            with Image.open(s.path) as im:   # the header only: the image's size
+                w, h = im.size
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+            w, h = mask.shape[1], mask.shape[0]   # an unreadable image is reported where it is read
+        if abs(mask.shape[1] * h - w * mask.shape[0]) > max(w, h):   # aspect ratios differ (beyond rounding)
+            raise UserError(f"mask {s.mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {s.path} is "
+                            f"{w}x{h}: a mask must cover its image (same size, or the same shape scaled)")
+        return resize_mask(mask, self.image_size, self.crop_size)
 
     def load_rgb(self, i):
         """The resized/cropped RGB image as the network sees it (for pictures)."""

@@ -139,3 +139,17 @@ def test_a_workers_error_surfaces_and_nothing_hangs(tmp_path):
     r = subprocess.run([sys.executable, "-c", f"import sys; sys.path[:0] = [{root!r}, {str(tmp_path)!r}]\n"
                         "from tests_helper import run; run()"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "raised: cannot read image item9.png" in r.stdout, r.stderr[-2000:]
+
+
+def test_a_mask_of_another_shape_is_refused(tmp_path):
+    """A mask is resized to its image's size; one of another aspect ratio would be stretched silently."""
+    from shared_data.synthetic import generate
+    generate(str(tmp_path), ["brick"], seed=0, image_size=64, n_train=2, n_test_good=1, n_test_defect=2)
+    ds = MVTecAD(str(tmp_path), "brick", "test", image_size=32)
+    i = next(k for k, s in enumerate(ds.samples) if s.mask_path)
+    assert ds.load_mask(i).shape == (32, 32)
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(ds.samples[i].mask_path)    # same shape, scaled
+    assert ds.load_mask(i).all()
+    Image.fromarray(np.full((64, 40), 255, np.uint8)).save(ds.samples[i].mask_path)    # 40 x 64: another shape
+    with pytest.raises(UserError, match="is 40x64 but its image .* is 64x64"):
+        ds.load_mask(i)

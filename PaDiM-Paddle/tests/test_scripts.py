@@ -112,6 +112,18 @@ def test_truncated_training_image_with_workers(syn_root, tmp_path, workers):
     assert not (tmp_path / "out" / "brick" / "model.pdparams").exists()
 
 
+@pytest.mark.parametrize("flags, words", [
+    (["--d", 100000], "--d must be in 1..448 for resnet18"),
+    (["--image_size", 100], "--crop_size 224 is larger than --image_size 100"),
+    (["--image_size", 128, "--crop_size", 100], "--crop_size must be a multiple of 16"),
+])
+def test_impossible_sizes_are_one_line(syn_root, tmp_path, flags, words):
+    r = run_script("train.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", tmp_path / "out",
+                   "--pretrained", "none", *flags)
+    assert words in one_line_error(r)
+    assert not (tmp_path / "out" / "brick" / "model.pdparams").exists()
+
+
 def test_no_weights_offline_is_one_line(syn_root, tmp_path):
     env_home = tmp_path / "home"
     os.makedirs(env_home)
