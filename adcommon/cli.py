@@ -128,21 +128,18 @@ def set_device(device):
 
 
 def writable_dir(path, flag="--output_dir"):
-    """Make sure ``path`` is (or can become) a folder this process can write into, before any work:
-    one line when it is a file, read-only, or under one."""
-    import tempfile
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test."):
-            pass
-    except FileExistsError:
-        raise UserError(f"{flag} {path} is a file, not a folder") from None
-    except NotADirectoryError:
-        raise UserError(f"{flag} {path}: a part of the path is a file, not a folder") from None
-    except PermissionError:
-        raise UserError(f"{flag} {path} is not writable (permission denied)") from None
-    except OSError as e:
-        raise UserError(f"{flag} {path} cannot be written: {e.strerror or e}") from None
+    """Check, before any work and without creating anything, that ``path`` is a folder this process can
+    write into or can create: one line when it is a file, lies under a file, or is not writable."""
+    p = os.path.abspath(path)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    probe = p
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError(f"{flag} {path}: a part of the path ({probe}) is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} is not writable ({probe}: permission denied)")
     return path
 
 
