@@ -122,6 +122,8 @@ def main(argv=None):
                 log("warning: --steps 0 keeps SSPCAB at its random initialisation; add --no_sspcab for the "
                     "untrained ImageNet-feature baseline")
             state = os.path.join(out, "last.pdparams")
+            if hold_ds is not None:
+                ImageCache(hold_ds)  # read the held-out images now: a bad one fails before training, not after
             train_stats = engine.train(model, ImageCache(fit_ds).rgb, args.steps, args.batch_size, args.lr,
                                        args.momentum, args.weight_decay, args.freeze_steps, args.sspcab_lambda,
                                        args.seed, args.num_workers, state, args.save_interval, args.resume,

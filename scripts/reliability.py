@@ -57,7 +57,37 @@ def _truncated_export(w):
     return d
 
 
-# (name, script, arguments (w: the case's folders) -> list, prepare (w) -> None, words in the error line)
+def _truncated_training_image(w):
+    """A copy of the data with one train/good PNG cut short."""
+    import shutil
+    data = os.path.join(w["tmp"], "data_trunc")
+    shutil.copytree(w["data"], data)
+    good = os.path.join(data, "brick", "train", "good")
+    victim = os.path.join(good, sorted(os.listdir(good))[2])
+    with open(victim, "rb") as f:
+        head = f.read(200)
+    with open(victim, "wb") as f:
+        f.write(head)
+
+
+def _edited_export(field):
+    def prepare(w):
+        good = (f"method: {w['method']}\noutputs: [map]\n"
+                "preprocess: {image_size: 64, crop_size: null, mean: null, std: null}\n"
+                "postprocess: {out_size: 64, combine: product, sigma: null, map_outputs: [0], score_output: null}\n")
+        _export_folder(w, good.replace("image_size: 64", "image_size: abc") if field == "image_size"
+                       else good + "threshold: high\n")
+    return prepare
+
+
+# a small run of each folder: random weights (none are downloadable here), 64 px
+SMALL = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "64", "--crop_size", "64", "--num_workers", "2"],
+         "STFPM-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
+         "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
+         "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "2", "--num_workers", "2"]}
+
+# (name, script, arguments (w: the case's folders) -> list, prepare (w) -> None, words in the error line
+#  [, the folders it applies to])
 CASES = [
     ("missing dataset folder", "train.py",
      lambda w: ["--data_dir", os.path.join(w["tmp"], "nowhere"), "--category", "brick"], None, "not found"),
@@ -83,6 +113,21 @@ CASES = [
     ("no images at --img_path", "predict.py",
      lambda w: ["--model_path", os.path.join(w["out"], "brick", "model.pdparams"), "--img_path",
                 os.path.join(w["tmp"], "empty", "*.png")], None, "no images found"),
+    ("truncated training image (with worker processes where the folder has them)", "train.py",
+     lambda w: ["--data_dir", os.path.join(w["tmp"], "data_trunc"), "--category", "brick"] + SMALL[w["folder"]],
+     _truncated_training_image, "cannot read image"),
+    ("--d 0", "train.py", lambda w: ["--category", "brick", "--d", "0"], None, "--d must be >= 1", {"PaDiM-Paddle"}),
+    ("--d 100000", "train.py", lambda w: ["--category", "brick", "--d", "100000", "--pretrained", "none"], None,
+     "--d must be in 1..448", {"PaDiM-Paddle"}),
+    ("--image_size 100 (below the 224 crop)", "train.py",
+     lambda w: ["--category", "brick", "--image_size", "100", "--pretrained", "none"], None,
+     "larger than --image_size 100", {"PaDiM-Paddle"}),
+    ("inference.yml image_size: abc", "infer.py",
+     lambda w: ["--model_dir", os.path.join(w["out"], "brick", "inference"), "--img_path", w["image"]],
+     _edited_export("image_size"), "preprocess.image_size must be a positive integer"),
+    ("inference.yml threshold: high", "infer.py",
+     lambda w: ["--model_dir", os.path.join(w["out"], "brick", "inference"), "--img_path", w["image"]],
+     _edited_export("threshold"), "threshold must be a number"),
     ("inference.yml not a mapping", "infer.py",
      lambda w: ["--model_dir", os.path.join(w["out"], "brick", "inference"), "--img_path", w["image"]],
      lambda w: _export_folder(w, "- just\n- a list\n"), "is not a mapping"),
@@ -114,8 +159,9 @@ def run_case(folder, case, data, tmp, timeout=300):
     """Run one case in a fresh working folder. Returns {"ok", "outcome", "stderr"}: ok when the run
     ended with exit code 2, exactly one `error:` line (warnings aside) holding the expected words, no
     traceback, and no file written or changed besides what the case prepared."""
-    name, script, args, prepare, words = case
+    name, script, args, prepare, words = case[:5]
     w = {"tmp": tmp, "out": os.path.join(tmp, "out"), "method": METHOD[folder], "blocker": os.path.join(tmp, "file"),
+         "folder": folder, "data": data,
          "image": os.path.join(data, "brick", "test", "good", sorted(os.listdir(os.path.join(data, "brick", "test",
                                                                                               "good")))[0])}
     os.makedirs(w["out"], exist_ok=True)
@@ -150,6 +196,10 @@ def run_case(folder, case, data, tmp, timeout=300):
             "line": lines[0] if lines else ""}
 
 
+def applies(case, folder):
+    return len(case) < 6 or folder in case[5]
+
+
 def run_all(folders=FOLDERS, log=print):
     """{(case name, script): {folder: result}} for every case and folder."""
     results = {}
@@ -157,6 +207,8 @@ def run_all(folders=FOLDERS, log=print):
         data = make_data(os.path.join(base, "data"))
         for folder in folders:
             for k, case in enumerate(CASES):
+                if not applies(case, folder):
+                    continue
                 tmp = os.path.join(base, f"{folder}-{k}")
                 os.makedirs(tmp)
                 res = run_case(folder, case, data, tmp)

@@ -1,5 +1,5 @@
-"""The bad-input matrix (scripts/reliability.py): every case in every paper folder ends in one `error:`
-line, exit code 2 and nothing written; a hang fails after the runner's timeout."""
+"""The bad-input matrix (scripts/reliability.py): every case in every paper folder it applies to ends in
+one `error:` line, exit code 2 and nothing written; a hang fails after the runner's timeout."""
 import os
 
 import pytest
@@ -8,6 +8,7 @@ from adcommon.testing import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 rel = load_script(os.path.join(ROOT, "scripts", "reliability.py"))
+PAIRS = [(f, k) for k, c in enumerate(rel.CASES) for f in rel.FOLDERS if rel.applies(c, f)]
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +17,7 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("folder", rel.FOLDERS)
-@pytest.mark.parametrize("k", range(len(rel.CASES)), ids=[f"{c[1]}: {c[0]}" for c in rel.CASES])
+@pytest.mark.parametrize("folder, k", PAIRS, ids=[f"{f}-{rel.CASES[k][1]}: {rel.CASES[k][0]}" for f, k in PAIRS])
 def test_bad_input(data, tmp_path, folder, k):
     res = rel.run_case(folder, rel.CASES[k], data, str(tmp_path), timeout=240)
     assert res["ok"], f"{res['outcome']}\n{res['stderr']}"
