@@ -81,6 +81,7 @@ def main(argv=None):
             raise cli.UserError(f"--{name} must be >= 1")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError("--holdout_ratio must be in [0, 1)")
+    cli.writable_dir(args.output_dir)
     cli.set_device(args.device)
     for cat in cli.categories_arg(args.data_dir, args.category):
         out = os.path.join(args.output_dir, cat)

@@ -57,6 +57,7 @@ def main(argv=None):
         args.backbone = DEPTHS[args.depth]
     if args.holdout_ratio is not None:
         args.folds = int(round(1 / args.holdout_ratio)) if args.holdout_ratio > 0 else 0
+    cli.writable_dir(args.output_dir)
     cli.set_device(args.device)
     cli.set_seed(args.seed)
     cats = cli.categories_arg(args.data_dir, args.category)

@@ -39,6 +39,7 @@ def _train_row(backbone, pretrained, size, batch, steps, sspcab=True):
 def _predictor_rows(model, size, repeats, threads):
     from adcommon.export import export_inference
     from adcommon.predictor import Predictor
+    from sspcab import engine
     rows = []
     rng = np.random.default_rng(0)
     for mean, prec, d in ((model.density_mean, model.density_precision, model.model_args["embed_dim"]),
@@ -46,7 +47,9 @@ def _predictor_rows(model, size, repeats, threads):
         mean.set_value(rng.standard_normal(d).astype(np.float32) * 0.01)
         prec.set_value(np.eye(d, dtype=np.float32))
     with tempfile.TemporaryDirectory() as tmp:
-        export_inference(model, os.path.join(tmp, "inference"), [None, 3, size, size], {"outputs": ["s", "m"]})
+        a = model.model_args
+        meta = engine.deploy_meta({"model_args": dict(a, postprocess=engine.postprocess_spec(size, a["image_score"]))})
+        export_inference(model, os.path.join(tmp, "inference"), [None, 3, size, size], meta)
         for onednn in (True, False):
             pred = Predictor(os.path.join(tmp, "inference"), use_mkldnn=onednn, cpu_threads=threads)
             for bs in (1, 8):

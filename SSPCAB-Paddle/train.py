@@ -96,6 +96,7 @@ def main(argv=None):
         raise cli.UserError(f"--steps must be >= 0 (0: no training, the GDE of ImageNet features), got {args.steps}")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError(f"--holdout_ratio must be in [0, 1), got {args.holdout_ratio}")
+    cli.writable_dir(args.output_dir)
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:
@@ -121,6 +122,8 @@ def main(argv=None):
                 log("warning: --steps 0 keeps SSPCAB at its random initialisation; add --no_sspcab for the "
                     "untrained ImageNet-feature baseline")
             state = os.path.join(out, "last.pdparams")
+            if hold_ds is not None:
+                ImageCache(hold_ds)  # read the held-out images now: a bad one fails before training, not after
             train_stats = engine.train(model, ImageCache(fit_ds).rgb, args.steps, args.batch_size, args.lr,
                                        args.momentum, args.weight_decay, args.freeze_steps, args.sspcab_lambda,
                                        args.seed, args.num_workers, state, args.save_interval, args.resume,

@@ -97,7 +97,7 @@ def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
     run = engine.runner(model)
     with tempfile.TemporaryDirectory() as d:
         export_inference(model, os.path.join(d, "inference"), [None, 3, image_size, image_size],
-                         {"outputs": engine.OUTPUTS, "postprocess": spec})
+                         engine.deploy_meta({"model_args": dict(model.model_args, postprocess=spec)}))
         runners = {"dygraph": run}
         for mk in (False, True):
             p = Predictor(os.path.join(d, "inference"), use_mkldnn=mk)  # threads: cli.cpu_threads()

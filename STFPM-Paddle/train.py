@@ -71,6 +71,7 @@ def main(argv=None):
         raise cli.UserError("--epochs and --batch_size must be >= 1")
     if args.split == "test":
         return _test(args)
+    cli.writable_dir(args.output_dir)
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
     for cat in cats:

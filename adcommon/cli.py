@@ -11,7 +11,8 @@ import numpy as np
 from shared_data.errors import UserError, run_cli  # noqa: F401 (re-exported: every script uses them)
 
 __all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_speed_args", "add_workers_arg",
-           "set_seed", "cpu_threads", "set_device", "categories_arg", "make_logger", "peak_rss_mb", "UserError",
+           "set_seed", "cpu_threads", "set_device", "categories_arg", "writable_dir", "make_logger", "peak_rss_mb",
+           "UserError",
            "run_cli"]
 
 
@@ -124,6 +125,22 @@ def set_device(device):
         if set_threads is not None:
             set_threads(cpu_threads())
     return d
+
+
+def writable_dir(path, flag="--output_dir"):
+    """Check, before any work and without creating anything, that ``path`` is a folder this process can
+    write into or can create: one line when it is a file, lies under a file, or is not writable."""
+    p = os.path.abspath(path)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    probe = p
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError(f"{flag} {path}: a part of the path ({probe}) is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} is not writable ({probe}: permission denied)")
+    return path
 
 
 def categories_arg(data_dir, category):

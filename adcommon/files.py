@@ -68,7 +68,9 @@ def folder_lock(folder):
     """Hold ``folder`` (a category's output folder) for this process: a second run writing into it at
     the same time refuses in one line instead of interleaving logs and checkpoints. The lock file
     ``.lock`` holds the owner's pid; a lock whose process has gone is stale and taken over; the same
-    process may enter again (train.py --val evaluates inside its own training's lock)."""
+    process may enter again (train.py --val evaluates inside its own training's lock). A folder this run
+    created is removed again when the run fails before writing anything but its train.log."""
+    created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, ".lock")
     while True:
@@ -94,6 +96,12 @@ def folder_lock(folder):
         break
     try:
         yield
+    except Exception:
+        # a run that failed before writing anything but its log leaves no folder behind
+        if created and set(os.listdir(folder)) <= {".lock", "train.log"}:
+            import shutil
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         with contextlib.suppress(OSError):
             os.remove(path)

@@ -485,13 +485,13 @@ def predict_main(method, args, options=None):
     from .infer import predict_dir, predict_images
     ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
     paths = find_images(args.img_path)
+    save_dir = cli.writable_dir(predict_dir(ckpt, args.save_dir), "--save_dir")
     cli.set_device(args.device)
     model, ck = load(method, ckpt)
     meta = method.deploy_meta(ck, options)
     for key in ("threshold", "map_threshold"):
         if getattr(args, key, None) is not None:
             meta[key] = getattr(args, key)
-    save_dir = predict_dir(ckpt, args.save_dir)
     predict_images(paths, method.runner(model, ck, options), meta, save_dir, args.batch_size, args.save_vis)
     print(f"pictures and scores.csv in {save_dir}")
     return 0

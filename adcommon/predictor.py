@@ -14,9 +14,10 @@ from .cli import cpu_threads as _cli_threads
 from .export import MODEL_FILES
 
 
-def load_meta(model_dir):
-    """inference.yml of an export folder, checked (check_meta); a one-line error when the folder is not
-    one or the file is not what export_model.py writes."""
+def load_meta(model_dir, check=True):
+    """inference.yml of an export folder, checked (check_meta; ``check=False`` for graphs that are not an
+    image model, such as a benchmark's scoring graph); a one-line error when the folder is not one or the
+    file is not what export_model.py writes."""
     yml = os.path.join(model_dir, "inference.yml")
     if not os.path.isfile(yml):
         raise UserError(f"no inference.yml in {model_dir} (run export_model.py first)")
@@ -26,7 +27,8 @@ def load_meta(model_dir):
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(f"{yml} is not valid YAML ({' '.join(str(e).split())[:120]}): re-run export_model.py") \
             from None
-    check_meta(meta, yml)
+    if check:
+        check_meta(meta, yml)
     return meta
 
 
@@ -87,11 +89,11 @@ class Predictor:
     """
 
     def __init__(self, model_dir, use_gpu=False, use_mkldnn=False, cpu_threads=None, precision="fp32",
-                 use_tensorrt=False, gpu_mem=500, gpu_id=0, ir_optim=True):
+                 use_tensorrt=False, gpu_mem=500, gpu_id=0, ir_optim=True, check=True):
         import paddle
         from paddle import inference
 
-        self.meta = load_meta(model_dir)
+        self.meta = load_meta(model_dir, check)
         model_file = self.meta.get("model_file") or next(
             (f for f in MODEL_FILES if os.path.isfile(os.path.join(model_dir, f))), MODEL_FILES[0])
         model_path = os.path.join(model_dir, model_file)
@@ -134,6 +136,11 @@ class Predictor:
                             f"{model_file} / inference.pdiparams? re-run export_model.py") from None
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
+        if check:
+            self._check_graph(model_dir)
+
+    def _check_graph(self, model_dir):
+        """inference.yml against the graph: the output count and the input size."""
         if len(self.output_names) != len(self.meta["outputs"]):
             raise UserError(f"{model_dir}: the graph has {len(self.output_names)} outputs, inference.yml lists "
                             f"{len(self.meta['outputs'])} ({', '.join(map(str, self.meta['outputs']))}): "

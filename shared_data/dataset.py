@@ -3,6 +3,7 @@
 Layout: <root>/<category>/train/good/*, test/good/*, test/<kind>/*, optional
 ground_truth/<kind>/<stem>_mask.png. Without ground_truth only image metrics are possible.
 """
+import itertools
 import os
 from collections import namedtuple
 
@@ -246,7 +247,16 @@ class MVTecAD(_paddle_dataset_base()):
         s = self.samples[i]
         if s.mask_path is None:
             return np.zeros((self.size, self.size), bool)
-        return resize_mask(load_mask(s.mask_path), self.image_size, self.crop_size)
+        mask = load_mask(s.mask_path)
+        try:
+            with Image.open(s.path) as im:   # the header only: the image's size
+                w, h = im.size
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+            w, h = mask.shape[1], mask.shape[0]   # an unreadable image is reported where it is read
+        if abs(mask.shape[1] * h - w * mask.shape[0]) > max(w, h):   # aspect ratios differ (beyond rounding)
+            raise UserError(f"mask {s.mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {s.path} is "
+                            f"{w}x{h}: a mask must cover its image (same size, or the same shape scaled)")
+        return resize_mask(mask, self.image_size, self.crop_size)
 
     def load_rgb(self, i):
         """The resized/cropped RGB image as the network sees it (for pictures)."""
@@ -259,23 +269,61 @@ class MVTecAD(_paddle_dataset_base()):
         return x, m, np.int64(s.label), s.kind, s.path
 
 
+def _first(item):
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+_WORKER_DATASET = None
+
+
+def _worker_init(dataset):
+    global _WORKER_DATASET
+    _WORKER_DATASET = dataset
+
+
+def _worker_batch(indices):
+    return np.stack([_first(_WORKER_DATASET[j]) for j in indices])
+
+
 def image_batches(dataset, batch_size, num_workers=0):
     """Consecutive batches (B, ...) numpy of each item's first field (the image), in order.
 
-    Without workers the items are built here: Paddle 3.3's single-process DataLoader hangs instead
-    of raising when __getitem__ raises (a corrupt image would freeze training rather than give the
-    one-line error). With workers, paddle.io.DataLoader does the loading.
+    ``num_workers`` > 0 builds the batches in that many worker processes, a few batches ahead. An
+    exception in a worker (a corrupt image's UserError included) is raised here, in order, and the
+    workers stop: Paddle's DataLoader hangs instead when a worker raises (and its single-process mode
+    hangs too), so it is not used for this.
     """
-    first = lambda item: item[0] if isinstance(item, (tuple, list)) else item  # noqa: E731
-    if num_workers > 0:
-        import paddle
-        for b in paddle.io.DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False,
-                                      num_workers=num_workers, use_shared_memory=False):
-            x = first(b)
-            yield x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    chunks = [list(range(k, min(k + batch_size, len(dataset)))) for k in range(0, len(dataset), batch_size)]
+    if num_workers <= 0:
+        for c in chunks:
+            yield _worker_batch_of(dataset, c)
         return
-    for k in range(0, len(dataset), batch_size):
-        yield np.stack([first(dataset[j]) for j in range(k, min(k + batch_size, len(dataset)))])
+    import collections
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    ex = cf.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_worker_init, initargs=(dataset,))
+    pending = collections.deque()
+    try:
+        todo = iter(chunks)
+        pending.extend(ex.submit(_worker_batch, c) for c in itertools.islice(todo, 2 * num_workers))
+        while pending:
+            batch = pending.popleft().result()   # re-raises a worker's exception
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(ex.submit(_worker_batch, nxt))
+            yield batch
+    except BrokenProcessPool:
+        raise UserError("a data-loading worker process died (out of memory?); try --num_workers 0") from None
+    finally:
+        for f in pending:   # the batches not started yet are dropped; running ones end (bounded: the prefetch)
+            f.cancel()
+        ex.shutdown(wait=True)
+
+
+def _worker_batch_of(dataset, indices):
+    return np.stack([_first(dataset[j]) for j in indices])
 
 
 def train_split(root, category, holdout_ratio=0.2, **kw):

@@ -67,3 +67,16 @@ def test_train_refuses_before_any_work(tmp_path, folder, flags, words):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
     assert r.returncode == 2 and len(lines) == 1 and words in lines[0], r.stderr[-2000:]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_output_dir_that_is_a_file_refused_before_any_work(tmp_path, folder):
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output folder should be")
+    for out, words in ((blocker, "is a file, not a folder"), (blocker / "sub", "a part of the path is a file")):
+        r = subprocess.run([sys.executable, "train.py", "--data_dir", str(tmp_path / "no_data"), "--category",
+                            "brick", "--output_dir", str(out)], cwd=os.path.join(ROOT, folder),
+                           capture_output=True, text=True, timeout=120)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
+        assert r.returncode == 2 and len(lines) == 1 and words in lines[0], r.stderr[-2000:]
+    assert blocker.read_text().startswith("a file")

@@ -90,3 +90,66 @@ def test_image_modes_are_converted(tmp_path):
         assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
     assert T.load_image(str(tmp_path / "a.png"))[0, 0, 0] == 200
     assert T.load_image(str(tmp_path / "b.tif")).max() > 200  # 16 bit scaled, not clipped to 255 everywhere
+
+
+class _Fails:
+    """Items 0.. are arrays; item ``bad`` raises as a corrupt image does."""
+
+    def __init__(self, n, bad):
+        self.n, self.bad = n, bad
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.bad:
+            raise UserError(f"cannot read image item{i}.png: truncated")
+        return (np.full((2, 2), i, np.float32),)
+
+
+def test_worker_batches_are_the_same_batches():
+    from shared_data.dataset import image_batches
+    plain = list(image_batches(_Fails(7, -1), 3))
+    pooled = list(image_batches(_Fails(7, -1), 3, num_workers=2))
+    assert [b.shape[0] for b in plain] == [3, 3, 1]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, pooled)) and len(plain) == len(pooled)
+
+
+def test_a_workers_error_surfaces_and_nothing_hangs(tmp_path):
+    """Paddle's DataLoader with workers hung forever on a worker's exception; ours raises it, in a
+    bounded time (the subprocess is killed after 120 s, which fails the test)."""
+    import subprocess
+    import sys
+    helper = tmp_path / "tests_helper.py"
+    helper.write_text(
+        "import numpy as np\n"
+        "from shared_data.dataset import image_batches\n"
+        "from shared_data.errors import UserError\n"
+        "class Fails:\n"
+        "    def __len__(self): return 20\n"
+        "    def __getitem__(self, i):\n"
+        "        if i == 9: raise UserError('cannot read image item9.png: truncated')\n"
+        "        return (np.zeros((2, 2), np.float32),)\n"
+        "def run():\n"
+        "    try:\n"
+        "        for _ in image_batches(Fails(), 2, num_workers=2): pass\n"
+        "    except UserError as e:\n"
+        "        print('raised:', e)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", f"import sys; sys.path[:0] = [{root!r}, {str(tmp_path)!r}]\n"
+                        "from tests_helper import run; run()"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "raised: cannot read image item9.png" in r.stdout, r.stderr[-2000:]
+
+
+def test_a_mask_of_another_shape_is_refused(tmp_path):
+    """A mask is resized to its image's size; one of another aspect ratio would be stretched silently."""
+    from shared_data.synthetic import generate
+    generate(str(tmp_path), ["brick"], seed=0, image_size=64, n_train=2, n_test_good=1, n_test_defect=2)
+    ds = MVTecAD(str(tmp_path), "brick", "test", image_size=32)
+    i = next(k for k, s in enumerate(ds.samples) if s.mask_path)
+    assert ds.load_mask(i).shape == (32, 32)
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(ds.samples[i].mask_path)    # same shape, scaled
+    assert ds.load_mask(i).all()
+    Image.fromarray(np.full((64, 40), 255, np.uint8)).save(ds.samples[i].mask_path)    # 40 x 64: another shape
+    with pytest.raises(UserError, match="is 40x64 but its image .* is 64x64"):
+        ds.load_mask(i)

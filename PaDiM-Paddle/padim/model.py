@@ -9,6 +9,7 @@ import paddle
 import paddle.nn as nn
 
 from adcommon.backbones import build_backbone
+from shared_data.errors import UserError
 
 # Paper: ResNet-18 layer1-3 has 448 channels, a random subset of d=100 is kept; Wide-ResNet-50 1792 -> 550.
 PAPER_DIMS = {"resnet18": 100, "wide_resnet50_2": 550, "efficientnet_lite0": 100}
@@ -28,13 +29,19 @@ class PaDiM(nn.Layer):
     def __init__(self, backbone="resnet18", pretrained="imagenet", d=None, image_size=256, crop_size=224,
                  seed=1024):
         super().__init__()
+        if crop_size > image_size:
+            raise UserError(f"--crop_size {crop_size} is larger than --image_size {image_size} (the crop is taken "
+                            "from the resized image)")
         self.backbone = build_backbone(backbone, pretrained=pretrained, layers=LAYERS, frozen=True)
         strides = list(self.backbone.strides)
+        if crop_size % strides[-1]:
+            raise UserError(f"--crop_size must be a multiple of {strides[-1]} for {backbone} (its layers' grids "
+                            f"must align), got {crop_size}")
         self.factors = [s // strides[0] for s in strides]       # nearest upsampling factor per layer (1, 2, 4)
         total = int(sum(self.backbone.channels))
         d = int(d or PAPER_DIMS.get(backbone, 100))
         if not 0 < d <= total:
-            raise ValueError(f"d must be in 1..{total} for {backbone}, got {d}")
+            raise UserError(f"--d must be in 1..{total} for {backbone} (its layer1-3 channels), got {d}")
         self.grid = crop_size // strides[0]                      # 56 for 224 / stride 4
         positions = self.grid * self.grid
         self.model_args = {"backbone": backbone, "weights": self.backbone.pretrained, "d": d,

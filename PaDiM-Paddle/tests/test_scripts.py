@@ -96,6 +96,34 @@ def test_corrupt_image(trained, tmp_path):
     assert not (tmp_path / "p" / "scores.csv").exists()
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_truncated_training_image_with_workers(syn_root, tmp_path, workers):
+    """A truncated PNG in train/good: one line naming it, with and without worker processes (Paddle's
+    DataLoader with workers printed a traceback and hung here)."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(syn_root, data)
+    victim = sorted((data / "brick" / "train" / "good").iterdir())[5]
+    victim.write_bytes(victim.read_bytes()[:200])
+    r = run_script("train.py", "--data_dir", data, "--category", "brick", "--output_dir", tmp_path / "out",
+                   "--pretrained", "none", "--image_size", 64, "--crop_size", 64, "--batch_size", 2,
+                   "--num_workers", workers)
+    assert victim.name in one_line_error(r)
+    assert not (tmp_path / "out" / "brick" / "model.pdparams").exists()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--d", 100000], "--d must be in 1..448 for resnet18"),
+    (["--image_size", 100], "--crop_size 224 is larger than --image_size 100"),
+    (["--image_size", 128, "--crop_size", 100], "--crop_size must be a multiple of 16"),
+])
+def test_impossible_sizes_are_one_line(syn_root, tmp_path, flags, words):
+    r = run_script("train.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", tmp_path / "out",
+                   "--pretrained", "none", *flags)
+    assert words in one_line_error(r)
+    assert not (tmp_path / "out" / "brick" / "model.pdparams").exists()
+
+
 def test_no_weights_offline_is_one_line(syn_root, tmp_path):
     env_home = tmp_path / "home"
     os.makedirs(env_home)

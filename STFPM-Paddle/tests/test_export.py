@@ -32,7 +32,7 @@ def test_export_matches_dygraph(tmp_path, mkldnn):
     with paddle.no_grad():
         ref = [m.numpy() for m in model(paddle.to_tensor(x))]
     d = str(tmp_path / "inference")
-    meta = {"outputs": list(engine.OUTPUTS), "postprocess": engine.postprocess_spec(IMAGE_SIZE)}
+    meta = engine.deploy_meta({"model_args": dict(model.model_args, postprocess=engine.postprocess_spec(IMAGE_SIZE))})
     export_inference(model, d, [None, 3, IMAGE_SIZE, IMAGE_SIZE], meta)
     out = Predictor(d, use_mkldnn=mkldnn, cpu_threads=1).run(x)
     assert [o.shape for o in out] == [(3, 1, 16, 16), (3, 1, 8, 8), (3, 1, 4, 4)]  # 3 maps, not 6 features
