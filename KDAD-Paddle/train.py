@@ -81,9 +81,7 @@ def main(argv=None):
             raise cli.UserError(f"--{name} must be >= 1")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError("--holdout_ratio must be in [0, 1)")
-    cli.writable_dir(args.output_dir)
-    cli.set_device(args.device)
-    for cat in cli.categories_arg(args.data_dir, args.category):
+    for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
         with folder_lock(out):  # a second run into the same folder refuses
             log = cli.make_logger(os.path.join(out, "train.log"))  # creates out

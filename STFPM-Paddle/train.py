@@ -71,10 +71,7 @@ def main(argv=None):
         raise cli.UserError("--epochs and --batch_size must be >= 1")
     if args.split == "test":
         return _test(args)
-    cli.writable_dir(args.output_dir)
-    cli.set_device(args.device)
-    cats = cli.categories_arg(args.data_dir, args.category)
-    for cat in cats:
+    for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
         with folder_lock(out):  # a second run into the same folder refuses
             log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
