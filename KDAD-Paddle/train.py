@@ -81,14 +81,11 @@ def main(argv=None):
             raise cli.UserError(f"--{name} must be >= 1")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError("--holdout_ratio must be in [0, 1)")
-    cli.writable_dir(args.output_dir)
-    cli.set_device(args.device)
-    for cat in cli.categories_arg(args.data_dir, args.category):
+    for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
         with folder_lock(out):  # a second run into the same folder refuses
             log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
-            resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
-                if args.resume else None
+            resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log, args.resume)
             cli.set_seed(args.seed)
             # built from the flags; a resumed run refuses a state written with other ones (restore_training)
             model = engine.build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,

@@ -57,11 +57,8 @@ def main(argv=None):
         args.backbone = DEPTHS[args.depth]
     if args.holdout_ratio is not None:
         args.folds = int(round(1 / args.holdout_ratio)) if args.holdout_ratio > 0 else 0
-    cli.writable_dir(args.output_dir)
-    cli.set_device(args.device)
     cli.set_seed(args.seed)
-    cats = cli.categories_arg(args.data_dir, args.category)
-    for cat in cats:
+    for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
         with folder_lock(out):  # a second run into the same folder refuses
             log = cli.make_logger(os.path.join(out, "train.log"))  # creates out

@@ -96,10 +96,7 @@ def main(argv=None):
         raise cli.UserError(f"--steps must be >= 0 (0: no training, the GDE of ImageNet features), got {args.steps}")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError(f"--holdout_ratio must be in [0, 1), got {args.holdout_ratio}")
-    cli.writable_dir(args.output_dir)
-    cli.set_device(args.device)
-    cats = cli.categories_arg(args.data_dir, args.category)
-    for cat in cats:
+    for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
         with folder_lock(out):  # a second run into the same folder refuses
             log = cli.make_logger(os.path.join(out, "train.log"))  # creates out

@@ -71,15 +71,11 @@ def main(argv=None):
         raise cli.UserError("--epochs and --batch_size must be >= 1")
     if args.split == "test":
         return _test(args)
-    cli.writable_dir(args.output_dir)
-    cli.set_device(args.device)
-    cats = cli.categories_arg(args.data_dir, args.category)
-    for cat in cats:
+    for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
         with folder_lock(out):  # a second run into the same folder refuses
             log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
-            resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log) \
-                if args.resume else None
+            resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log, args.resume)
             cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
             # built from the flags; a resumed run refuses a state written with other ones (restore_training)
             model = STFPM(args.backbone, args.pretrained, args.image_size)

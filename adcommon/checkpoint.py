@@ -110,8 +110,11 @@ def save_training_state(path, method, model, opt, trained_layer, settings, progr
                     optimizer=optimizer_state(opt, trained_layer), settings=dict(settings), progress=progress)
 
 
-def training_state(path, method, log=print):
-    """The training state saved at ``path`` for --resume, or None (said in the log) when there is none yet."""
+def training_state(path, method, log=print, resume=True):
+    """The training state saved at ``path`` for --resume, or None: without ``resume`` (the flag), or (said
+    in the log) when there is none yet."""
+    if not resume:
+        return None
     if not os.path.isfile(path):
         log(f"--resume: no {path} yet, starting from the beginning")
         return None

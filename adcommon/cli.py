@@ -11,9 +11,8 @@ import numpy as np
 from shared_data.errors import UserError, run_cli  # noqa: F401 (re-exported: every script uses them)
 
 __all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_speed_args", "add_workers_arg",
-           "set_seed", "cpu_threads", "set_device", "categories_arg", "writable_dir", "make_logger", "peak_rss_mb",
-           "UserError",
-           "run_cli"]
+           "set_seed", "cpu_threads", "set_device", "categories_arg", "writable_dir", "training_categories",
+           "make_logger", "peak_rss_mb", "UserError", "run_cli"]
 
 
 def str2bool(v):
@@ -141,6 +140,14 @@ def writable_dir(path, flag="--output_dir"):
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path} is not writable ({probe}: permission denied)")
     return path
+
+
+def training_categories(args):
+    """What every train.py checks before any work: the output folder (writable_dir), the device, and the
+    categories of --category in --data_dir (categories_arg). Returns those categories."""
+    writable_dir(args.output_dir)
+    set_device(args.device)
+    return categories_arg(args.data_dir, args.category)
 
 
 def categories_arg(data_dir, category):
