@@ -282,7 +282,7 @@ def _worker_init(dataset):
 
 
 def _worker_batch(indices):
-    return np.stack([_first(_WORKER_DATASET[j]) for j in indices])
+    return _batch_of(_WORKER_DATASET, indices)
 
 
 def image_batches(dataset, batch_size, num_workers=0):
@@ -296,7 +296,7 @@ def image_batches(dataset, batch_size, num_workers=0):
     chunks = [list(range(k, min(k + batch_size, len(dataset)))) for k in range(0, len(dataset), batch_size)]
     if num_workers <= 0:
         for c in chunks:
-            yield _worker_batch_of(dataset, c)
+            yield _batch_of(dataset, c)
         return
     import collections
     import concurrent.futures as cf
@@ -322,7 +322,8 @@ def image_batches(dataset, batch_size, num_workers=0):
         ex.shutdown(wait=True)
 
 
-def _worker_batch_of(dataset, indices):
+def _batch_of(dataset, indices):
+    """The first field (the image) of the items ``indices``, stacked."""
     return np.stack([_first(dataset[j]) for j in indices])
 
 
