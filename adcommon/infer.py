@@ -78,7 +78,9 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
     lo, hi = meta.get("vis_range") or (None, None)
     names = picture_names(paths)
     all_scores, all_maps = [], []
+    created = not os.path.isdir(save_dir)
     work = make_temp_dir("predict", save_dir)
+    done = False
     try:
         for i in range(0, len(paths), batch_size):
             chunk = paths[i:i + batch_size]
@@ -117,8 +119,12 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
                     os.remove(os.path.join(save_dir, old))
         for name in sorted(mine - {"scores.csv"}) + ["scores.csv"]:
             os.replace(os.path.join(work, name), os.path.join(save_dir, name))
+        done = True
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if created and not done:   # a first run that failed leaves no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(save_dir)
     print_verdicts(paths, scores, threshold)
     return scores, (np.concatenate(all_maps) if all_maps else None)
 

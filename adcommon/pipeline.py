@@ -33,6 +33,7 @@ upsampling, at ``map_size`` when given, else at ``out_size``); ``score_output`` 
 image-score output, or None for "max of the map". The models stop at feature resolution because
 ``F.interpolate`` breaks Paddle 3.3's oneDNN predictor (docs/reference.md#interpolate-breaks-the-onednn-predictor).
 """
+import contextlib
 import os
 import platform
 import sys
@@ -331,24 +332,49 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     out["commit"] = git_commit()
-    os.makedirs(out_dir, exist_ok=True)
     rows = [(s.path, s.label, float(sc)) + ((_verdict(sc, threshold),) if threshold is not None else ())
             for s, sc in zip(dataset.samples, scores)]
     header = ("path", "label", "score") + (("verdict",) if threshold is not None else ())
-    write_scores_csv(os.path.join(out_dir, "scores.csv"), rows, header)
-    if save_vis:
-        from .visualize import save_roc
-        vis_dir = os.path.join(out_dir, "vis")
-        save_roc(labels, scores, os.path.join(vis_dir, "roc.png"), title=f"{method} {dataset.category}")
-        if maps is not None:
-            lo, hi = vrange or vis_range(maps[labels == 0], threshold if map_threshold is None else map_threshold)
-            for i in range(len(dataset)):
-                s = dataset.samples[i]
-                name = f"{s.kind}_{os.path.splitext(os.path.basename(s.path))[0]}.png"
-                save_panel(os.path.join(vis_dir, name), dataset.load_rgb(i), maps[i], scores[i], threshold,
-                           lo, hi, masks[i] if masks is not None else None, map_threshold, region_only_if_anomalous)
-    save_json(os.path.join(out_dir, "metrics.json"), out)  # last: its presence means the evaluation finished
+    # built aside and moved in when complete (metrics.json last: its presence means the evaluation
+    # finished), so an interrupted run never mixes its files with the previous run's
+    with _built_aside(out_dir, "val") as work:
+        write_scores_csv(os.path.join(work, "scores.csv"), rows, header)
+        if save_vis:
+            from .visualize import save_roc
+            vis_dir = os.path.join(work, "vis")
+            save_roc(labels, scores, os.path.join(vis_dir, "roc.png"), title=f"{method} {dataset.category}")
+            if maps is not None:
+                lo, hi = vrange or vis_range(maps[labels == 0], threshold if map_threshold is None else map_threshold)
+                for i in range(len(dataset)):
+                    s = dataset.samples[i]
+                    name = f"{s.kind}_{os.path.splitext(os.path.basename(s.path))[0]}.png"
+                    save_panel(os.path.join(vis_dir, name), dataset.load_rgb(i), maps[i], scores[i], threshold,
+                               lo, hi, masks[i] if masks is not None else None, map_threshold,
+                               region_only_if_anomalous)
+        save_json(os.path.join(work, "metrics.json"), out)
     return out
+
+
+@contextlib.contextmanager
+def _built_aside(out_dir, stem):
+    """Yield a temporary folder in ``out_dir``; when the block succeeds, move its entries into ``out_dir``
+    (a folder replaces the folder of that name; metrics.json moves last), else remove it."""
+    import shutil
+
+    from shared_data.errors import make_temp_dir
+    work = make_temp_dir(stem, out_dir)
+    replaced = []
+    try:
+        yield work
+        for name in sorted(os.listdir(work), key=lambda n: n == "metrics.json"):
+            src, dst = os.path.join(work, name), os.path.join(out_dir, name)
+            if os.path.isdir(src) and os.path.isdir(dst):
+                replaced.append(make_temp_dir(f"old-{name}", out_dir))
+                os.replace(dst, os.path.join(replaced[-1], name))
+            os.replace(src, dst)
+    finally:
+        for d in [work] + replaced:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _verdict(score, threshold):

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -86,65 +88,148 @@ SMALL = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "64", "--crop_
          "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
          "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "2", "--num_workers", "2"]}
 
-# (name, script, arguments (w: the case's folders) -> list, prepare (w) -> None, words in the error line
-#  [, the folders it applies to])
+
+@dataclass
+class Case:
+    """One bad input or fault. ``args(w)`` gives the script's arguments (``w``: the case's folders, see
+    run_case); with ``common`` the run gets --data_dir and --output_dir first. ``prepare(w)`` sets the
+    scene before the run; ``trained``: the scene starts from a small trained model and its export
+    (out/brick/model.pdparams, out/brick/inference). ``interrupt``: Ctrl-C is sent once that file
+    (below the case's folder) exists, and the run must end in exit code 130 and "error: interrupted"."""
+    name: str
+    script: str
+    args: Callable
+    words: str
+    prepare: Optional[Callable] = None
+    folders: Optional[set] = None
+    common: bool = True
+    trained: bool = False
+    interrupt: Optional[str] = None
+
+
+def _model(w):
+    return os.path.join(w["out"], "brick", "model.pdparams")
+
+
+def _export(w):
+    return os.path.join(w["out"], "brick", "inference")
+
+
+def _images_with_a_corrupt_one(w):
+    """tmp/imgs: two readable test images and one PNG cut short."""
+    import shutil
+    d = os.path.join(w["tmp"], "imgs")
+    os.makedirs(d)
+    shutil.copy(w["image"], os.path.join(d, "a_good.png"))
+    shutil.copy(w["image"], os.path.join(d, "c_good.png"))
+    with open(w["image"], "rb") as f:
+        head = f.read(200)
+    with open(os.path.join(d, "b_cut.png"), "wb") as f:
+        f.write(head)
+
+
+def _graph_size_edited(w):
+    """inference.yml says another image_size than the exported graph takes."""
+    import yaml
+    path = os.path.join(_export(w), "inference.yml")
+    with open(path, encoding="utf-8") as f:
+        meta = yaml.safe_load(f)
+    p = meta["preprocess"]
+    key = "crop_size" if p.get("crop_size") else "image_size"
+    p[key] = int(p[key]) + 32
+    if key == "crop_size":
+        p["image_size"] = max(int(p["image_size"]), p[key])
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(meta, f)
+
+
+def _wide_mask(w):
+    """A copy of the data whose first defect mask is twice as wide as its image."""
+    import shutil
+
+    from PIL import Image
+    data = os.path.join(w["tmp"], "data_mask")
+    shutil.copytree(w["data"], data)
+    gt = os.path.join(data, "brick", "ground_truth")
+    kind = sorted(os.listdir(gt))[0]
+    path = os.path.join(gt, kind, sorted(os.listdir(os.path.join(gt, kind)))[0])
+    m = Image.open(path)
+    m.resize((m.width * 2, m.height)).save(path)
+
+
+def _infer_args(images):
+    return lambda w: ["--model_dir", _export(w), "--img_path", images(w)]
+
+
 CASES = [
-    ("missing dataset folder", "train.py",
-     lambda w: ["--data_dir", os.path.join(w["tmp"], "nowhere"), "--category", "brick"], None, "not found"),
-    ("unknown category", "train.py", lambda w: ["--category", "capsule"], None, "unknown category"),
-    ("--batch_size 0", "train.py", lambda w: ["--category", "brick", "--batch_size", "0"], None,
-     "--batch_size must be >= 1"),
-    ("--threshold_quantile 2 (before any training)", "train.py",
-     lambda w: ["--category", "brick", "--threshold_quantile", "2"], None, "--threshold_quantile must be in (0, 1)"),
-    ("--holdout_ratio 1.5", "train.py", lambda w: ["--category", "brick", "--holdout_ratio", "1.5"], None,
-     "--holdout_ratio must be in [0, 1)"),
-    ("--image_size abc", "train.py", lambda w: ["--category", "brick", "--image_size", "abc"], None,
-     "takes an integer"),
-    ("unknown flag", "train.py", lambda w: ["--category", "brick", "--no_such_flag"], None,
-     "unrecognized arguments"),
-    ("--output_dir is a file", "train.py",
-     lambda w: ["--category", "brick", "--output_dir", w["blocker"]], None, "is a file, not a folder"),
-    ("no checkpoint yet", "val.py", lambda w: ["--category", "brick"], None, "checkpoint not found"),
-    ("corrupt checkpoint", "val.py", lambda w: ["--category", "brick"], _junk_checkpoint, "cannot read checkpoint"),
-    ("another method's checkpoint", "export_model.py", lambda w: ["--category", "brick"], _foreign_checkpoint,
-     "checkpoint, not"),
-    ("--batch_size -2", "val.py", lambda w: ["--category", "brick", "--batch_size", "-2"], None,
-     "--batch_size must be >= 1"),
-    ("no images at --img_path", "predict.py",
-     lambda w: ["--model_path", os.path.join(w["out"], "brick", "model.pdparams"), "--img_path",
-                os.path.join(w["tmp"], "empty", "*.png")], None, "no images found"),
-    ("truncated training image (with worker processes where the folder has them)", "train.py",
-     lambda w: ["--data_dir", os.path.join(w["tmp"], "data_trunc"), "--category", "brick"] + SMALL[w["folder"]],
-     _truncated_training_image, "cannot read image"),
-    ("--d 0", "train.py", lambda w: ["--category", "brick", "--d", "0"], None, "--d must be >= 1", {"PaDiM-Paddle"}),
-    ("--d 100000", "train.py", lambda w: ["--category", "brick", "--d", "100000", "--pretrained", "none"], None,
-     "--d must be in 1..448", {"PaDiM-Paddle"}),
-    ("--image_size 100 (below the 224 crop)", "train.py",
-     lambda w: ["--category", "brick", "--image_size", "100", "--pretrained", "none"], None,
-     "larger than --image_size 100", {"PaDiM-Paddle"}),
-    ("inference.yml image_size: abc", "infer.py",
-     lambda w: ["--model_dir", os.path.join(w["out"], "brick", "inference"), "--img_path", w["image"]],
-     _edited_export("image_size"), "preprocess.image_size must be a positive integer"),
-    ("inference.yml threshold: high", "infer.py",
-     lambda w: ["--model_dir", os.path.join(w["out"], "brick", "inference"), "--img_path", w["image"]],
-     _edited_export("threshold"), "threshold must be a number"),
-    ("inference.yml not a mapping", "infer.py",
-     lambda w: ["--model_dir", os.path.join(w["out"], "brick", "inference"), "--img_path", w["image"]],
-     lambda w: _export_folder(w, "- just\n- a list\n"), "is not a mapping"),
-    ("truncated exported model", "infer.py",
-     lambda w: ["--model_dir", os.path.join(w["out"], "brick", "inference"), "--img_path", w["image"]],
-     _truncated_export, "cannot load the exported model"),
+    Case("missing dataset folder", "train.py",
+         lambda w: ["--data_dir", os.path.join(w["tmp"], "nowhere"), "--category", "brick"], "not found"),
+    Case("unknown category", "train.py", lambda w: ["--category", "capsule"], "unknown category"),
+    Case("--batch_size 0", "train.py", lambda w: ["--category", "brick", "--batch_size", "0"],
+         "--batch_size must be >= 1"),
+    Case("--threshold_quantile 2 (before any training)", "train.py",
+         lambda w: ["--category", "brick", "--threshold_quantile", "2"], "--threshold_quantile must be in (0, 1)"),
+    Case("--holdout_ratio 1.5", "train.py", lambda w: ["--category", "brick", "--holdout_ratio", "1.5"],
+         "--holdout_ratio must be in [0, 1)"),
+    Case("--image_size abc", "train.py", lambda w: ["--category", "brick", "--image_size", "abc"], "takes an integer"),
+    Case("unknown flag", "train.py", lambda w: ["--category", "brick", "--no_such_flag"], "unrecognized arguments"),
+    Case("--output_dir is a file", "train.py", lambda w: ["--category", "brick", "--output_dir", w["blocker"]],
+         "is a file, not a folder"),
+    Case("no checkpoint yet", "val.py", lambda w: ["--category", "brick"], "checkpoint not found"),
+    Case("corrupt checkpoint", "val.py", lambda w: ["--category", "brick"], "cannot read checkpoint",
+         prepare=_junk_checkpoint),
+    Case("another method's checkpoint", "export_model.py", lambda w: ["--category", "brick"], "checkpoint, not",
+         prepare=_foreign_checkpoint),
+    Case("--batch_size -2", "val.py", lambda w: ["--category", "brick", "--batch_size", "-2"],
+         "--batch_size must be >= 1"),
+    Case("no images at --img_path", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "empty", "*.png")],
+         "no images found", common=False),
+    Case("truncated training image (with worker processes where the folder has them)", "train.py",
+         lambda w: ["--data_dir", os.path.join(w["tmp"], "data_trunc"), "--category", "brick"] + SMALL[w["folder"]],
+         "cannot read image", prepare=_truncated_training_image),
+    Case("--d 0", "train.py", lambda w: ["--category", "brick", "--d", "0"], "--d must be >= 1",
+         folders={"PaDiM-Paddle"}),
+    Case("--d 100000", "train.py", lambda w: ["--category", "brick", "--d", "100000", "--pretrained", "none"],
+         "--d must be in 1..448", folders={"PaDiM-Paddle"}),
+    Case("--image_size 100 (below the 224 crop)", "train.py",
+         lambda w: ["--category", "brick", "--image_size", "100", "--pretrained", "none"],
+         "larger than --image_size 100", folders={"PaDiM-Paddle"}),
+    Case("inference.yml image_size: abc", "infer.py", _infer_args(lambda w: w["image"]),
+         "preprocess.image_size must be a positive integer", prepare=_edited_export("image_size"), common=False),
+    Case("inference.yml threshold: high", "infer.py", _infer_args(lambda w: w["image"]),
+         "threshold must be a number", prepare=_edited_export("threshold"), common=False),
+    Case("inference.yml not a mapping", "infer.py", _infer_args(lambda w: w["image"]), "is not a mapping",
+         prepare=lambda w: _export_folder(w, "- just\n- a list\n"), common=False),
+    Case("truncated exported model", "infer.py", _infer_args(lambda w: w["image"]), "cannot load the exported model",
+         prepare=_truncated_export, common=False),
+    # from here on the scene holds a small trained model and its export
+    Case("a corrupt image among the images (trained model)", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "imgs")], "cannot read image",
+         prepare=_images_with_a_corrupt_one, common=False, trained=True),
+    Case("a corrupt image among the images (exported model)", "infer.py",
+         _infer_args(lambda w: os.path.join(w["tmp"], "imgs")), "cannot read image",
+         prepare=_images_with_a_corrupt_one, common=False, trained=True),
+    Case("inference.yml image size edited away from the exported graph", "infer.py",
+         _infer_args(lambda w: w["image"]), "but the graph takes", prepare=_graph_size_edited, common=False,
+         trained=True),
+    Case("ground-truth mask of another aspect ratio than its image", "val.py",
+         lambda w: ["--data_dir", os.path.join(w["tmp"], "data_mask"), "--category", "brick"],
+         "a mask must cover its image", prepare=_wide_mask, trained=True),
+    Case("Ctrl-C during val.py (once it holds the output folder)", "val.py",
+         lambda w: ["--category", "brick", "--save_vis", "true"], "interrupted", trained=True,
+         interrupt=os.path.join("out", "brick", ".lock")),
 ]
 
 
 def _snapshot(folder):
-    """Every file (its size) and folder (-1) below ``folder``."""
+    """Every file (its size and modification time) and folder (-1) below ``folder``."""
     out = {}
     for d, dirs, files in os.walk(folder):
         out.update({os.path.join(d, x): -1 for x in dirs})
         for f in files:
-            p = os.path.join(d, f)
-            out[p] = os.path.getsize(p)
+            st = os.stat(os.path.join(d, f))
+            out[os.path.join(d, f)] = (st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -155,49 +240,88 @@ def make_data(root):
     return root
 
 
-def run_case(folder, case, data, tmp, timeout=300):
-    """Run one case in a fresh working folder. Returns {"ok", "outcome", "stderr"}: ok when the run
-    ended with exit code 2, exactly one `error:` line (warnings aside) holding the expected words, no
-    traceback, and no file written or changed besides what the case prepared."""
-    name, script, args, prepare, words = case[:5]
+def train_small(folder, data, out):
+    """A small trained model of ``folder``, its export, and the results of val.py, predict.py and infer.py
+    in out/brick: the scene of ``trained`` cases, where a failed run must leave all of that as it was."""
+    here, test = os.path.join(ROOT, folder), os.path.join(data, "brick", "test")
+    for cmd in (["train.py", "--data_dir", data, "--output_dir", out, "--category", "brick"] + SMALL[folder],
+                ["export_model.py", "--output_dir", out, "--category", "brick"],
+                ["val.py", "--data_dir", data, "--output_dir", out, "--category", "brick", "--save_vis", "true"],
+                ["predict.py", "--output_dir", out, "--category", "brick", "--img_path", test],
+                ["infer.py", "--model_dir", os.path.join(out, "brick", "inference"), "--img_path", test]):
+        r = subprocess.run([sys.executable] + cmd, cwd=here, capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(f"{folder} {' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+    return out
+
+
+def _run(cmd, cwd, interrupt, timeout):
+    """(exit code, stderr) of ``cmd``; with ``interrupt`` (a path), SIGINT once that path exists."""
+    import signal
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        t0 = time.time()
+        try:
+            if interrupt:
+                while proc.poll() is None and not os.path.exists(interrupt) and time.time() - t0 < timeout:
+                    time.sleep(0.01)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=max(1.0, timeout - (time.time() - t0)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None, ""
+        err.seek(0)
+        return proc.returncode, err.read()
+
+
+def run_case(folder, case, data, tmp, timeout=300, trained=None):
+    """Run one case in a fresh working folder (``trained``: the output folder of train_small, copied in
+    first for ``case.trained``). Returns {"ok", "outcome", "stderr", "line"}: ok when the run ended with
+    exit code 2 (130 for an interrupt), exactly one `error:` line (warnings aside) holding the expected
+    words, no traceback, and no file written or changed besides what the case prepared."""
+    import shutil
     w = {"tmp": tmp, "out": os.path.join(tmp, "out"), "method": METHOD[folder], "blocker": os.path.join(tmp, "file"),
          "folder": folder, "data": data,
          "image": os.path.join(data, "brick", "test", "good", sorted(os.listdir(os.path.join(data, "brick", "test",
                                                                                               "good")))[0])}
+    if case.trained:
+        if not trained:
+            raise ValueError(f"case {case.name!r} needs a trained model (train_small)")
+        shutil.copytree(trained, w["out"])
     os.makedirs(w["out"], exist_ok=True)
     with open(w["blocker"], "w", encoding="utf-8") as f:
         f.write("a file")
-    if prepare:
-        prepare(w)
+    if case.prepare:
+        case.prepare(w)
     before = _snapshot(tmp)
-    cmd = [sys.executable, script, "--data_dir", data, "--output_dir", w["out"]] + [str(a) for a in args(w)]
-    if script == "infer.py" or script in ("predict.py", "export_model.py") and "--model_path" in cmd:
-        cmd = [sys.executable, script] + [str(a) for a in args(w)]
-    elif script in ("predict.py", "export_model.py"):
-        cmd = [sys.executable, script, "--output_dir", w["out"]] + [str(a) for a in args(w)]
-    try:
-        r = subprocess.run(cmd, cwd=os.path.join(ROOT, folder), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "outcome": f"hang (killed after {timeout} s)", "stderr": ""}
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.lower().startswith(("warning", "note"))
+    cmd = [sys.executable, case.script] + (["--data_dir", data, "--output_dir", w["out"]] if case.common else [])
+    cmd += [str(a) for a in case.args(w)]
+    code, stderr = _run(cmd, os.path.join(ROOT, folder), case.interrupt and os.path.join(tmp, case.interrupt),
+                        timeout)
+    if code is None:
+        return {"ok": False, "outcome": f"hang (killed after {timeout} s)", "stderr": "", "line": ""}
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.lower().startswith(("warning", "note"))
              and "warn" not in ln.lower()]
     left = {p: s for p, s in _snapshot(tmp).items() if before.get(p) != s}
-    if "Traceback" in r.stderr:
+    expected_code = 130 if case.interrupt else 2
+    if "Traceback" in stderr:
         outcome = "traceback"
-    elif r.returncode != 2:
-        outcome = f"exit code {r.returncode}"
-    elif len(lines) != 1 or not lines[0].startswith("error: ") or words not in lines[0]:
+    elif code != expected_code:
+        outcome = f"exit code {code}"
+    elif len(lines) != 1 or not lines[0].startswith("error: ") or case.words not in lines[0]:
         outcome = "unclear message"
     elif left:
         outcome = "files left: " + ", ".join(sorted(os.path.relpath(p, tmp) for p in left))
     else:
         outcome = "clean error, nothing left behind"
-    return {"ok": outcome.startswith("clean"), "outcome": outcome, "stderr": r.stderr[-1500:],
+    return {"ok": outcome.startswith("clean"), "outcome": outcome, "stderr": stderr[-1500:],
             "line": lines[0] if lines else ""}
 
 
 def applies(case, folder):
-    return len(case) < 6 or folder in case[5]
+    return case.folders is None or folder in case.folders
 
 
 def run_all(folders=FOLDERS, log=print):
@@ -206,14 +330,17 @@ def run_all(folders=FOLDERS, log=print):
     with tempfile.TemporaryDirectory() as base:
         data = make_data(os.path.join(base, "data"))
         for folder in folders:
+            trained = None
+            if any(c.trained and applies(c, folder) for c in CASES):
+                trained = train_small(folder, data, os.path.join(base, f"{folder}-trained"))
             for k, case in enumerate(CASES):
                 if not applies(case, folder):
                     continue
                 tmp = os.path.join(base, f"{folder}-{k}")
                 os.makedirs(tmp)
-                res = run_case(folder, case, data, tmp)
-                results.setdefault((case[0], case[1]), {})[folder] = res
-                log(f"{folder} {case[1]} {case[0]}: {res['outcome']}")
+                res = run_case(folder, case, data, tmp, trained=trained)
+                results.setdefault((case.name, case.script), {})[folder] = res
+                log(f"{folder} {case.script} {case.name}: {res['outcome']}")
     return results
 
 

@@ -1,5 +1,8 @@
 """adcommon.pipeline helpers that every val.py shares."""
+import os
+
 import numpy as np
+import pytest
 
 from adcommon.pipeline import fmt_metric, summary_line, threshold_from_normals
 
@@ -44,3 +47,26 @@ def test_robust_threshold_edge_cases():
     assert threshold_from_normals([2.0, 2.0, 2.0, 3.0], 0.99) == 3.0      # MAD 0: the largest score
     assert threshold_from_normals([-1.0, 0.0, 1.0, 2.0], 0.5) == 0.5       # not all positive: no log
     assert threshold_from_normals([1.0, 2.0], 0.5) == 1.5                  # too few for a fit
+
+
+def test_val_outputs_are_built_aside_and_replace_the_previous_ones(tmp_path):
+    from adcommon.pipeline import _built_aside
+    out = tmp_path / "cat"
+    out.mkdir()
+    (out / "model.pdparams").write_bytes(b"m")
+    for run in ("first", "second"):
+        with _built_aside(str(out), "val") as work:
+            os.makedirs(os.path.join(work, "vis"))
+            with open(os.path.join(work, "vis", f"{run}.png"), "w") as f:
+                f.write(run)
+            with open(os.path.join(work, "metrics.json"), "w") as f:
+                f.write(run)
+    assert sorted(os.listdir(out)) == ["metrics.json", "model.pdparams", "vis"]
+    assert os.listdir(out / "vis") == ["second.png"] and (out / "metrics.json").read_text() == "second"
+    with pytest.raises(KeyboardInterrupt):
+        with _built_aside(str(out), "val") as work:
+            with open(os.path.join(work, "metrics.json"), "w") as f:
+                f.write("third")
+            raise KeyboardInterrupt
+    assert sorted(os.listdir(out)) == ["metrics.json", "model.pdparams", "vis"]
+    assert (out / "metrics.json").read_text() == "second"
