@@ -33,6 +33,7 @@ def build_parser():
     p.add_argument("--map_threshold", "--threshold", dest="map_threshold", type=float, default=None,
                    help="display threshold on the anomaly map (default: stored in the checkpoint)")
     p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=True)
+    cli.add_result_args(p)
     p.add_argument("--config", default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
     return p
 

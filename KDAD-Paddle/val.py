@@ -36,6 +36,7 @@ def build_parser():
                    choices=["gradients", "smooth_grad", "gbp", "discrepancy"])
     p.add_argument("--smooth_grad_n", type=int, default=50, help="noisy copies per image for smooth_grad")
     p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
+    cli.add_result_args(p, maps=False)
     return p
 
 

@@ -22,6 +22,7 @@ def build_parser():
     p.add_argument("--save_dir", default=None, help="default <output_dir>/<category>/predict")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=True)
+    cli.add_result_args(p)
     p.add_argument("--threshold", type=float, default=None, help="image-score threshold instead of the stored one")
     return p
 

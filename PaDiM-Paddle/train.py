@@ -29,7 +29,9 @@ def build_parser():
                    help="imagenet | none | PATH (.pdparams or torchvision .pth)")
     p.add_argument("--d", type=int, default=None, help="random channel subset size (paper: 100 R18, 550 WR50)")
     p.add_argument("--image_size", type=int, default=256)
-    p.add_argument("--crop_size", type=int, default=224)
+    p.add_argument("--crop_size", type=cli.crop_arg, default="auto",
+                   help="centre crop of the resized image: auto (the paper's 224 of 256 on MVTec AD categories, "
+                        "the whole image on any other data), none, or a side in pixels")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--folds", type=int, default=5,
                    help="every training image is scored by Gaussians fitted without its fold; the threshold "
@@ -62,7 +64,8 @@ def main(argv=None):
         out = os.path.join(args.output_dir, cat)
         with folder_lock(out):  # a second run into the same folder refuses
             log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
-            model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, args.crop_size, args.seed)
+            crop = cli.resolve_crop(args.crop_size, args.image_size, cat)
+            model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, crop, args.seed)
             a = model.model_args
             kw = dict(image_size=a["image_size"], crop_size=a["crop_size"], mean=a["mean"], std=a["std"])
             train_ds = MVTecAD(args.data_dir, cat, "train", **kw)
@@ -72,7 +75,7 @@ def main(argv=None):
                                args.threshold_rule, args.seed, log)
             stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
             engine.save(os.path.join(out, "model.pdparams"), model, stats, cat)
-            save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
+            save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat, "crop_size": crop})
             log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")
             if args.val:
                 model, ck = pipeline.load(engine, os.path.join(out, "model.pdparams"))

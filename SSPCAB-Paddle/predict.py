@@ -28,6 +28,7 @@ def build_parser():
     p.add_argument("--save_dir", default=None, help="default <output_dir>/<category>/predict")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--save_vis", type=cli.str2bool, default=True)
+    cli.add_result_args(p)
     p.add_argument("--cuda", type=cli.str2bool, default=None, help="seed alias: True = --device gpu")
     p.add_argument("--img_size", type=int, default=None, help=argparse.SUPPRESS)  # the checkpoint knows
     p.add_argument("--density", default=None, help=argparse.SUPPRESS)

@@ -22,6 +22,7 @@ def build_parser():
     p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--save_vis", "--save_plots", dest="save_vis", type=cli.str2bool, default=False)
+    cli.add_result_args(p, maps=False)
     p.add_argument("--density", default="gde", choices=["gde", "paddle", "torch", "sklearn"],
                    help="gde (paddle/torch are the seeds' names for it); the seeds' sklearn KDE is not offered")
     p.add_argument("--head_layer", type=int, default=None, help=argparse.SUPPRESS)  # the checkpoint knows

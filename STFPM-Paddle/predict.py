@@ -29,6 +29,7 @@ def build_parser():
                         "a .png name (seed style) receives the picture of a single image")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--save_vis", "--save_fig", dest="save_vis", type=cli.str2bool, default=True)
+    cli.add_result_args(p)
     p.add_argument("--threshold", type=float, default=None, help="image-score threshold instead of the stored one")
     p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
     return p

@@ -23,6 +23,7 @@ def build_parser():
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--save_vis", "--save_fig", dest="save_vis", type=cli.str2bool, nargs="?", const=True,
                    default=False)
+    cli.add_result_args(p, maps=False)
     p.add_argument("--compute_pro", type=cli.str2bool, default=True,
                    help=argparse.SUPPRESS)  # seed flag; AUPRO is always computed (exact and fast here)
     p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows

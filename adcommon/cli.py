@@ -3,6 +3,7 @@ and types, the device and its CPU threads, seeds, the category list, the trainin
 
 Plain helpers; each paper's scripts still parse their own arguments and stay readable alone.
 """
+import argparse
 import os
 import random
 
@@ -11,6 +12,7 @@ import numpy as np
 from shared_data.errors import UserError, run_cli  # noqa: F401 (re-exported: every script uses them)
 
 __all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_speed_args", "add_workers_arg",
+           "add_result_args", "crop_arg", "resolve_crop",
            "set_seed", "cpu_threads", "set_device", "categories_arg", "writable_dir", "training_categories",
            "make_logger", "peak_rss_mb", "UserError", "run_cli"]
 
@@ -24,7 +26,6 @@ def str2bool(v):
         return True
     if s in ("false", "0", "no", "n", "off", "none"):
         return False
-    import argparse
     raise argparse.ArgumentTypeError(f"expected a boolean (True/False/1/0), got {v!r}")
 
 
@@ -33,6 +34,30 @@ def auto_or_bool(v):
     if str(v).strip().lower() == "auto":
         return "auto"
     return str2bool(v)
+
+
+def crop_arg(v):
+    """argparse type of --crop_size: auto, none, or a side in pixels (>= 32)."""
+    text = str(v).strip().lower()
+    if text in ("auto", "none"):
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes auto, none or an integer, got {v!r}") from None
+    if n < 32:
+        raise argparse.ArgumentTypeError(f"must be >= 32 (or auto / none), got {v}")
+    return n
+
+
+def resolve_crop(crop, image_size, category):
+    """The centre crop a run uses: none for the whole image (the default on any data of one's own); with
+    ``auto``, the papers' MVTec AD setting on an MVTec AD category only: 224 of 256, i.e. 7/8 of
+    --image_size rounded down to a multiple of 16 (the backbones' coarsest stride)."""
+    from shared_data import MVTEC_CATEGORIES
+    if crop == "auto":
+        return image_size * 7 // 8 // 16 * 16 if category in MVTEC_CATEGORIES else None
+    return None if crop in (None, "none") else int(crop)
 
 
 def add_speed_args(p):
@@ -61,6 +86,18 @@ def add_workers_arg(p):
     """--num_workers for the scripts that decode images while they work (PaDiM's fit, CutPaste's
     augmentations): Paddle DataLoader worker processes; 0 decodes in the main process."""
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (0: none)")
+    return p
+
+
+def add_result_args(p, maps=True):
+    """What predict.py / infer.py (``maps``) and val.py write besides scores: --report, --save_maps."""
+    p.add_argument("--report", type=str2bool, nargs="?", const=True, default=False,
+                   help="also write report.html (a page to sort and filter the pictures, the score histogram "
+                        "with the threshold, the metrics); implies the pictures")
+    if maps:
+        p.add_argument("--save_maps", default="none", choices=["none", "npy", "png16"],
+                       help="also write each anomaly map at the image's own size: float32 .npy, or 16-bit PNG "
+                            "(scaling in predictions.jsonl)")
     return p
 
 

@@ -16,14 +16,9 @@ import numpy as np
 from shared_data import dataset as D
 from shared_data.errors import ArgumentParser, UserError
 
-from .cli import add_infer_args, str2bool
+from .cli import add_infer_args, add_result_args, str2bool
 from .files import find_images, write_scores_csv
 from .pipeline import postprocess, print_verdicts, save_panel, vis_range
-
-
-def preprocess_for(meta):
-    p = meta["preprocess"]
-    return lambda path: D.preprocess(path, p["image_size"], p.get("crop_size"), p.get("mean"), p.get("std"))
 
 
 def predict_dir(ckpt, save_dir=None):
@@ -45,9 +40,18 @@ def picture_names(paths):
             for n, q in zip(short, paths)]
 
 
-def _previous_pictures(save_dir):
-    """The picture names of the run whose scores.csv is in save_dir (none without one)."""
+def _previous_outputs(save_dir):
+    """The files of the run whose results are in save_dir: those predictions.jsonl lists, else (a run of an
+    earlier version) the pictures named after scores.csv's paths."""
     import csv
+    import json
+    path = os.path.join(save_dir, "predictions.jsonl")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return ["report.html"] + [name for line in f if line.strip()
+                                      for name in json.loads(line).get("files", {}).values()]
+    except (OSError, ValueError, AttributeError):
+        pass
     path = os.path.join(save_dir, "scores.csv")
     if not os.path.isfile(path):
         return []
@@ -58,26 +62,69 @@ def _previous_pictures(save_dir):
         return []
 
 
-def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, autolog=None):
-    """Score ``paths`` with ``run_fn(batch) -> list of outputs``; write scores.csv (+ panels) in save_dir.
+MAP_SUFFIX = {"npy": "_map.npy", "png16": "_map.png"}
+
+
+def _image_results(q, name, m, score, rgb, meta, work, save_vis, save_maps, vrange):
+    """One image's files in ``work`` (the mask and, with ``save_maps``, the map at the image's own size;
+    the panel with ``save_vis``) and its predictions.jsonl record."""
+    from . import regions as R
+    p, threshold = meta["preprocess"], meta.get("threshold")
+    S, C = p["image_size"], p.get("crop_size")
+    region_thr = meta.get("map_threshold") if meta.get("map_threshold") is not None else threshold
+    if meta.get("region_only_if_anomalous") and threshold is not None and score < threshold:
+        region_thr = None   # maps scaled per image always have a hot spot: regions only for anomalous images
+    H, W = rgb.shape[:2]
+    full = R.to_image(m, W, H, S, C)
+    stem = os.path.splitext(name)[0]
+    rec = {"path": q, "width": int(W), "height": int(H), "score": round(float(score), 6), "threshold": threshold,
+           "verdict": (("anomalous" if score >= threshold else "normal") if threshold is not None else None),
+           "inspected": list(R.inspected_box(W, H, S, C)), "regions": R.find_regions(full, region_thr), "files": {}}
+    if threshold is not None:
+        R.save_mask(os.path.join(work, stem + "_mask.png"), full, region_thr)
+        rec["files"]["mask"] = stem + "_mask.png"
+    if save_maps != "none":
+        fname = stem + MAP_SUFFIX[save_maps]
+        scale = R.save_map(os.path.join(work, fname), full, save_maps, vrange)
+        rec["files"]["map"] = fname
+        if scale:
+            rec["map_scale"] = scale
+    if save_vis:
+        lo, hi = vrange
+        small = R.to_image(m, S, S, S, C)   # the panel: the whole resized image, the crop framed
+        save_panel(os.path.join(work, name), D.resize_image(rgb, S), small, float(score), threshold, lo, hi, None,
+                   meta.get("map_threshold"), bool(meta.get("region_only_if_anomalous")))
+        rec["files"]["picture"] = name
+    return rec
+
+
+def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, autolog=None, save_maps="none",
+                   report=False, title="predictions"):
+    """Score ``paths`` with ``run_fn(batch) -> list of outputs``; write into save_dir: scores.csv,
+    predictions.jsonl (per image: score, verdict, the inspected box and the regions over the threshold in
+    the image's own pixels), ``<name>_mask.png`` at each image's own size, with ``save_maps`` (npy |
+    png16) the map at that size too, with ``save_vis`` the panels, and with ``report`` (panels included)
+    report.html.
 
     Everything is written into a temporary folder first and moved into ``save_dir`` when the run has
-    finished, replacing the previous run's scores.csv and pictures there (other files are left alone):
-    a run that stops half-way leaves the previous one intact, and two runs never mix.
+    finished, replacing the previous run's files there (other files are left alone): a run that stops
+    half-way leaves the previous one intact, and two runs never mix.
     With an ``autolog`` the three auto_log stamps are preprocess / inference / postprocess; writing
-    pictures is outside them (it is output, not post-processing).
-    Returns (scores (N,), maps (N, H, W) or None).
+    results is outside them (it is output, not post-processing).
+    Returns (scores (N,), maps (N, H, W) at model resolution, or None).
     """
+    import json
     import shutil
 
     from shared_data.errors import make_temp_dir
-    prep = preprocess_for(meta)
-    spec, threshold = meta["postprocess"], meta.get("threshold")
-    map_threshold, region_only = meta.get("map_threshold"), bool(meta.get("region_only_if_anomalous"))
-    p = meta["preprocess"]
-    lo, hi = meta.get("vis_range") or (None, None)
+
+    from . import regions as R
+    p, spec, threshold = meta["preprocess"], meta["postprocess"], meta.get("threshold")
+    map_threshold = meta.get("map_threshold")
+    vrange = meta.get("vis_range")
     names = picture_names(paths)
-    all_scores, all_maps = [], []
+    save_vis = save_vis or report
+    all_scores, all_maps, records, sizes = [], [], [], []
     created = not os.path.isdir(save_dir)
     work = make_temp_dir("predict", save_dir)
     done = False
@@ -86,7 +133,9 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
             chunk = paths[i:i + batch_size]
             if autolog:
                 autolog.times.start()
-            x = np.stack([prep(q) for q in chunk])
+            rgbs = [D.load_image(q) for q in chunk]
+            x = np.stack([D.to_tensor(D.resize_image(r, p["image_size"], p.get("crop_size")), p.get("mean"),
+                                      p.get("std")) for r in rgbs])
             if autolog:
                 autolog.times.stamp()
             outs = run_fn(x)
@@ -97,23 +146,33 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
                 autolog.times.end(stamp=True)
                 autolog.sample_memory() if hasattr(autolog, "sample_memory") else None
             all_scores.append(scores)
-            if maps is not None:
-                all_maps.append(maps)
-                if save_vis:
-                    if lo is None:
-                        lo, hi = vis_range(maps, threshold if map_threshold is None else map_threshold)
-                    for q, name, m, s in zip(chunk, names[i:i + batch_size], maps, scores):
-                        rgb = D.resize_image(D.load_image(q), p["image_size"], p.get("crop_size"))
-                        save_panel(os.path.join(work, name), rgb, m, float(s), threshold, lo, hi, None,
-                                   map_threshold, region_only)
+            sizes += [(r.shape[1], r.shape[0]) for r in rgbs]
+            if maps is None:
+                records += [{"path": q, "width": r.shape[1], "height": r.shape[0], "score": round(float(s), 6),
+                             "threshold": threshold, "verdict": (("anomalous" if s >= threshold else "normal")
+                                                                 if threshold is not None else None),
+                             "regions": [], "files": {}} for q, r, s in zip(chunk, rgbs, scores)]
+                continue
+            all_maps.append(maps)
+            if vrange is None:
+                vrange = vis_range(maps, threshold if map_threshold is None else map_threshold)
+            for q, name, m, s, rgb in zip(chunk, names[i:i + batch_size], maps, scores, rgbs):
+                records.append(_image_results(q, name, m, float(s), rgb, meta, work, save_vis, save_maps, vrange))
         scores = np.concatenate(all_scores)
         rows = [(q, float(s)) + ((("anomalous" if s >= threshold else "normal"),) if threshold is not None else ())
                 for q, s in zip(paths, scores)]
         header = ("path", "score") + (("verdict",) if threshold is not None else ())
+        with open(os.path.join(work, "predictions.jsonl"), "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        if report:
+            from .report import label_from_path, write_report
+            write_report(work, [dict(r, label=label_from_path(r["path"]), picture=r["files"].get("picture"))
+                                for r in records], threshold, title=title,
+                         note=R.crop_note(p["image_size"], p.get("crop_size")))
         write_scores_csv(os.path.join(work, "scores.csv"), rows, header)
-        # finished: the previous run's pictures go, this run's files move in (scores.csv last)
+        # finished: the previous run's files go, this run's files move in (scores.csv last)
         mine = set(os.listdir(work))
-        for old in _previous_pictures(save_dir):
+        for old in _previous_outputs(save_dir):
             if old not in mine:
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(save_dir, old))
@@ -126,6 +185,9 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
             with contextlib.suppress(OSError):
                 os.rmdir(save_dir)
     print_verdicts(paths, scores, threshold)
+    for note in (R.crop_note(p["image_size"], p.get("crop_size")), R.aspect_note(sizes, p["image_size"])):
+        if note:
+            print(note, file=sys.stderr)
     return scores, (np.concatenate(all_maps) if all_maps else None)
 
 
@@ -140,6 +202,7 @@ def build_infer_parser(description):
                    help="where scores.csv and pictures go (default: <model_dir>/../infer)")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--save_vis", type=str2bool, default=True)
+    add_result_args(p)
     p.add_argument("--warmup", type=int, default=0, help="batches left out of the benchmark means")
     p.add_argument("--log_path", default=None, help="auto_log file (default: <save_dir>/auto_log.log)")
     add_infer_args(p)
@@ -180,7 +243,8 @@ def infer_main(argv, model_name):
                                  save_path=args.log_path or os.path.join(save_dir, "auto_log.log"),
                                  warmup=args.warmup, model_precision=args.precision)
     t0 = time.perf_counter()
-    predict_images(paths, pred.run, pred.meta, save_dir, args.batch_size, args.save_vis, autolog)
+    predict_images(paths, pred.run, pred.meta, save_dir, args.batch_size, args.save_vis, autolog,
+                   save_maps=args.save_maps, report=args.report, title=f"{model_name} (Paddle Inference): predictions")
     if autolog:
         autolog.report()
     print(f"{len(paths)} image(s) in {time.perf_counter() - t0:.2f} s; results in {save_dir}")

@@ -45,6 +45,7 @@ from shared_data.errors import UserError
 
 from . import checkpoint as C
 from .files import folder_lock, save_json, write_scores_csv
+from .regions import aspect_note, crop_note
 
 
 # ----------------------------------------------------------------------------- raw maps -> maps and scores
@@ -311,8 +312,9 @@ def summary_line(category, res, path, pixel_note="", **more):
 
 
 def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=None, save_vis=False,
-                     vrange=None, fpr_limit=0.3, map_threshold=None, region_only_if_anomalous=False):
-    """Metrics on the test split -> metrics.json and scores.csv (and pictures with save_vis).
+                     vrange=None, fpr_limit=0.3, map_threshold=None, region_only_if_anomalous=False, report=False):
+    """Metrics on the test split -> metrics.json and scores.csv (and pictures with save_vis; pictures and
+    report.html with report).
 
     Metrics use the raw scores: the references' min-max over the test set is monotonic, so AUROC,
     AUPRO and F1-max are unchanged by it. ``map_threshold`` (pictures only) is for maps whose units
@@ -339,7 +341,8 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
     # finished), so an interrupted run never mixes its files with the previous run's
     with _built_aside(out_dir, "val") as work:
         write_scores_csv(os.path.join(work, "scores.csv"), rows, header)
-        if save_vis:
+        pictures = {}
+        if save_vis or report:
             from .visualize import save_roc
             vis_dir = os.path.join(work, "vis")
             save_roc(labels, scores, os.path.join(vis_dir, "roc.png"), title=f"{method} {dataset.category}")
@@ -348,11 +351,35 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
                 for i in range(len(dataset)):
                     s = dataset.samples[i]
                     name = f"{s.kind}_{os.path.splitext(os.path.basename(s.path))[0]}.png"
-                    save_panel(os.path.join(vis_dir, name), dataset.load_rgb(i), maps[i], scores[i], threshold,
-                               lo, hi, masks[i] if masks is not None else None, map_threshold,
-                               region_only_if_anomalous)
+                    rgb, amap, gt = _panel_frame(dataset, i, maps[i], masks)
+                    save_panel(os.path.join(vis_dir, name), rgb, amap, scores[i], threshold, lo, hi, gt,
+                               map_threshold, region_only_if_anomalous)
+                    pictures[i] = f"vis/{name}"
+        if report:
+            from .report import write_report
+            records = [{"path": s.path, "score": float(sc), "label": s.kind, "picture": pictures.get(i),
+                        "verdict": _verdict(sc, threshold) if threshold is not None else None}
+                       for i, (s, sc) in enumerate(zip(dataset.samples, scores))]
+            write_report(work, records, threshold, out, title=f"{method} {dataset.category}: test split",
+                         note=crop_note(dataset.image_size, dataset.crop_size))
         save_json(os.path.join(work, "metrics.json"), out)
     return out
+
+
+def _panel_frame(dataset, i, amap, masks):
+    """(image, map, ground truth) of test image i for its picture: with a centre crop, the whole resized
+    image with the map on the inspected square (NaN around it, framed in the picture), else as scored."""
+    from shared_data.dataset import load_image, load_mask, resize_image, resize_mask
+
+    from .regions import to_image
+    S, C = dataset.image_size, dataset.crop_size
+    gt = masks[i] if masks is not None else None
+    if not C or C >= S:
+        return dataset.load_rgb(i), amap, gt
+    s = dataset.samples[i]
+    if gt is not None:
+        gt = resize_mask(load_mask(s.mask_path), S) if s.mask_path else np.zeros((S, S), bool)
+    return resize_image(load_image(s.path), S), to_image(amap, S, S, S, C), gt
 
 
 @contextlib.contextmanager
@@ -444,13 +471,28 @@ def training_summary(ck):
     return {k: v for k, v in stats.items() if k not in ("history", "holdout_scores")}
 
 
-def evaluate(method, model, ck, data_dir, category, out_dir, batch_size=32, save_vis=False, options=None):
-    """The test split of ``category`` through the model -> out_dir/metrics.json, scores.csv (+ pictures).
-    Returns the metrics dict."""
+def _image_size(path):
+    from PIL import Image
+    try:
+        with Image.open(path) as im:   # the header only
+            return im.size
+    except (OSError, ValueError, SyntaxError):
+        return (0, 0)   # unreadable: reported where it is read
+
+
+def evaluate(method, model, ck, data_dir, category, out_dir, batch_size=32, save_vis=False, options=None,
+             report=False):
+    """The test split of ``category`` through the model -> out_dir/metrics.json, scores.csv (+ pictures,
+    + report.html). Says in a line when a centre crop leaves a border unscored, or images are stretched
+    to the model's square. Returns the metrics dict."""
     from shared_data.dataset import MVTecAD
     meta = method.deploy_meta(ck, options)
     p = meta["preprocess"]
     ds = MVTecAD(data_dir, category, "test", p["image_size"], p.get("crop_size"), p.get("mean"), p.get("std"))
+    for note in (crop_note(p["image_size"], p.get("crop_size")),
+                 aspect_note([_image_size(s.path) for s in ds.samples], p["image_size"])):
+        if note:
+            print(note, file=sys.stderr)
     raw, t_model = run_batches(method.runner(model, ck, options), ds, batch_size)
     t0 = time.perf_counter()
     maps, scores = postprocess(raw, meta["postprocess"])
@@ -462,7 +504,7 @@ def evaluate(method, model, ck, data_dir, category, out_dir, batch_size=32, save
     extra["timing"] = {"model_s": round(t_model, 3), "postprocess_s": round(t_post, 3), "images": len(ds)}
     return save_val_outputs(out_dir, method.METHOD, ds, maps, scores, meta.get("threshold"), extra=extra,
                             save_vis=save_vis, vrange=meta.get("vis_range"), map_threshold=meta.get("map_threshold"),
-                            region_only_if_anomalous=meta.get("region_only_if_anomalous", False))
+                            region_only_if_anomalous=meta.get("region_only_if_anomalous", False), report=report)
 
 
 def export(method, model, ck, out_dir, options=None):
@@ -497,7 +539,8 @@ def val_main(method, args, options=None):
         dest = getattr(args, "save_dir", None) or \
             (method.result_dir(out, ck, options) if hasattr(method, "result_dir") else out)
         with folder_lock(dest):  # not while another run writes there
-            res = evaluate(method, model, ck, args.data_dir, cat, dest, args.batch_size, args.save_vis, options)
+            res = evaluate(method, model, ck, args.data_dir, cat, dest, args.batch_size, args.save_vis, options,
+                           getattr(args, "report", False))
         print(report(method, cat, res, os.path.join(dest, "metrics.json")))
     return 0
 
@@ -518,8 +561,10 @@ def predict_main(method, args, options=None):
     for key in ("threshold", "map_threshold"):
         if getattr(args, key, None) is not None:
             meta[key] = getattr(args, key)
-    predict_images(paths, method.runner(model, ck, options), meta, save_dir, args.batch_size, args.save_vis)
-    print(f"pictures and scores.csv in {save_dir}")
+    predict_images(paths, method.runner(model, ck, options), meta, save_dir, args.batch_size, args.save_vis,
+                   save_maps=getattr(args, "save_maps", "none"), report=getattr(args, "report", False),
+                   title=f"{method.METHOD} {os.path.basename(os.path.dirname(os.path.abspath(ckpt)))}: predictions")
+    print(f"scores.csv, predictions.jsonl, masks{' and pictures' if args.save_vis else ''} in {save_dir}")
     return 0
 
 

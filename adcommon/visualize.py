@@ -92,17 +92,24 @@ def panel(image, amap, threshold, vmin, vmax, gt_mask=None, title=None):
     """Side-by-side RGB uint8: image | heat-map overlay | prediction (amap >= threshold, red contour
     and tint) | ground truth (green contour) when ``gt_mask`` is given; a title bar on top when
     ``title`` is given (e.g. "score 3.21 / thr 2.50: ANOMALY"). Tiles are at the map's resolution;
-    the image (and mask) are resized to it."""
+    the image (and mask) are resized to it. NaN in ``amap`` marks what the model did not inspect (a
+    crop's border): it is dimmed in the overlay, never predicted, and the inspected area is framed."""
     a = _map2d(amap)  # (H, W)
     img = _fit(_rgb(image), a.shape)  # (H, W, 3)
-    pred = a >= threshold
+    inside = np.isfinite(a)
+    pred = inside & (np.where(inside, a, -np.inf) >= threshold)
     tint = img.copy()
     tint[pred] = (0.5 * tint[pred] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
-    tiles = [_label(img.copy(), "image"),
-             _label(overlay(img, a, vmin, vmax), "anomaly map"),
-             _label(draw_contours(tint, pred, (255, 0, 0), 2), "prediction")]
+    heat = overlay(img, np.where(inside, a, vmin), vmin, vmax)
+    heat[~inside] = (0.4 * img[~inside]).astype(np.uint8)
+    tiles = [img.copy(), heat, draw_contours(tint, pred, (255, 0, 0), 2)]
     if gt_mask is not None:
-        tiles.append(_label(draw_contours(img, gt_mask, (0, 255, 0), 2), "ground truth"))
+        tiles.append(draw_contours(img, gt_mask, (0, 255, 0), 2))
+    if inside.any() and not inside.all():
+        ys, xs = np.nonzero(inside)
+        for t in tiles:
+            cv2.rectangle(t, (int(xs.min()), int(ys.min())), (int(xs.max()), int(ys.max())), (255, 255, 255), 1)
+    tiles = [_label(t, n) for t, n in zip(tiles, ["image", "anomaly map", "prediction", "ground truth"])]
     out = np.concatenate(tiles, axis=1)  # (H, k W, 3)
     if title:
         scale = max(0.4, out.shape[0] / 400)

@@ -83,7 +83,7 @@ def _edited_export(field):
 
 
 # a small run of each folder: random weights (none are downloadable here), 64 px
-SMALL = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "64", "--crop_size", "64", "--num_workers", "2"],
+SMALL = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "64", "--num_workers", "2"],
          "STFPM-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
          "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
          "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "2", "--num_workers", "2"]}
@@ -192,8 +192,8 @@ CASES = [
          folders={"PaDiM-Paddle"}),
     Case("--d 100000", "train.py", lambda w: ["--category", "brick", "--d", "100000", "--pretrained", "none"],
          "--d must be in 1..448", folders={"PaDiM-Paddle"}),
-    Case("--image_size 100 (below the 224 crop)", "train.py",
-         lambda w: ["--category", "brick", "--image_size", "100", "--pretrained", "none"],
+    Case("--image_size 100 below --crop_size 224", "train.py",
+         lambda w: ["--category", "brick", "--image_size", "100", "--crop_size", "224", "--pretrained", "none"],
          "larger than --image_size 100", folders={"PaDiM-Paddle"}),
     Case("inference.yml image_size: abc", "infer.py", _infer_args(lambda w: w["image"]),
          "preprocess.image_size must be a positive integer", prepare=_edited_export("image_size"), common=False),

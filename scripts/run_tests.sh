@@ -10,6 +10,14 @@ echo "== installing requirements"
 "$PY" -m pip install -q -r requirements.txt
 "$PY" -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || "$PY" -m pip install -q --no-deps -e .
 
+# the report's browser test needs Chromium (Debian's package); where it cannot be installed, that test
+# skips and says why
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    echo "== installing chromium (apt) for the report's browser test"
+    { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } \
+        >/dev/null 2>&1 || echo "   chromium could not be installed: the browser test will be skipped"
+fi
+
 echo "== lint (ruff: pyflakes, pycodestyle, import order; settings in pyproject.toml)"
 "$PY" -m ruff check .
 

@@ -1,4 +1,5 @@
 """adcommon.cli: thread count for Paddle's CPU math library, one-line device errors."""
+import argparse
 import os
 
 import pytest
@@ -46,3 +47,16 @@ def test_load_script_keeps_same_named_scripts_of_two_folders_apart(tmp_path):
     a = load_script(str(tmp_path / "A-Paddle" / "val.py"))
     b = load_script(str(tmp_path / "B-Paddle" / "val.py"))
     assert (a.VALUE, b.VALUE) == (1, 2) and a.__name__ != b.__name__
+
+
+def test_the_whole_image_is_inspected_unless_a_paper_setting_runs_on_mvtec():
+    from adcommon.cli import crop_arg, resolve_crop
+    assert resolve_crop(crop_arg("auto"), 256, "carpet") == 224           # the papers' MVTec AD setting
+    assert resolve_crop(crop_arg("auto"), 128, "carpet") == 112
+    assert resolve_crop(crop_arg("auto"), 64, "carpet") == 48             # a multiple of 16
+    assert resolve_crop(crop_arg("auto"), 256, "brick") is None           # any other data: the whole image
+    assert resolve_crop(crop_arg("none"), 256, "carpet") is None
+    assert resolve_crop(crop_arg("200"), 256, "brick") == 200
+    for bad in ("abc", "16"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            crop_arg(bad)

@@ -18,9 +18,14 @@ METHOD = "padim"
 SIGMA = 4.0  # reference: scipy gaussian_filter(sigma=4) on the 224 x 224 map
 
 
-def postprocess_spec(crop_size):
+def input_size(model_args):
+    """The side of the network's input: the crop, or the whole resized image without one."""
+    return int(model_args.get("crop_size") or model_args["image_size"])
+
+
+def postprocess_spec(side):
     """Distance map -> bilinear to the input size, Gaussian blur sigma 4, image score = max."""
-    return {"out_size": int(crop_size), "combine": "product", "sigma": SIGMA, "map_outputs": [0],
+    return {"out_size": int(side), "combine": "product", "sigma": SIGMA, "map_outputs": [0],
             "score_output": None}
 
 
@@ -61,7 +66,7 @@ def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quanti
         fold = fold_of(n, folds, seed)
         embs = np.concatenate(cache) if cache is not None else None
         scores = np.zeros(n, np.float32)
-        spec = postprocess_spec(model.model_args["crop_size"])
+        spec = postprocess_spec(input_size(model.model_args))
         map_sum = 0.0
         for k in range(folds):
             idx = np.flatnonzero(fold == k)
@@ -77,7 +82,7 @@ def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quanti
                 scores[idx[i:i + batch_size]] = s
                 map_sum += float(maps.sum(dtype=np.float64))
         threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
-        side = model.model_args["crop_size"]
+        side = input_size(model.model_args)
         vr = list(vis_range(np.full((1, 1), map_sum / (n * side * side)), threshold))
     model.mean.set_value(acc.mean())
     acc.write_inverse(model.inv_cov)
@@ -92,7 +97,7 @@ def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quanti
 
 
 def save(path, model, stats, category):
-    args = dict(model.model_args, postprocess=postprocess_spec(model.model_args["crop_size"]))
+    args = dict(model.model_args, postprocess=postprocess_spec(input_size(model.model_args)))
     save_checkpoint(path, METHOD, args, model.state_dict(), category=category, threshold=stats["threshold"],
                     vis_range=stats["vis_range"], fit=stats)
 
@@ -100,7 +105,7 @@ def save(path, model, stats, category):
 def build(model_args):
     """The PaDiM of ``model_args`` with zero Gaussians (the checkpoint brings them)."""
     a = model_args
-    return PaDiM(a["backbone"], pretrained="none", d=a["d"], image_size=a["image_size"], crop_size=a["crop_size"],
+    return PaDiM(a["backbone"], pretrained="none", d=a["d"], image_size=a["image_size"], crop_size=a.get("crop_size"),
                  seed=a["seed"])
 
 
@@ -118,7 +123,7 @@ def deploy_meta(ck, options=None):
     """What a deployment needs besides the graph (inference.yml; predict.py uses the same dict)."""
     a = ck["model_args"]
     return {"method": METHOD, "category": ck.get("category"),
-            "preprocess": {"image_size": a["image_size"], "crop_size": a["crop_size"],
+            "preprocess": {"image_size": a["image_size"], "crop_size": a.get("crop_size"),
                            "mean": a["mean"], "std": a["std"]},
             "postprocess": a["postprocess"], "outputs": ["distance_map"],
             "threshold": ck.get("threshold"), "vis_range": ck.get("vis_range"),

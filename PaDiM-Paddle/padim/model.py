@@ -29,20 +29,23 @@ class PaDiM(nn.Layer):
     def __init__(self, backbone="resnet18", pretrained="imagenet", d=None, image_size=256, crop_size=224,
                  seed=1024):
         super().__init__()
-        if crop_size > image_size:
+        crop_size = int(crop_size) if crop_size else None   # None: the whole resized image is inspected
+        if crop_size and crop_size > image_size:
             raise UserError(f"--crop_size {crop_size} is larger than --image_size {image_size} (the crop is taken "
                             "from the resized image)")
         self.backbone = build_backbone(backbone, pretrained=pretrained, layers=LAYERS, frozen=True)
         strides = list(self.backbone.strides)
-        if crop_size % strides[-1]:
-            raise UserError(f"--crop_size must be a multiple of {strides[-1]} for {backbone} (its layers' grids "
-                            f"must align), got {crop_size}")
+        side = crop_size or image_size                           # the network's input side
+        if side % strides[-1]:
+            flag = "--crop_size" if crop_size else "--image_size (no crop)"
+            raise UserError(f"{flag} must be a multiple of {strides[-1]} for {backbone} (its layers' grids "
+                            f"must align), got {side}")
         self.factors = [s // strides[0] for s in strides]       # nearest upsampling factor per layer (1, 2, 4)
         total = int(sum(self.backbone.channels))
         d = int(d or PAPER_DIMS.get(backbone, 100))
         if not 0 < d <= total:
             raise UserError(f"--d must be in 1..{total} for {backbone} (its layer1-3 channels), got {d}")
-        self.grid = crop_size // strides[0]                      # 56 for 224 / stride 4
+        self.grid = side // strides[0]                           # 56 for 224 / stride 4
         positions = self.grid * self.grid
         self.model_args = {"backbone": backbone, "weights": self.backbone.pretrained, "d": d,
                            "image_size": image_size, "crop_size": crop_size, "seed": seed,

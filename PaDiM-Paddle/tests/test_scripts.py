@@ -49,7 +49,7 @@ def test_val_predict_export_infer_agree(trained, tmp_path):
     assert r.returncode == 0, r.stderr
     pred = _scores(tmp_path / "pred" / "scores.csv")
     assert _close(val_scores, pred)
-    assert len([f for f in os.listdir(tmp_path / "pred") if f.endswith(".png")]) == len(pred)
+    assert len([f for f in os.listdir(tmp_path / "pred") if f.endswith(".png") and "_mask" not in f]) == len(pred)
 
     r = run_script("export_model.py", "--output_dir", out, "--category", "brick")
     assert r.returncode == 0, r.stderr
@@ -64,6 +64,54 @@ def test_val_predict_export_infer_agree(trained, tmp_path):
         assert _close(val_scores, inf), mkl
 
 
+
+
+def _jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return {r["path"]: r for r in map(json.loads, f)}
+
+
+@pytest.mark.slow
+def test_predict_and_infer_write_equal_results_at_the_original_resolution(trained, tmp_path):
+    """2:1 copies of test images: predict.py (dygraph) and infer.py (Paddle Inference) write the same
+    predictions.jsonl, masks and maps at 2W x H (float tolerance: the two engines' kernels differ at
+    ~1e-6, so a mask pixel may flip only where the map is that close to the threshold)."""
+    from PIL import Image
+    root, out = trained
+    imgs = tmp_path / "wide"
+    imgs.mkdir()
+    for kind in ("good", "crack"):
+        src = os.path.join(root, "brick", "test", kind)
+        for name in sorted(os.listdir(src))[:2]:
+            im = Image.open(os.path.join(src, name))
+            im.resize((im.width * 2, im.height)).save(imgs / f"{kind}_{name}")
+    r = run_script("export_model.py", "--output_dir", out, "--category", "brick")
+    assert r.returncode == 0, r.stderr
+    r = run_script("predict.py", "--output_dir", out, "--category", "brick", "--img_path", imgs,
+                   "--save_dir", tmp_path / "pred", "--save_maps", "npy")
+    assert r.returncode == 0, r.stderr
+    assert "are not square (e.g. 128x64)" in r.stderr and "stretched to 64x64" in r.stderr
+    r = run_script("infer.py", "--model_dir", os.path.join(out, "brick", "inference"), "--img_path", imgs,
+                   "--save_dir", tmp_path / "inf", "--save_maps", "npy")
+    assert r.returncode == 0, r.stderr
+    pred, inf = _jsonl(tmp_path / "pred" / "predictions.jsonl"), _jsonl(tmp_path / "inf" / "predictions.jsonl")
+    assert set(pred) == set(inf) and len(pred) == len(os.listdir(imgs)) >= 3
+    for path, a in pred.items():
+        b = inf[path]
+        assert (a["width"], a["height"]) == (b["width"], b["height"]) == (128, 64)
+        assert a["verdict"] == b["verdict"] and a["threshold"] == b["threshold"] and a["files"] == b["files"]
+        assert abs(a["score"] - b["score"]) <= 1e-4 * max(1.0, abs(a["score"]))
+        map_a = np.load(tmp_path / "pred" / a["files"]["map"])
+        map_b = np.load(tmp_path / "inf" / b["files"]["map"])
+        assert map_a.shape == (64, 128) and np.allclose(map_a, map_b, rtol=1e-4, atol=1e-4)
+        mask_a = np.asarray(Image.open(tmp_path / "pred" / a["files"]["mask"]))
+        mask_b = np.asarray(Image.open(tmp_path / "inf" / b["files"]["mask"]))
+        assert mask_a.shape == (64, 128)
+        flipped = mask_a != mask_b
+        assert np.all(np.abs(map_a[flipped] - a["threshold"]) <= 1e-4 * abs(a["threshold"]))
+        if not flipped.any():
+            assert [(q["bbox"], q["area"]) for q in a["regions"]] == [(q["bbox"], q["area"]) for q in b["regions"]]
+        assert sum(q["area"] for q in a["regions"]) == int((mask_a > 0).sum())
 
 
 def test_missing_dataset(tmp_path):
@@ -114,7 +162,7 @@ def test_truncated_training_image_with_workers(syn_root, tmp_path, workers):
 
 @pytest.mark.parametrize("flags, words", [
     (["--d", 100000], "--d must be in 1..448 for resnet18"),
-    (["--image_size", 100], "--crop_size 224 is larger than --image_size 100"),
+    (["--image_size", 100, "--crop_size", 224], "--crop_size 224 is larger than --image_size 100"),
     (["--image_size", 128, "--crop_size", 100], "--crop_size must be a multiple of 16"),
 ])
 def test_impossible_sizes_are_one_line(syn_root, tmp_path, flags, words):
