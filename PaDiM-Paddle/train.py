@@ -4,6 +4,7 @@
 Writes <output_dir>/<category>/model.pdparams (weights, Gaussians, channel index, threshold), args.yml, train.log.
 """
 import argparse
+import contextlib
 import os
 import sys
 
@@ -49,7 +50,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon import pipeline
+    from adcommon import distributed, pipeline
     from adcommon.files import folder_lock, save_yaml
     from padim import engine
     from padim.model import PaDiM
@@ -60,10 +61,11 @@ def main(argv=None):
     if args.holdout_ratio is not None:
         args.folds = int(round(1 / args.holdout_ratio)) if args.holdout_ratio > 0 else 0
     cli.set_seed(args.seed)
+    main_process = distributed.init()[0] == 0   # under paddle.distributed.launch: rank 0 writes, all fit
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with folder_lock(out):  # a second run into the same folder refuses
-            log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
+        with folder_lock(out) if main_process else contextlib.nullcontext():  # a second run into it refuses
+            log = cli.make_logger(os.path.join(out, "train.log")) if main_process else (lambda msg: None)
             crop = cli.resolve_crop(args.crop_size, args.image_size, cat)
             model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, crop, args.seed)
             a = model.model_args
@@ -73,7 +75,12 @@ def main(argv=None):
                 f"threshold from {args.folds}-fold out-of-fold scores")
             stats = engine.fit(model, train_ds, args.batch_size, args.num_workers, args.folds, args.threshold_quantile,
                                args.threshold_rule, args.seed, log)
-            stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
+            peaks = distributed.all_gather(round(cli.peak_rss_mb(), 1))   # every process's peak memory
+            stats["peak_rss_mb"] = max(peaks)
+            if len(peaks) > 1:
+                stats["peak_rss_mb_per_process"] = peaks
+            if not main_process:
+                continue
             engine.save(os.path.join(out, "model.pdparams"), model, stats, cat)
             save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat, "crop_size": crop})
             log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")

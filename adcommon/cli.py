@@ -152,6 +152,10 @@ def set_device(device):
     if d.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
         raise UserError(f"--device {device}: this Paddle build has no CUDA support "
                         "(install paddlepaddle-gpu, or use --device cpu)")
+    if d == "gpu":   # under paddle.distributed.launch each process has its own card
+        from .distributed import launched
+        if launched():
+            d = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
     try:
         paddle.set_device(d)
     except (ValueError, RuntimeError) as e:

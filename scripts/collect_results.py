@@ -1,8 +1,11 @@
 """Gather every <output_dir>/<method>/<category>/metrics.json into one results table per method and metric.
 
-    python scripts/collect_results.py [--output_dir output] [--readme README.md]
+    python scripts/collect_results.py [--output_dir output [more ...]] [--readme README.md]
 
-Writes <output_dir>/results.md and results.csv: categories as columns plus Avg, like the seed ports'
+Several --output_dir folders (e.g. those of the machines of a `run_all_mvtec.sh --shard i/n` run, copied
+to one place) are merged into one table; a method and category found in two of them counts once, the
+run that finished last, and a note says so. Writes <the first output_dir>/results.md and results.csv
+(--results_dir to choose): categories as columns plus Avg, like the seed ports'
 tables, each with a provenance line (data, backbone and weights, training length, machine, date, commit).
 With --readme FILE the block between '<!-- results:start -->' and '<!-- results:end -->' (--block NAME
 for other names) is replaced,
@@ -27,6 +30,25 @@ METRICS = [("image_auroc", "Image AUROC"), ("pixel_auroc", "Pixel AUROC"), ("aup
            ("paper_localization_auroc", "Localization AUROC, paper's definition"),
            ("image_auroc_patch_max", "Image AUROC, max of the patch map (SSPCAB's other image score)")]
 LENGTH_KEYS = ("epochs", "num_epochs", "steps")
+
+
+def merge_runs(output_dirs, log=print):
+    """load_runs over several folders: one run per method and category, the latest by its metrics' date."""
+    runs, where = {}, {}
+    for d in output_dirs:
+        for method, cats in load_runs(d).items():
+            for cat, m in cats.items():
+                key = (method, cat)
+                if key in where:
+                    old = runs[method][cat]
+                    keep = m if str(m.get("date", "")) > str(old.get("date", "")) else old
+                    log(f"note: {method}/{cat} is in {where[key]} and {d}: using the later run "
+                        f"({keep.get('date', '?')})")
+                    if keep is old:
+                        continue
+                runs.setdefault(method, {})[cat] = m
+                where[key] = d
+    return runs
 
 
 def load_runs(output_dir):
@@ -92,22 +114,30 @@ def tables(runs):
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output_dir", default="output")
+    p.add_argument("--output_dir", nargs="+", default=["output"],
+                   help="one or more output folders (<dir>/<method>/<category>/metrics.json), merged")
+    p.add_argument("--results_dir", default=None, help="where results.md/.csv go (default: the first --output_dir)")
     p.add_argument("--readme", default=None, help="replace the results block of this Markdown file")
     p.add_argument("--methods", default=None, help="comma list: only these methods (e.g. for a paper's README)")
     p.add_argument("--block", default="results",
                    help="name of the block: '<!-- NAME:start -->' ... '<!-- NAME:end -->'")
     args = p.parse_args(argv)
-    runs = load_runs(args.output_dir)
+    for d in args.output_dir:
+        if not os.path.isdir(d):
+            raise UserError(f"--output_dir {d} not found")
+    runs = merge_runs(args.output_dir, log=lambda msg: print(msg, file=sys.stderr))
     if args.methods:
         runs = {m: v for m, v in runs.items() if m in args.methods.split(",")}
     if not runs:
-        raise UserError(f"no metrics.json under {args.output_dir}/<method>/<category>/ (run val.py first)")
+        raise UserError(f"no metrics.json under {' or '.join(args.output_dir)}/<method>/<category>/ "
+                        "(run val.py first)")
     md, rows = tables(runs)
-    write_text_atomic(os.path.join(args.output_dir, "results.md"), md)
+    results = args.results_dir or args.output_dir[0]
+    os.makedirs(results, exist_ok=True)
+    write_text_atomic(os.path.join(results, "results.md"), md)
     buf = io.StringIO()
     csv.writer(buf).writerows([["method", "metric", "category", "value"]] + rows)
-    write_text_atomic(os.path.join(args.output_dir, "results.csv"), buf.getvalue())
+    write_text_atomic(os.path.join(results, "results.csv"), buf.getvalue())
     print(md)
     if args.readme:
         START, END = f"<!-- {args.block}:start -->", f"<!-- {args.block}:end -->"
@@ -117,12 +147,12 @@ def main(argv=None):
             raise UserError(f"{args.readme} has no '{START}' ... '{END}' block")
         head, rest = text.split(START, 1)
         _, tail = rest.split(END, 1)
-        cmd = f"python scripts/collect_results.py --output_dir {args.output_dir} --readme {args.readme}" + \
+        cmd = f"python scripts/collect_results.py --output_dir {' '.join(args.output_dir)} --readme {args.readme}" + \
             (f" --methods {args.methods}" if args.methods else "") + \
             (f" --block {args.block}" if args.block != "results" else "")
         write_text_atomic(args.readme, f"{head}{START}\n<!-- generated by: {cmd} -->\n\n{md}{END}{tail}")
         print(f"updated {args.readme}")
-    print(f"wrote {os.path.join(args.output_dir, 'results.md')} and results.csv")
+    print(f"wrote {os.path.join(results, 'results.md')} and results.csv")
     return 0
 
 

@@ -3,7 +3,12 @@
 #
 #   bash scripts/run_all_mvtec.sh [--methods stfpm,padim,kdad,sspcab] [--categories carpet,grid,...]
 #        [--data_dir data/mvtec] [--output_dir output] [--gpus 0,1,...] [--epochs N] [--steps N]
-#        [--backbone NAME --pretrained X] [--extra "--image_size 128 ..."] [--force]
+#        [--backbone NAME --pretrained X] [--extra "--image_size 128 ..."] [--force] [--shard i/n]
+#
+# --shard i/n: this machine takes job i, i+n, i+2n, ... of the (method, category) jobs in the order
+# methods x categories (1 <= i <= n), so n machines with the same flags share the work without talking
+# to each other; afterwards copy their output folders to one place and merge them with
+# `python scripts/collect_results.py --output_dir out1 out2 ...`.
 #
 # Resumable: a category whose run finished (its marker run_all.done, written after train and val both
 # succeeded; a metrics.json alone does not count) is skipped unless --force. A failed category is
@@ -24,6 +29,7 @@ BACKBONE=""
 PRETRAINED=""
 EXTRA=""
 FORCE=0
+SHARD="1/1"
 while [ $# -gt 0 ]; do
     case "$1" in
         --methods) METHODS=$2; shift 2 ;;
@@ -37,10 +43,16 @@ while [ $# -gt 0 ]; do
         --pretrained) PRETRAINED=$2; shift 2 ;;
         --extra) EXTRA=$2; shift 2 ;;
         --force) FORCE=1; shift ;;
-        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+        --shard) SHARD=$2; shift 2 ;;
+        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
         *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+if ! [[ "${SHARD}" =~ ^[0-9]+/[0-9]+$ ]] || [ "${SHARD%/*}" -lt 1 ] || [ "${SHARD%/*}" -gt "${SHARD#*/}" ]; then
+    echo "error: --shard takes i/n with 1 <= i <= n (e.g. 2/4), got ${SHARD}" >&2; exit 2
+fi
+SHARD_I=$(( ${SHARD%/*} - 1 ))
+SHARD_N=${SHARD#*/}
 DATA_DIR=$(cd "${DATA_DIR}" 2>/dev/null && pwd) || { echo "error: --data_dir not found: $DATA_DIR" >&2; exit 2; }
 mkdir -p "${OUTPUT_DIR}" && OUTPUT_DIR=$(cd "${OUTPUT_DIR}" && pwd)
 
@@ -108,21 +120,27 @@ run_one() {
     fi
 }
 
-for m in "${METHOD_LIST[@]}"; do
+for mi in "${!METHOD_LIST[@]}"; do
+    m=${METHOD_LIST[$mi]}
+    MINE=()   # this shard's categories of method m: job (mi, ci) is number mi * #categories + ci
+    for ci in "${!CAT_LIST[@]}"; do
+        [ $(( (mi * ${#CAT_LIST[@]} + ci) % SHARD_N )) -eq "${SHARD_I}" ] && MINE+=("${CAT_LIST[$ci]}")
+    done
+    [ ${#MINE[@]} -gt 0 ] || continue
     if [ ${#GPU_LIST[@]} -gt 0 ]; then
         # One worker per GPU; worker k takes categories k, k+n, k+2n, ...
         n=${#GPU_LIST[@]}
         for k in "${!GPU_LIST[@]}"; do
             (
                 export CUDA_VISIBLE_DEVICES=${GPU_LIST[$k]}
-                for i in "${!CAT_LIST[@]}"; do
-                    [ $((i % n)) -eq "$k" ] && run_one "$m" "${CAT_LIST[$i]}" gpu
+                for i in "${!MINE[@]}"; do
+                    [ $((i % n)) -eq "$k" ] && run_one "$m" "${MINE[$i]}" gpu
                 done
             ) &
         done
         wait
     else
-        for c in "${CAT_LIST[@]}"; do run_one "$m" "$c" cpu; done
+        for c in "${MINE[@]}"; do run_one "$m" "$c" cpu; done
     fi
 done
 

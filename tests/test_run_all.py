@@ -51,3 +51,35 @@ def test_run_all_runs_resumes_and_reports_failures(tmp_path):
 def test_run_all_rejects_unknown_method(tmp_path):
     r = _run("--methods", "padim,foo", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"))
     assert r.returncode == 2 and "unknown method 'foo'" in r.stderr
+
+
+@pytest.mark.slow
+def test_two_shards_share_the_jobs_and_their_folders_merge_into_one_table(tmp_path):
+    from shared_data.synthetic import generate
+    data = tmp_path / "data"
+    generate(str(data), ["brick", "tablet"], seed=0, image_size=64, n_train=8, n_test_good=3, n_test_defect=4)
+    common = ["--methods", "padim", "--categories", "brick,tablet", "--data_dir", str(data),
+              "--backbone", "resnet18", "--pretrained", "none", "--extra", "--image_size 64"]
+    for i in (1, 2):
+        r = _run("--shard", f"{i}/2", "--output_dir", str(tmp_path / f"machine{i}"), *common)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(os.listdir(tmp_path / "machine1" / "padim")) == ["brick"]      # job 1 of 2
+    assert sorted(os.listdir(tmp_path / "machine2" / "padim")) == ["tablet"]     # job 2 of 2
+    merged = tmp_path / "all"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "collect_results.py"), "--output_dir",
+                        str(tmp_path / "machine1"), str(tmp_path / "machine2"), "--results_dir", str(merged)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    table = (merged / "results.md").read_text()
+    assert "| brick | tablet | Avg |" in table
+    # the same category in two folders counts once: the later run, with a note
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "collect_results.py"), "--output_dir",
+                        str(tmp_path / "machine1"), str(tmp_path / "machine1"), "--results_dir", str(merged)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "note: padim/brick is in" in r.stderr
+
+
+@pytest.mark.parametrize("shard", ["0/2", "3/2", "1of2", "a/b"])
+def test_run_all_rejects_a_bad_shard(tmp_path, shard):
+    r = _run("--shard", shard, "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--shard takes i/n" in r.stderr

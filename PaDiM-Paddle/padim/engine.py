@@ -7,9 +7,11 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from adcommon import distributed as D
 from adcommon.checkpoint import save_checkpoint
 from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches
+from shared_data.errors import UserError
 
 from .gaussian import GaussianAccumulator
 from .model import PaDiM
@@ -46,51 +48,72 @@ def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quanti
     are the total sums minus part k's sums (one more accumulator and one inversion per part, no second
     pass over the data while the embeddings fit in EMBED_CACHE_MB). The threshold comes from all these
     normal scores (``threshold_from_normals``); ``folds`` < 2 sets none. Returns fit statistics.
+
+    Under paddle.distributed.launch each process embeds its share of the images (adcommon.distributed);
+    the sums (count, sum of x, sum of x x^T per position, about a common shift) and each fold's sums are
+    added over the processes, so every process ends with the single-process model, and the out-of-fold
+    scores of all shares set the same threshold everywhere. Memory per process stays flat in the images.
     """
     model.eval()
     P, d = model.mean.shape
     n = len(train_ds)
+    world = D.world_size()
+    if n < world:
+        raise UserError(f"{n} training images cannot be shared by {world} processes")
+    mine = D.shard(n)                                                      # this process's images
+    part_ds = train_ds if world == 1 else paddle.io.Subset(train_ds, mine)
     t0 = time.perf_counter()
-    acc = GaussianAccumulator(d, P)
-    cache = [] if n * P * d * 4 <= EMBED_CACHE_MB * 2 ** 20 else None
-    n_batches = -(-n // batch_size)
-    for x in tqdm(image_batches(train_ds, batch_size, num_workers), desc="fit", unit="batch", total=n_batches,
-                  leave=False, file=sys.stdout):
+    acc = None
+    cache = [] if len(mine) * P * d * 4 <= EMBED_CACHE_MB * 2 ** 20 else None
+    n_batches = -(-len(mine) // batch_size)
+    for x in tqdm(image_batches(part_ds, batch_size, num_workers), desc="fit", unit="batch", total=n_batches,
+                  leave=False, file=sys.stdout, disable=not D.is_main()):
         e = model.embed(paddle.to_tensor(x)).numpy()                       # (B, d, P)
+        if acc is None:   # the shift of the sums: the first batch's mean (averaged over the processes)
+            shift = e.astype(np.float32).transpose(2, 0, 1).mean(axis=1)
+            acc = GaussianAccumulator(d, P, shift=D.all_sum(shift) / np.float32(world) if world > 1 else shift)
         acc.add(e)
         if cache is not None:
             cache.append(e)
+    acc.all_reduce()
     threshold, vr, scores = None, None, np.zeros(0, np.float32)
     folds = int(folds) if folds and folds >= 2 and n >= 2 * folds else 0
     if folds:
-        fold = fold_of(n, folds, seed)
+        fold = fold_of(n, folds, seed)[mine]                               # of this process's images
         embs = np.concatenate(cache) if cache is not None else None
-        scores = np.zeros(n, np.float32)
+        own = np.zeros(len(mine), np.float32)
         spec = postprocess_spec(input_size(model.model_args))
-        map_sum = 0.0
+        map_sum = np.zeros(1, np.float64)
         for k in range(folds):
             idx = np.flatnonzero(fold == k)
             part = embs[idx] if embs is not None else np.concatenate(
                 [model.embed(paddle.to_tensor(x)).numpy()
-                 for x in image_batches(paddle.io.Subset(train_ds, idx.tolist()), batch_size, num_workers)])
+                 for x in image_batches(paddle.io.Subset(train_ds, [mine[i] for i in idx]), batch_size,
+                                        num_workers)]) if len(idx) else np.zeros((0, d, P), np.float32)
             left_out = GaussianAccumulator(d, P, shift=acc.shift)
-            left_out.add(part)
+            if len(part):
+                left_out.add(part)
+            left_out.all_reduce()
             model.mean.set_value(acc.mean(minus=left_out))
             acc.write_inverse(model.inv_cov, minus=left_out)
             for i in range(0, len(part), batch_size):
                 maps, s = postprocess([model.distance(paddle.to_tensor(part[i:i + batch_size])).numpy()], spec)
-                scores[idx[i:i + batch_size]] = s
+                own[idx[i:i + batch_size]] = s
                 map_sum += float(maps.sum(dtype=np.float64))
+        scores = np.zeros(n, np.float32)
+        for where, vals in D.all_gather((mine, own)):
+            scores[where] = vals
         threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
         side = input_size(model.model_args)
-        vr = list(vis_range(np.full((1, 1), map_sum / (n * side * side)), threshold))
+        vr = list(vis_range(np.full((1, 1), float(D.all_sum(map_sum)[0]) / (n * side * side)), threshold))
     model.mean.set_value(acc.mean())
     acc.write_inverse(model.inv_cov)
     stats = {"n_fit": n, "folds": folds, "n_gaussian": acc.n, "threshold": threshold,
              "threshold_quantile": threshold_quantile, "threshold_rule": threshold_rule,
              "holdout_scores": [float(v) for v in scores], "vis_range": vr,
-             "fit_seconds": round(time.perf_counter() - t0, 3)}
-    log(f"fitted {P} Gaussians of dim {d} on {acc.n} images in {stats['fit_seconds']} s; threshold "
+             "fit_seconds": round(time.perf_counter() - t0, 3), "processes": world}
+    log(f"fitted {P} Gaussians of dim {d} on {acc.n} images in {stats['fit_seconds']} s"
+        f"{f' ({world} processes)' if world > 1 else ''}; threshold "
         f"{threshold if threshold is None else round(threshold, 4)} from {len(scores)} out-of-fold normal scores "
         f"({folds} folds)")
     return stats

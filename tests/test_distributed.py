@@ -1,0 +1,67 @@
+"""Scale-out on two CPU processes (gloo) under `python -m paddle.distributed.launch`: PaDiM's fit shared by
+two processes is the single-process model, only rank 0 writes, and a lost rank ends the job fast."""
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PADIM = os.path.join(ROOT, "PaDiM-Paddle")
+
+
+def _launch(args, log_dir, cwd, timeout=600, env=None):
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(log_dir)]
+    return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from shared_data.synthetic import generate
+    root = str(tmp_path_factory.mktemp("dist_data"))
+    generate(root, ["brick"], seed=0, image_size=64, n_train=23, n_test_good=2, n_test_defect=2)
+    return root
+
+
+@pytest.mark.slow
+def test_padim_fit_on_two_processes_is_the_single_process_model(data, tmp_path):
+    from adcommon.checkpoint import load_checkpoint
+    flags = ["--data_dir", data, "--category", "brick", "--pretrained", "none", "--image_size", 64,
+             "--batch_size", 4]
+    r = subprocess.run([sys.executable, "train.py", "--output_dir", tmp_path / "one", *map(str, flags)], cwd=PADIM,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = _launch(["train.py", "--output_dir", tmp_path / "two", *flags], tmp_path / "log", PADIM)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    one = load_checkpoint(str(tmp_path / "one" / "brick" / "model.pdparams"), "padim")
+    two = load_checkpoint(str(tmp_path / "two" / "brick" / "model.pdparams"), "padim")
+    for key in ("mean", "inv_cov"):   # float32 buffers from float64 sums: equal to their rounding
+        a, b = (np.asarray(c["state_dict"][key], np.float64) for c in (one, two))
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max(), key
+    assert two["fit"]["processes"] == 2 and len(two["fit"]["peak_rss_mb_per_process"]) == 2
+    assert abs(one["threshold"] - two["threshold"]) <= 1e-6 * abs(one["threshold"])   # every rank's held-out scores
+    np.testing.assert_allclose(one["fit"]["holdout_scores"], two["fit"]["holdout_scores"], rtol=1e-5)
+    # rank 0 alone wrote: one log, one checkpoint, no temporaries
+    log = (tmp_path / "two" / "brick" / "train.log").read_text()
+    assert log.count("fitted 256 Gaussians") == 1 and "(2 processes)" in log
+    assert sorted(os.listdir(tmp_path / "two" / "brick")) == ["args.yml", "model.pdparams", "train.log"]
+
+
+@pytest.mark.slow
+def test_a_lost_rank_ends_the_job_fast_with_a_nonzero_code(tmp_path):
+    t0 = time.time()
+    r = _launch([os.path.join(ROOT, "tests", "dist_rank_dies.py")], tmp_path / "log", ROOT, timeout=300,
+                env={"ADCOMMON_DIST_TIMEOUT": "60"})
+    assert r.returncode != 0
+    assert "the collective returned without rank 1" not in r.stderr + r.stdout
+    assert time.time() - t0 < 120   # the launcher stops rank 0 at once; the watchdog at the latest after 60 s
+
+
+def test_one_process_is_rank_0_of_1_and_the_helpers_do_nothing():
+    from adcommon import distributed as D
+    a = np.arange(4.0)
+    assert D.init() == (0, 1) and D.is_main() and D.shard(3) == [0, 1, 2]
+    assert D.all_sum(a) is a and a.tolist() == [0, 1, 2, 3] and D.all_gather("x") == ["x"]
