@@ -54,6 +54,44 @@ def fit_memory(quick=False):
     return rows
 
 
+def fit_scaling(quick=False, processes=(1, 2)):
+    """PaDiM's fit (R18 d=100, 256 -> crop 224, random init) on the same images with 1 and N processes
+    under paddle.distributed.launch: wall time of the whole train.py, the fit's own time, and each
+    process's peak memory."""
+    import time
+
+    import paddle
+
+    from shared_data.synthetic import generate
+    n = 40 if quick else 160
+    rows, base = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "data")
+        generate(root, ["brick"], seed=0, n_train=n, n_test_good=1, n_test_defect=1)
+        for k in processes:
+            out = os.path.join(tmp, f"out{k}")
+            flags = ["--data_dir", root, "--category", "brick", "--output_dir", out, "--pretrained", "none",
+                     "--crop_size", "224"]
+            launch = [] if k == 1 else ["-m", "paddle.distributed.launch", "--nproc_per_node", str(k),
+                                        "--log_dir", os.path.join(tmp, f"log{k}")]
+            env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // k)))
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable] + launch + [os.path.join(HERE, "train.py")] + flags, cwd=HERE,
+                               capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - t0
+            if r.returncode != 0:
+                raise RuntimeError((r.stdout + r.stderr)[-800:])
+            fit = paddle.load(os.path.join(out, "brick", "model.pdparams"))["fit"]
+            peaks = fit.get("peak_rss_mb_per_process") or [fit["peak_rss_mb"]]
+            base = base or fit["fit_seconds"]
+            rows.append({"method": "PaDiM", "what": f"fit, R18 d=100 at 224, {n} images, {k} process(es) "
+                                                    f"on {os.cpu_count()} cores",
+                         "value": f"{fit['fit_seconds']:.1f} s",
+                         "note": f"x{base / fit['fit_seconds']:.2f} vs 1 process; train.py {wall:.1f} s; peak RSS "
+                                 f"per process {', '.join(f'{v:.0f}' for v in peaks)} MB"})
+    return rows
+
+
 def scoring_speed(quick=False):
     """In-graph Mahalanobis (eager, and exported through Paddle Inference) vs the reference's loop
     (np.linalg.inv + scipy mahalanobis per position, as the original code scores a test set)."""

@@ -23,6 +23,23 @@ from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noq
 
 FOLDERS = {"padim": "PaDiM-Paddle", "stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+SCALING = ("<!-- scaling:start -->", "<!-- scaling:end -->")
+
+
+def scaling_rows(quick):
+    """The scale-out table: PaDiM's fit with 1 and 2 processes (paddle.distributed.launch, gloo on CPU),
+    and what is not measured here."""
+    from adcommon.testing import load_script
+    sys.path.insert(0, os.path.join(ROOT, "PaDiM-Paddle"))
+    try:
+        rows = load_script(os.path.join(ROOT, "PaDiM-Paddle", "bench.py")).fit_scaling(quick)
+    finally:
+        sys.path.remove(os.path.join(ROOT, "PaDiM-Paddle"))
+    rows.append({"method": "PaDiM", "what": "fit with 1 and N GPUs", "value": "not measured here",
+                 "note": "no GPU on this machine"})
+    rows.append({"method": "STFPM, KDAD, CutPaste", "what": "data-parallel training, 1 vs 2 processes",
+                 "value": "not built yet", "note": "see the README's scaling section"})
+    return rows
 
 
 def make_benchmark_maps(n=150, size=256, seed=0):
@@ -134,9 +151,19 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("output", "benchmark.md"))
     p.add_argument("--readme", default=None, help="replace the benchmark block of this Markdown file")
     p.add_argument("--from_json", default=None, help="format rows saved by an earlier run instead of measuring")
+    p.add_argument("--scaling", action="store_true",
+                   help="only the scale-out table (1 vs 2 processes); --readme fills its scaling block")
     args = p.parse_args(argv)
     import json
     t0 = time.perf_counter()
+    if args.scaling:
+        rows = machine_rows() + scaling_rows(args.quick)
+        cmd = "python scripts/benchmark.py --scaling" + (" --quick" if args.quick else "")
+        md = to_markdown(rows, cmd, time.perf_counter() - t0)
+        print(md)
+        if args.readme:
+            _replace_block(args.readme, SCALING, md)
+        return 0
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
             saved = json.load(f)
@@ -158,12 +185,18 @@ def main(argv=None):
     write_text_atomic(args.out, md)
     print(md)
     if args.readme:
-        with open(args.readme, encoding="utf-8") as f:
-            text = f.read()
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        write_text_atomic(args.readme, f"{head}{START}\n{md}{END}{tail}")
+        _replace_block(args.readme, (START, END), md)
     return 0
+
+
+def _replace_block(path, marks, md):
+    from shared_data.errors import UserError
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if marks[0] not in text or marks[1] not in text:
+        raise UserError(f"{path} has no {marks[0]} ... {marks[1]} block")
+    head, rest = text.split(marks[0], 1)
+    write_text_atomic(path, f"{head}{marks[0]}\n{md}{marks[1]}{rest.split(marks[1], 1)[1]}")
 
 
 if __name__ == "__main__":
