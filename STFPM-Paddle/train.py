@@ -6,6 +6,7 @@ Writes <output_dir>/<category>/model.pdparams (best teacher + student, threshold
 last.pdparams (for --resume), args.yml and train.log. `python train.py test ...` evaluates instead.
 """
 import argparse
+import contextlib
 import os
 import sys
 
@@ -56,7 +57,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon import checkpoint, pipeline
+    from adcommon import checkpoint, distributed, pipeline
     from adcommon.compiled import resolve
     from adcommon.files import folder_lock, save_yaml
     from shared_data.dataset import train_split
@@ -71,10 +72,12 @@ def main(argv=None):
         raise cli.UserError("--epochs and --batch_size must be >= 1")
     if args.split == "test":
         return _test(args)
+    # under paddle.distributed.launch (data parallel, --batch_size the global batch): rank 0 writes
+    main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with folder_lock(out):  # a second run into the same folder refuses
-            log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
+        with folder_lock(out) if main_process else contextlib.nullcontext():  # a second run into it refuses
+            log = cli.make_logger(os.path.join(out, "train.log")) if main_process else (lambda msg: None)
             resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log, args.resume)
             cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
             # built from the flags; a resumed run refuses a state written with other ones (restore_training)
@@ -91,6 +94,8 @@ def main(argv=None):
                                  args.momentum, args.weight_decay, args.seed, resume, args.threshold_quantile, log,
                                  threshold_rule=args.threshold_rule, compiled=compiled,
                                  cache_teacher=args.cache_teacher)
+            if not main_process:
+                continue
             save_yaml(os.path.join(out, "args.yml"), vars(args) | {"category": cat})
             log(f"saved {os.path.join(out, 'model.pdparams')} (selected epoch {stats['selected_epoch']}, "
                 f"{stats['train_seconds']:.1f} s training, peak RSS {cli.peak_rss_mb():.0f} MB)")

@@ -105,3 +105,106 @@ def barrier(what="waiting for the other processes"):
 def shard(n):
     """This process's share of items 0..n-1: rank, rank + world, ... (every item in exactly one share)."""
     return list(range(rank(), n, world_size()))
+
+
+# ----------------------------------------------------------------------------- data-parallel training
+
+
+def broadcast_parameters(layer):
+    """Every process starts from rank 0's weights and buffers (whatever each one initialised)."""
+    if world_size() == 1:
+        return layer
+    import paddle
+    import paddle.distributed as dist
+    with _Watchdog("copying rank 0's weights"), paddle.no_grad():
+        for t in list(layer.parameters()) + list(layer.buffers()):
+            dist.broadcast(t, src=0)
+    return layer
+
+
+def all_sum_gradients(parameters):
+    """Add every process's gradients (each process's loss is its share of the global batch's loss, so
+    the sum is the global batch's gradient). Parameters outside the graph (no gradient: the same ones in
+    every process, which all run the same graph) are left alone, as the optimizer leaves them."""
+    if world_size() == 1:
+        return
+    import paddle
+    import paddle.distributed as dist
+    with _Watchdog("adding the gradients"), paddle.no_grad():
+        for p in parameters:
+            if not p.stop_gradient and p.grad is not None:
+                dist.all_reduce(p.grad)
+
+
+def _all_sum_tensor(t):
+    import paddle.distributed as dist
+    with _Watchdog("batch-norm statistics"):
+        dist.all_reduce(t)
+    return t
+
+
+def _sync_bn_function():
+    from paddle.autograd import PyLayer
+
+    class SyncBatchNormFunction(PyLayer):
+        """Batch norm with the global batch's (every process's share) mean and inverse standard deviation,
+        computed beforehand; backward uses the global sums of dy and dy * x_hat, as one process on the
+        whole batch would. The weight and bias gradients stay local: all_sum_gradients adds them."""
+
+        @staticmethod
+        def forward(ctx, x, weight, bias, mean, inv_std, n):
+            x_hat = (x - mean.reshape([1, -1, 1, 1])) * inv_std.reshape([1, -1, 1, 1])
+            ctx.save_for_backward(x_hat, inv_std, weight)
+            ctx.n = n
+            return x_hat * weight.reshape([1, -1, 1, 1]) + bias.reshape([1, -1, 1, 1])
+
+        @staticmethod
+        def backward(ctx, dy):
+            import paddle
+            x_hat, inv_std, weight = ctx.saved_tensor()
+            n, axes = ctx.n, [0, 2, 3]
+            d_bias = dy.sum(axis=axes)
+            d_weight = (dy * x_hat).sum(axis=axes)
+            g = _all_sum_tensor(paddle.concat([d_bias, d_weight]))
+            c = d_bias.shape[0]
+            g_bias, g_weight = g[:c].reshape([1, -1, 1, 1]), g[c:].reshape([1, -1, 1, 1])
+            dx = (weight * inv_std).reshape([1, -1, 1, 1]) / n * (n * dy - g_bias - x_hat * g_weight)
+            return dx, d_weight, d_bias, None, None
+
+    return SyncBatchNormFunction
+
+
+def sync_batch_norm(layer):
+    """The BatchNorm2D layers of ``layer`` normalise over the global batch in training: Paddle's
+    SyncBatchNorm on GPUs; on CPU (where Paddle has no sync_batch_norm kernel) the same computation with
+    all_reduce in forward and backward. Parameter and buffer names are kept, so checkpoints are the
+    single-process ones. No-op for one process."""
+    if world_size() == 1:
+        return layer
+    import types
+
+    import paddle
+    if paddle.device.get_device().startswith("gpu"):
+        return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(layer)
+    fn = _sync_bn_function()
+
+    def forward(bn, x):
+        if not bn.training:
+            return paddle.nn.BatchNorm2D.forward(bn, x)
+        axes = [0, 2, 3]
+        with paddle.no_grad():   # the global batch's mean and biased variance (two passes, as one process)
+            count = paddle.to_tensor([float(x.shape[0] * x.shape[2] * x.shape[3])], dtype=x.dtype)
+            total = _all_sum_tensor(paddle.concat([x.sum(axis=axes), count]))
+            n = float(total[-1])
+            mean = total[:-1] / n
+            var = _all_sum_tensor((x - mean.reshape([1, -1, 1, 1])).pow(2).sum(axis=axes)) / n
+            inv_std = 1.0 / paddle.sqrt(var + bn._epsilon)
+            m = bn._momentum   # running statistics as paddle's BatchNorm2D updates them
+            bn._mean.set_value(bn._mean * m + mean * (1 - m))
+            bn._variance.set_value(bn._variance * m + var * (1 - m))
+        return fn.apply(x, bn.weight, bn.bias, mean, inv_std, n)
+
+    for sub in layer.sublayers(include_self=True):
+        if isinstance(sub, paddle.nn.BatchNorm2D):
+            sub.forward = types.MethodType(forward, sub)
+    return layer

@@ -240,9 +240,16 @@ def vis_range(normal_maps, threshold):
 
     A per-image min-max scale (the seed ports) paints a hot spot on every image, normal ones included.
     """
-    lo = float(np.mean(normal_maps)) if normal_maps is not None and np.size(normal_maps) else 0.0
+    have = normal_maps is not None and np.size(normal_maps)
+    return vis_range_of(float(np.mean(normal_maps)) if have else None, float(np.max(normal_maps)) if have else None,
+                        threshold)
+
+
+def vis_range_of(mean, peak, threshold):
+    """vis_range from the normal maps' mean and maximum (None: no normal maps)."""
+    lo = 0.0 if mean is None else float(mean)
     if threshold is None:
-        hi = float(np.max(normal_maps)) * 2 - lo if normal_maps is not None and np.size(normal_maps) else 1.0
+        hi = float(peak) * 2 - lo if peak is not None else 1.0
     else:
         hi = 2 * float(threshold) - lo
     return lo, max(hi, lo + 1e-6)

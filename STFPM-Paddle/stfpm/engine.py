@@ -16,8 +16,9 @@ import paddle.nn.functional as F
 from tqdm import tqdm
 
 from adcommon import checkpoint as C
+from adcommon import distributed as D
 from adcommon.compiled import CompiledForward
-from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
+from adcommon.pipeline import postprocess, threshold_from_normals, vis_range_of
 from shared_data.dataset import ImageCache
 
 from .loss import stfpm_loss
@@ -64,23 +65,40 @@ def teacher_cache_mb(model, n):
 
 
 @paddle.no_grad()
-def maps_of(model, images, batch_size=32, teacher=None):
-    """Full-size anomaly maps (N, S, S) and image scores (N,) of a CachedImages set, eval mode.
-    ``teacher``: its normalised teacher features (teacher_features), so only the student runs."""
+def maps_of(model, images, batch_size=32, teacher=None, indices=None):
+    """Full-size anomaly maps (N, S, S) and image scores (N,) of a CachedImages set (or of its items
+    ``indices``), eval mode. ``teacher``: its normalised teacher features (teacher_features), so only
+    the student runs."""
     model.eval()
-    spec = postprocess_spec(model.model_args["image_size"])
-    maps, scores = [], []
-    for i in range(0, len(images), batch_size):
-        x = paddle.to_tensor(images.batch(range(i, min(i + batch_size, len(images)))))
+    size = model.model_args["image_size"]
+    spec = postprocess_spec(size)
+    idx = np.arange(len(images)) if indices is None else np.asarray(indices, np.int64)
+    maps, scores = [np.zeros((0, size, size), np.float32)], [np.zeros(0, np.float32)]
+    for i in range(0, len(idx), batch_size):
+        chunk = idx[i:i + batch_size]
+        x = paddle.to_tensor(images.batch(chunk))
         if teacher is None:
             raw = [m.numpy() for m in model(x)]
         else:
-            raw = [(paddle.to_tensor(t[i:i + batch_size]) - F.normalize(s, axis=1)).pow(2).sum(axis=1, keepdim=True)
+            raw = [(paddle.to_tensor(t[chunk]) - F.normalize(s, axis=1)).pow(2).sum(axis=1, keepdim=True)
                    .numpy() for t, s in zip(teacher, model.student(x))]
         m, s = postprocess(raw, spec)
         maps.append(m)
         scores.append(s)
     return np.concatenate(maps), np.concatenate(scores)
+
+
+def holdout_scores(model, hold, batch_size, teacher):
+    """(mean of the held-out anomaly maps, image scores (N,) in order, the maps' max) over every
+    process's share of the held-out images (adcommon.distributed; all of them for one process)."""
+    mine = D.shard(len(hold))
+    maps, scores = maps_of(model, hold, batch_size, teacher, mine)
+    parts = D.all_gather((mine, scores, float(maps.sum(dtype=np.float64)), maps.size,
+                          float(maps.max()) if maps.size else -np.inf))
+    out = np.zeros(len(hold), np.float32)
+    for where, vals, _, _, _ in parts:
+        out[where] = vals
+    return sum(p[2] for p in parts) / sum(p[3] for p in parts), out, max(p[4] for p in parts)
 
 
 def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, lr=0.4, momentum=0.9,
@@ -123,6 +141,15 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
         log(f"teacher features cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
     elif cache_teacher:
         log(f"teacher features not cached: {mb:.0f} MB > {TEACHER_CACHE_MB} MB")
+    world, main = D.world_size(), D.is_main()
+    if world > 1:   # data parallel: each process takes its share of every global batch
+        if compiled:
+            log("data-parallel training runs the student eagerly (its batch norm is synchronised)")
+            compiled = False
+        D.sync_batch_norm(model.student)
+        D.broadcast_parameters(model.student)
+        log(f"data parallel over {world} processes: global batch {batch_size}, "
+            f"{-(-batch_size // world)} images per process")
     student = CompiledForward(model.student, enabled=compiled)
     args = dict(model.model_args, postprocess=postprocess_spec(model.model_args["image_size"]))
     for epoch in range(state["epoch"] + 1, epochs + 1):
@@ -130,38 +157,45 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
         # The order depends only on (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
         perm = np.random.default_rng([seed, epoch]).permutation(n)
         t0, seen, losses = time.perf_counter(), 0, []
-        bar = tqdm(range(0, n, batch_size), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, file=sys.stdout)
+        bar = tqdm(range(0, n, batch_size), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, file=sys.stdout,
+                   disable=not main)
         for i in bar:
             idx = perm[i:i + batch_size]  # drop_last=False, as the reference
-            x = paddle.to_tensor(fit.batch(idx))
+            # this process's share and its weight in the batch's mean loss (a batch smaller than the
+            # number of processes is done whole by each, weighted 1 / processes)
+            share, weight = (idx[D.rank()::world], None) if len(idx) >= world else (idx, 1.0 / world)
+            weight = weight or len(share) / len(idx)
+            x = paddle.to_tensor(fit.batch(share))
             if t_fit is not None:
-                t_feats = [paddle.to_tensor(t[idx]) for t in t_fit]
+                t_feats = [paddle.to_tensor(t[share]) for t in t_fit]
             else:
                 with paddle.no_grad():
                     t_feats = [F.normalize(t, axis=1) for t in model.teacher(x)]
             loss = stfpm_loss(t_feats, student(x), teacher_normalized=True)
             opt.clear_grad()
-            student.backward(loss)
+            student.backward(loss * weight if world > 1 else loss)
+            D.all_sum_gradients(model.student.parameters())
             opt.step()
-            lv = float(loss)
+            lv = float(loss) * weight if world > 1 else float(loss)
             losses.append(lv * len(idx))
             seen += len(idx)
             bar.set_postfix(loss=f"{lv:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
         bar.close()
         t_train = time.perf_counter() - t0
-        rec = {"epoch": epoch, "loss": sum(losses) / seen, "images_per_s": seen / t_train,
-               "seconds": round(t_train, 3)}
+        rec = {"epoch": epoch, "loss": float(D.all_sum(np.array([sum(losses)]))[0]) / seen,
+               "images_per_s": seen / t_train, "seconds": round(t_train, 3)}
         threshold = vr = None
         if hold is not None:
-            maps, scores = maps_of(model, hold, batch_size, t_hold)
-            rec["holdout_score"] = float(maps.mean())  # reference: mean of the score maps of the val split
+            map_mean, scores, map_max = holdout_scores(model, hold, batch_size, t_hold)
+            rec["holdout_score"] = map_mean  # reference: mean of the score maps of the val split
             rec["holdout_mean_score"] = float(scores.mean())  # as KDAD and SSPCAB
             threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
-            vr = list(vis_range(maps, threshold))
+            vr = list(vis_range_of(map_mean, map_max, threshold))
         improved = hold is None or state["holdout_score"] is None or rec["holdout_score"] < state["holdout_score"]
         state["train_seconds"] += t_train
         if improved:
             state["holdout_score"], state["selected_epoch"] = rec.get("holdout_score"), epoch
+        if improved and main:   # one process writes
             C.save_checkpoint(best_path, METHOD, args, model.state_dict(), category=category,
                               threshold=threshold, vis_range=vr, selected_epoch=epoch,
                               holdout_score=rec.get("holdout_score"), threshold_quantile=threshold_quantile,
@@ -171,7 +205,8 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
                               complete=False, progress={"epoch": epoch, "epochs": epochs})
         state["epoch"] = epoch
         state["history"].append(rec)
-        C.save_training_state(last_path, METHOD, model, opt, model.student, settings, state)
+        if main:
+            C.save_training_state(last_path, METHOD, model, opt, model.student, settings, state)
         hs = f", held-out score {rec['holdout_score']:.6f}" if hold is not None else ""
         log(f"epoch {epoch}/{epochs}: loss {rec['loss']:.5f}{hs}, {rec['images_per_s']:.1f} img/s, "
             f"{t_train:.1f} s{' *best' if improved else ''}")
@@ -181,8 +216,9 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
              "train_images_per_s": round(n * len(state["history"]) / state["train_seconds"], 2)
              if state["train_seconds"] > 0 else None,
              "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "seed": seed,
-             "compiled": student.enabled, "teacher_cached": t_fit is not None, "history": state["history"]}
-    if os.path.isfile(best_path):
+             "compiled": student.enabled, "teacher_cached": t_fit is not None, "processes": world,
+             "history": state["history"]}
+    if main and os.path.isfile(best_path):
         ck = C.load_checkpoint(best_path, METHOD)  # add the run's summary to the kept checkpoint
         ck["train"] = stats
         ck["complete"] = True
