@@ -7,6 +7,7 @@ Writes <output_dir>/<category>/model.pdparams (expert + cloner, threshold from h
 last.pdparams (for --resume), args.yml and train.log.
 """
 import argparse
+import contextlib
 import os
 import sys
 
@@ -68,7 +69,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon import checkpoint, pipeline
+    from adcommon import checkpoint, distributed, pipeline
     from adcommon.compiled import resolve
     from adcommon.files import folder_lock, save_yaml
     from kdad import engine
@@ -81,10 +82,12 @@ def main(argv=None):
             raise cli.UserError(f"--{name} must be >= 1")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError("--holdout_ratio must be in [0, 1)")
+    # under paddle.distributed.launch (data parallel, --batch_size the global batch): rank 0 writes
+    main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with folder_lock(out):  # a second run into the same folder refuses
-            log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
+        with folder_lock(out) if main_process else contextlib.nullcontext():  # a second run into it refuses
+            log = cli.make_logger(os.path.join(out, "train.log")) if main_process else (lambda msg: None)
             resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log, args.resume)
             cli.set_seed(args.seed)
             # built from the flags; a resumed run refuses a state written with other ones (restore_training)
@@ -107,6 +110,8 @@ def main(argv=None):
             stats = engine.train(model, fit, hold, out, log, args.epochs, args.batch_size, args.lr, args.seed,
                                  args.eval_interval, args.save_interval, resume, args.cache_expert, args.select,
                                  compiled=compiled)
+            if not main_process:
+                continue
             calib = engine.holdout_calibration(model, hold, args.batch_size, args.threshold_quantile,
                                                args.threshold_rule)
             stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)

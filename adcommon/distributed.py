@@ -12,7 +12,8 @@ import threading
 
 import numpy as np
 
-__all__ = ["launched", "init", "rank", "world_size", "is_main", "all_sum", "all_gather", "barrier", "shard"]
+__all__ = ["launched", "init", "rank", "world_size", "is_main", "all_sum", "all_gather", "barrier", "shard",
+           "batch_share", "broadcast_parameters", "all_sum_gradients", "sync_batch_norm"]
 
 _STATE = {"ready": False}
 
@@ -108,6 +109,19 @@ def shard(n):
 
 
 # ----------------------------------------------------------------------------- data-parallel training
+
+
+def batch_share(idx):
+    """(this process's items of the global batch ``idx``, their weight in the batch's mean loss): items
+    rank, rank + world, ...; a batch smaller than the number of processes is done whole by each,
+    weighted 1 / processes. One process: (idx, 1.0)."""
+    world = world_size()
+    if world == 1:
+        return idx, 1.0
+    if len(idx) < world:
+        return idx, 1.0 / world
+    share = idx[rank()::world]
+    return share, len(share) / len(idx)
 
 
 def broadcast_parameters(layer):

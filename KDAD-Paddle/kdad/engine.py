@@ -8,6 +8,7 @@ import paddle
 from tqdm import tqdm
 
 from adcommon import checkpoint as C
+from adcommon import distributed as D
 from adcommon.compiled import CompiledForward
 from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import ImageCache
@@ -92,7 +93,16 @@ def detection_scores(model, images, batch_size=32):
     model.eval()
     out = [model.score(paddle.to_tensor(images[i:i + batch_size])).numpy()
            for i in range(0, len(images), batch_size)]
-    return np.concatenate(out)
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def shared_detection_scores(model, images, batch_size=32):
+    """detection_scores with every process scoring its share (adcommon.distributed), gathered in order."""
+    mine = D.shard(len(images))
+    out = np.zeros(len(images), np.float32)
+    for where, vals in D.all_gather((mine, detection_scores(model, images[mine], batch_size))):
+        out[where] = vals
+    return out
 
 
 # ------------------------------------------------------------------ training
@@ -136,22 +146,34 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
         targets = [paddle.to_tensor(t) for t in targets]
         mb = sum(int(np.prod(t.shape)) for t in targets) * 4 / 2 ** 20
         log(f"expert pool2-pool5 of {n} training images cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
+    world, main = D.world_size(), D.is_main()
+    if world > 1:   # data parallel: each process takes its share of every global batch
+        if compiled:
+            log("data-parallel training runs the cloner eagerly (its batch norm is synchronised)")
+            compiled = False
+        D.sync_batch_norm(model.cloner)
+        D.broadcast_parameters(model.cloner)
+        log(f"data parallel over {world} processes: global batch {batch_size}, "
+            f"{-(-batch_size // world)} images per process")
     cloner = CompiledForward(model.cloner, enabled=compiled)
 
     def save_last(epoch):
+        if not main:   # one process writes
+            return
         C.save_training_state(last_path, METHOD, model, opt, model.cloner, settings,
                               {"epoch": epoch, "history": history, "best": best})
 
     t_train, seen = 0.0, 0
-    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="train", unit="epoch", disable=None,
-               file=sys.stdout)
+    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="train", unit="epoch",
+               disable=None if main else True, file=sys.stdout)
     for epoch in bar:
         model.cloner.train()
         t_ep = time.perf_counter()
         perm = np.random.default_rng([int(seed), epoch]).permutation(n)
         total = 0.0
         for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
+            full = perm[i:i + batch_size]
+            idx, weight = D.batch_share(full)
             x = paddle.to_tensor(images[idx])
             outs = cloner(x)
             pred = [outs[k] for k in TRAIN_LAYERS]
@@ -162,18 +184,20 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
                 with paddle.no_grad():
                     real = model.expert(x)
             loss = distill_loss(pred, real, model.lamda, model.direction_only)
-            cloner.backward(loss)
+            cloner.backward(loss * weight if world > 1 else loss)
+            D.all_sum_gradients(model.cloner.parameters())
             opt.step()
             opt.clear_grad()
-            total += float(loss) * len(idx)
+            total += float(loss) * weight * len(full)
         t_train += time.perf_counter() - t_ep
         seen += n
         done = epoch + 1
-        ep_loss = total / n
+        ep_loss = float(D.all_sum(np.array([total]))[0]) / n
         bar.set_postfix(loss=f"{ep_loss:.4f}")
-        _append(log_path, f"[Train] epoch {done}/{epochs} loss {ep_loss:.4f} ({time.perf_counter() - t_ep:.2f} s)")
+        if main:
+            _append(log_path, f"[Train] epoch {done}/{epochs} loss {ep_loss:.4f} ({time.perf_counter() - t_ep:.2f} s)")
         if hold is not None and (done % eval_interval == 0 or done == epochs or done == start + 1):
-            hs = detection_scores(model, hold, batch_size)
+            hs = shared_detection_scores(model, hold, batch_size)
             rec = {"epoch": done, "loss": round(ep_loss, 6), "holdout_mean_score": float(hs.mean())}
             history.append(rec)
             msg = f"[Eval] epoch {done}: held-out normal mean score {rec['holdout_mean_score']:.4f} ({len(hs)} images)"
@@ -195,7 +219,7 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
             "n_fit": n, "n_holdout": 0 if hold is None else len(hold), "history": history,
             "train_seconds": round(t_train, 3),
             "train_images_per_s": round(seen / t_train, 2) if t_train > 0 else None,
-            "expert_cached": targets is not None, "compiled": cloner.enabled}
+            "expert_cached": targets is not None, "compiled": cloner.enabled, "processes": world}
 
 
 def _append(path, msg):

@@ -161,10 +161,7 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
                    disable=not main)
         for i in bar:
             idx = perm[i:i + batch_size]  # drop_last=False, as the reference
-            # this process's share and its weight in the batch's mean loss (a batch smaller than the
-            # number of processes is done whole by each, weighted 1 / processes)
-            share, weight = (idx[D.rank()::world], None) if len(idx) >= world else (idx, 1.0 / world)
-            weight = weight or len(share) / len(idx)
+            share, weight = D.batch_share(idx)
             x = paddle.to_tensor(fit.batch(share))
             if t_fit is not None:
                 t_feats = [paddle.to_tensor(t[share]) for t in t_fit]
