@@ -35,10 +35,48 @@ def scaling_rows(quick):
         rows = load_script(os.path.join(ROOT, "PaDiM-Paddle", "bench.py")).fit_scaling(quick)
     finally:
         sys.path.remove(os.path.join(ROOT, "PaDiM-Paddle"))
-    rows.append({"method": "PaDiM", "what": "fit with 1 and N GPUs", "value": "not measured here",
+    rows += train_scaling(quick)
+    rows.append({"method": "all", "what": "1 and N GPUs", "value": "not measured here",
                  "note": "no GPU on this machine"})
-    rows.append({"method": "STFPM, KDAD, CutPaste", "what": "data-parallel training, 1 vs 2 processes",
-                 "value": "not built yet", "note": "see the README's scaling section"})
+    rows.append({"method": "CutPaste + SSPCAB", "what": "data-parallel training", "value": "not built yet",
+                 "note": "see the README's scaling section"})
+    return rows
+
+
+def train_scaling(quick):
+    """Training images/s of STFPM and KDAD with 1 process and with 2 (data parallel, global batch 8),
+    both eager, on the same synthetic images (train.py's own measurement, in its checkpoint)."""
+    import subprocess
+    import tempfile
+
+    import paddle
+
+    from shared_data.synthetic import generate
+    n, epochs = (24, 1) if quick else (64, 2)
+    runs = {"stfpm": ("STFPM-Paddle", ["--backbone", "resnet18", "--pretrained", "none", "--image_size", "128"]),
+            "kdad": ("KDAD-Paddle", ["--backbone", "efficientnet_lite0", "--image_size", "128"])}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        generate(data, ["brick"], seed=0, image_size=128, n_train=n, n_test_good=1, n_test_defect=1)
+        for method, (folder, flags) in runs.items():
+            speed = {}
+            for k in (1, 2):
+                out = os.path.join(tmp, f"{method}{k}")
+                launch = [] if k == 1 else ["-m", "paddle.distributed.launch", "--nproc_per_node", str(k),
+                                            "--log_dir", os.path.join(tmp, f"log{method}{k}")]
+                cmd = [sys.executable] + launch + ["train.py", "--data_dir", data, "--category", "brick",
+                                                   "--output_dir", out, "--batch_size", "8", "--epochs", str(epochs),
+                                                   "--compile", "False"] + flags
+                env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // k)))
+                r = subprocess.run(cmd, cwd=os.path.join(ROOT, folder), capture_output=True, text=True, env=env)
+                if r.returncode != 0:
+                    raise RuntimeError((r.stdout + r.stderr)[-800:])
+                speed[k] = paddle.load(os.path.join(out, "brick", "model.pdparams"))["train"]["train_images_per_s"]
+            rows.append({"method": method.upper(), "what": f"training, {' '.join(flags[:2])} 128 px, global batch 8, "
+                                                          f"{n} images x {epochs} epochs, eager",
+                         "value": f"{speed[1]:.3g} / {speed[2]:.3g} img/s",
+                         "note": f"1 / 2 processes (x{speed[2] / speed[1]:.2f}) on {os.cpu_count()} cores"})
     return rows
 
 
