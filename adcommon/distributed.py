@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 __all__ = ["launched", "init", "rank", "world_size", "is_main", "all_sum", "all_gather", "barrier", "shard",
-           "batch_share", "broadcast_parameters", "all_sum_gradients", "sync_batch_norm"]
+           "batch_share", "data_parallel", "broadcast_parameters", "all_sum_gradients", "sync_batch_norm"]
 
 _STATE = {"ready": False}
 
@@ -122,6 +122,22 @@ def batch_share(idx):
         return idx, 1.0 / world
     share = idx[rank()::world]
     return share, len(share) / len(idx)
+
+
+def data_parallel(layer, batch_size, compiled, log, name="student"):
+    """Make ``layer`` (the trained network) ready for data-parallel training when several processes run:
+    rank 0's weights everywhere, batch norm over the global batch. Returns whether the compiled training
+    step may be used (not under the launcher: the static graph has no synchronised batch norm)."""
+    world = world_size()
+    if world == 1:
+        return compiled
+    if compiled:
+        log(f"data-parallel training runs the {name} eagerly (its batch norm is synchronised)")
+    sync_batch_norm(layer)
+    broadcast_parameters(layer)
+    log(f"data parallel over {world} processes: global batch {batch_size}, {-(-batch_size // world)} images per "
+        "process")
+    return False
 
 
 def broadcast_parameters(layer):

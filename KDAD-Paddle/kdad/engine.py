@@ -146,15 +146,8 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
         targets = [paddle.to_tensor(t) for t in targets]
         mb = sum(int(np.prod(t.shape)) for t in targets) * 4 / 2 ** 20
         log(f"expert pool2-pool5 of {n} training images cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
-    world, main = D.world_size(), D.is_main()
-    if world > 1:   # data parallel: each process takes its share of every global batch
-        if compiled:
-            log("data-parallel training runs the cloner eagerly (its batch norm is synchronised)")
-            compiled = False
-        D.sync_batch_norm(model.cloner)
-        D.broadcast_parameters(model.cloner)
-        log(f"data parallel over {world} processes: global batch {batch_size}, "
-            f"{-(-batch_size // world)} images per process")
+    world, main = D.world_size(), D.is_main()   # several processes: each takes a share of every batch
+    compiled = D.data_parallel(model.cloner, batch_size, compiled, log, "cloner")
     cloner = CompiledForward(model.cloner, enabled=compiled)
 
     def save_last(epoch):

@@ -141,15 +141,8 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
         log(f"teacher features cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
     elif cache_teacher:
         log(f"teacher features not cached: {mb:.0f} MB > {TEACHER_CACHE_MB} MB")
-    world, main = D.world_size(), D.is_main()
-    if world > 1:   # data parallel: each process takes its share of every global batch
-        if compiled:
-            log("data-parallel training runs the student eagerly (its batch norm is synchronised)")
-            compiled = False
-        D.sync_batch_norm(model.student)
-        D.broadcast_parameters(model.student)
-        log(f"data parallel over {world} processes: global batch {batch_size}, "
-            f"{-(-batch_size // world)} images per process")
+    world, main = D.world_size(), D.is_main()   # several processes: each takes a share of every batch
+    compiled = D.data_parallel(model.student, batch_size, compiled, log, "student")
     student = CompiledForward(model.student, enabled=compiled)
     args = dict(model.model_args, postprocess=postprocess_spec(model.model_args["image_size"]))
     for epoch in range(state["epoch"] + 1, epochs + 1):
