@@ -183,29 +183,30 @@ def _sync_bn_function():
 
         @staticmethod
         def forward(ctx, x, weight, bias, mean, inv_std, n):
-            x_hat = (x - mean.reshape([1, -1, 1, 1])) * inv_std.reshape([1, -1, 1, 1])
+            shape = [1, -1] + [1] * (x.ndim - 2)   # (N, C) or (N, C, H, W): statistics per channel
+            x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
             ctx.save_for_backward(x_hat, inv_std, weight)
             ctx.n = n
-            return x_hat * weight.reshape([1, -1, 1, 1]) + bias.reshape([1, -1, 1, 1])
+            return x_hat * weight.reshape(shape) + bias.reshape(shape)
 
         @staticmethod
         def backward(ctx, dy):
             import paddle
             x_hat, inv_std, weight = ctx.saved_tensor()
-            n, axes = ctx.n, [0, 2, 3]
+            n, axes, shape = ctx.n, [0] + list(range(2, dy.ndim)), [1, -1] + [1] * (dy.ndim - 2)
             d_bias = dy.sum(axis=axes)
             d_weight = (dy * x_hat).sum(axis=axes)
             g = _all_sum_tensor(paddle.concat([d_bias, d_weight]))
             c = d_bias.shape[0]
-            g_bias, g_weight = g[:c].reshape([1, -1, 1, 1]), g[c:].reshape([1, -1, 1, 1])
-            dx = (weight * inv_std).reshape([1, -1, 1, 1]) / n * (n * dy - g_bias - x_hat * g_weight)
+            g_bias, g_weight = g[:c].reshape(shape), g[c:].reshape(shape)
+            dx = (weight * inv_std).reshape(shape) / n * (n * dy - g_bias - x_hat * g_weight)
             return dx, d_weight, d_bias, None, None
 
     return SyncBatchNormFunction
 
 
 def sync_batch_norm(layer):
-    """The BatchNorm2D layers of ``layer`` normalise over the global batch in training: Paddle's
+    """The batch-norm layers (1D, 2D, 3D) of ``layer`` normalise over the global batch in training: Paddle's
     SyncBatchNorm on GPUs; on CPU (where Paddle has no sync_batch_norm kernel) the same computation with
     all_reduce in forward and backward. Parameter and buffer names are kept, so checkpoints are the
     single-process ones. No-op for one process."""
@@ -218,16 +219,18 @@ def sync_batch_norm(layer):
         return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(layer)
     fn = _sync_bn_function()
 
+    kinds = (paddle.nn.BatchNorm1D, paddle.nn.BatchNorm2D, paddle.nn.BatchNorm3D)
+
     def forward(bn, x):
         if not bn.training:
-            return paddle.nn.BatchNorm2D.forward(bn, x)
-        axes = [0, 2, 3]
+            return type(bn).forward(bn, x)
+        axes, shape = [0] + list(range(2, x.ndim)), [1, -1] + [1] * (x.ndim - 2)
         with paddle.no_grad():   # the global batch's mean and biased variance (two passes, as one process)
-            count = paddle.to_tensor([float(x.shape[0] * x.shape[2] * x.shape[3])], dtype=x.dtype)
+            count = paddle.to_tensor([float(np.prod([x.shape[a] for a in axes]))], dtype=x.dtype)
             total = _all_sum_tensor(paddle.concat([x.sum(axis=axes), count]))
             n = float(total[-1])
             mean = total[:-1] / n
-            var = _all_sum_tensor((x - mean.reshape([1, -1, 1, 1])).pow(2).sum(axis=axes)) / n
+            var = _all_sum_tensor((x - mean.reshape(shape)).pow(2).sum(axis=axes)) / n
             inv_std = 1.0 / paddle.sqrt(var + bn._epsilon)
             m = bn._momentum   # running statistics as paddle's BatchNorm2D updates them
             bn._mean.set_value(bn._mean * m + mean * (1 - m))
@@ -235,6 +238,6 @@ def sync_batch_norm(layer):
         return fn.apply(x, bn.weight, bn.bias, mean, inv_std, n)
 
     for sub in layer.sublayers(include_self=True):
-        if isinstance(sub, paddle.nn.BatchNorm2D):
+        if isinstance(sub, kinds):
             sub.forward = types.MethodType(forward, sub)
     return layer
