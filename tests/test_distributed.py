@@ -136,3 +136,17 @@ def test_kdad_data_parallel_is_the_single_process_global_batch(data, tmp_path):
     assert abs(one["train"]["history"][0]["loss"] - two["train"]["history"][0]["loss"]) <= 1e-5 * 3
     assert abs(one["threshold"] - two["threshold"]) <= 1e-4 * abs(one["threshold"])
     assert two["train"]["processes"] == 2
+
+
+@pytest.mark.slow
+def test_synchronised_batch_norm_on_cpu_is_the_global_batch(tmp_path):
+    """The CPU batch norm over processes (Paddle has no sync_batch_norm kernel there): 2 processes with
+    3 images each give one process's gradients and running statistics on all 6 (float rounding)."""
+    script = os.path.join(ROOT, "tests", "dist_sync_bn.py")
+    r = subprocess.run([sys.executable, script, tmp_path / "one.npz"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = _launch([script, tmp_path / "two.npz"], tmp_path / "log", ROOT)
+    assert r.returncode == 0, r.stdout[-3000:]
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    for key in ("grads", "stats"):
+        assert np.abs(one[key] - two[key]).max() <= 1e-5 * np.abs(one[key]).max(), key
