@@ -7,7 +7,6 @@ Writes <output_dir>/<category>/model.pdparams (expert + cloner, threshold from h
 last.pdparams (for --resume), args.yml and train.log.
 """
 import argparse
-import contextlib
 import os
 import sys
 
@@ -71,7 +70,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import checkpoint, distributed, pipeline
     from adcommon.compiled import resolve
-    from adcommon.files import folder_lock, save_yaml
+    from adcommon.files import save_yaml
     from kdad import engine
     from kdad.config import apply_config
     from shared_data.dataset import train_split
@@ -86,8 +85,7 @@ def main(argv=None):
     main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with folder_lock(out) if main_process else contextlib.nullcontext():  # a second run into it refuses
-            log = cli.make_logger(os.path.join(out, "train.log")) if main_process else (lambda msg: None)
+        with cli.training_output(out, main_process) as log:
             resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log, args.resume)
             cli.set_seed(args.seed)
             # built from the flags; a resumed run refuses a state written with other ones (restore_training)

@@ -62,6 +62,7 @@ def fit_scaling(quick=False, processes=(1, 2)):
 
     import paddle
 
+    from adcommon.distributed import launch_command
     from shared_data.synthetic import generate
     n = 40 if quick else 160
     rows, base = [], None
@@ -72,12 +73,10 @@ def fit_scaling(quick=False, processes=(1, 2)):
             out = os.path.join(tmp, f"out{k}")
             flags = ["--data_dir", root, "--category", "brick", "--output_dir", out, "--pretrained", "none",
                      "--crop_size", "224"]
-            launch = [] if k == 1 else ["-m", "paddle.distributed.launch", "--nproc_per_node", str(k),
-                                        "--log_dir", os.path.join(tmp, f"log{k}")]
-            env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // k)))
+            launch, env = launch_command(k, os.path.join(tmp, f"log{k}"))
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable] + launch + [os.path.join(HERE, "train.py")] + flags, cwd=HERE,
-                               capture_output=True, text=True, env=env)
+            r = subprocess.run(launch + [os.path.join(HERE, "train.py")] + flags, cwd=HERE, capture_output=True,
+                               text=True, env=env)
             wall = time.perf_counter() - t0
             if r.returncode != 0:
                 raise RuntimeError((r.stdout + r.stderr)[-800:])

@@ -4,7 +4,6 @@
 Writes <output_dir>/<category>/model.pdparams (weights, Gaussians, channel index, threshold), args.yml, train.log.
 """
 import argparse
-import contextlib
 import os
 import sys
 
@@ -51,7 +50,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import distributed, pipeline
-    from adcommon.files import folder_lock, save_yaml
+    from adcommon.files import save_yaml
     from padim import engine
     from padim.model import PaDiM
     from shared_data.dataset import MVTecAD
@@ -64,8 +63,7 @@ def main(argv=None):
     main_process = distributed.init()[0] == 0   # under paddle.distributed.launch: rank 0 writes, all fit
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with folder_lock(out) if main_process else contextlib.nullcontext():  # a second run into it refuses
-            log = cli.make_logger(os.path.join(out, "train.log")) if main_process else (lambda msg: None)
+        with cli.training_output(out, main_process) as log:
             crop = cli.resolve_crop(args.crop_size, args.image_size, cat)
             model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, crop, args.seed)
             a = model.model_args

@@ -77,7 +77,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import pipeline
-    from adcommon.files import folder_lock, save_yaml
+    from adcommon.files import save_yaml
     from shared_data.dataset import ImageCache, train_split
     from sspcab import engine
     from sspcab.cutpaste import VARIANTS
@@ -98,8 +98,7 @@ def main(argv=None):
         raise cli.UserError(f"--holdout_ratio must be in [0, 1), got {args.holdout_ratio}")
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with folder_lock(out):  # a second run into the same folder refuses
-            log = cli.make_logger(os.path.join(out, "train.log"))  # creates out
+        with cli.training_output(out) as log:   # a second run into the same folder refuses
             if args.test_epochs:
                 log("--test_epochs ignored: the final model is the model (no selection on test labels)")
             cli.set_seed(args.seed)

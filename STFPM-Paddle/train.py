@@ -6,7 +6,6 @@ Writes <output_dir>/<category>/model.pdparams (best teacher + student, threshold
 last.pdparams (for --resume), args.yml and train.log. `python train.py test ...` evaluates instead.
 """
 import argparse
-import contextlib
 import os
 import sys
 
@@ -59,7 +58,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from adcommon import checkpoint, distributed, pipeline
     from adcommon.compiled import resolve
-    from adcommon.files import folder_lock, save_yaml
+    from adcommon.files import save_yaml
     from shared_data.dataset import train_split
     from stfpm import engine
     from stfpm.model import STFPM
@@ -76,8 +75,7 @@ def main(argv=None):
     main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with folder_lock(out) if main_process else contextlib.nullcontext():  # a second run into it refuses
-            log = cli.make_logger(os.path.join(out, "train.log")) if main_process else (lambda msg: None)
+        with cli.training_output(out, main_process) as log:
             resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log, args.resume)
             cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
             # built from the flags; a resumed run refuses a state written with other ones (restore_training)

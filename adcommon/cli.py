@@ -4,6 +4,7 @@ and types, the device and its CPU threads, seeds, the category list, the trainin
 Plain helpers; each paper's scripts still parse their own arguments and stay readable alone.
 """
 import argparse
+import contextlib
 import os
 import random
 
@@ -14,7 +15,7 @@ from shared_data.errors import UserError, run_cli  # noqa: F401 (re-exported: ev
 __all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_speed_args", "add_workers_arg",
            "add_result_args", "crop_arg", "resolve_crop",
            "set_seed", "cpu_threads", "set_device", "categories_arg", "writable_dir", "training_categories",
-           "make_logger", "peak_rss_mb", "UserError", "run_cli"]
+           "make_logger", "training_output", "peak_rss_mb", "UserError", "run_cli"]
 
 
 def str2bool(v):
@@ -218,6 +219,19 @@ def make_logger(path):
         with open(path, "a", encoding="utf-8") as f:
             f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
     return log
+
+
+@contextlib.contextmanager
+def training_output(out, main=True):
+    """A category's training folder for the run: on the process that writes (``main``; the only one
+    without paddle.distributed.launch) it is held with files.folder_lock (a second run into it refuses)
+    and the block gets make_logger's train.log writer; the other processes write nothing and log nowhere."""
+    if not main:
+        yield lambda msg: None
+        return
+    from .files import folder_lock
+    with folder_lock(out):
+        yield make_logger(os.path.join(out, "train.log"))   # creates out
 
 
 def peak_rss_mb():

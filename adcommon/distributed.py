@@ -12,10 +12,22 @@ import threading
 
 import numpy as np
 
-__all__ = ["launched", "init", "rank", "world_size", "is_main", "all_sum", "all_gather", "barrier", "shard",
-           "batch_share", "data_parallel", "broadcast_parameters", "all_sum_gradients", "sync_batch_norm"]
+__all__ = ["launched", "init", "rank", "world_size", "is_main", "all_sum", "all_gather", "gather_shares", "barrier",
+           "shard", "launch_command", "batch_share", "data_parallel", "broadcast_parameters", "all_sum_gradients",
+           "sync_batch_norm"]
 
 _STATE = {"ready": False}
+
+
+def launch_command(nproc, log_dir, python=sys.executable):
+    """The command prefix that runs a script in ``nproc`` processes on this machine (the launcher's
+    logs in ``log_dir``), or plain ``python`` for one; and the environment that gives each process its
+    share of the cores. Returns (argv prefix, env)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
+    if nproc == 1:
+        return [python], env
+    return [python, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc), "--log_dir",
+            str(log_dir)], env
 
 
 def launched():
@@ -93,6 +105,15 @@ def all_gather(obj):
     out = []
     with _Watchdog("gathering results"):
         dist.all_gather_object(out, obj)
+    return out
+
+
+def gather_shares(n, mine, values):
+    """The (n,) array whose items ``mine`` (this process's share, see shard) are ``values``, filled with
+    every process's share: the same array on every process."""
+    out = np.zeros(n, np.asarray(values).dtype)
+    for where, vals in all_gather((list(mine), np.asarray(values))):
+        out[where] = vals
     return out
 
 

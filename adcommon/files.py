@@ -41,6 +41,19 @@ def save_yaml(path, obj):
     write_text_atomic(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
 
 
+def replace_block(path, name, text):
+    """Replace what stands between '<!-- NAME:start -->' and '<!-- NAME:end -->' in the Markdown file
+    ``path`` with ``text`` (atomically): how README tables are generated, never typed."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    with open(path, encoding="utf-8") as f:
+        whole = f.read()
+    if start not in whole or end not in whole:
+        raise UserError(f"{path} has no {start} ... {end} block")
+    head, rest = whole.split(start, 1)
+    write_text_atomic(path, f"{head}{start}\n{text}{end}{rest.split(end, 1)[1]}")
+    return path
+
+
 def save_json(path, obj):
     write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 

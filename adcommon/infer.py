@@ -65,6 +65,14 @@ def _previous_outputs(save_dir):
 MAP_SUFFIX = {"npy": "_map.npy", "png16": "_map.png"}
 
 
+def _record(q, rgb, score, threshold):
+    """The predictions.jsonl fields every image has: path, size, score, threshold, verdict."""
+    return {"path": q, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "score": round(float(score), 6),
+            "threshold": threshold,
+            "verdict": (("anomalous" if score >= threshold else "normal") if threshold is not None else None),
+            "regions": [], "files": {}}
+
+
 def _image_results(q, name, m, score, rgb, meta, work, save_vis, save_maps, vrange):
     """One image's files in ``work`` (the mask and, with ``save_maps``, the map at the image's own size;
     the panel with ``save_vis``) and its predictions.jsonl record."""
@@ -77,9 +85,8 @@ def _image_results(q, name, m, score, rgb, meta, work, save_vis, save_maps, vran
     H, W = rgb.shape[:2]
     full = R.to_image(m, W, H, S, C)
     stem = os.path.splitext(name)[0]
-    rec = {"path": q, "width": int(W), "height": int(H), "score": round(float(score), 6), "threshold": threshold,
-           "verdict": (("anomalous" if score >= threshold else "normal") if threshold is not None else None),
-           "inspected": list(R.inspected_box(W, H, S, C)), "regions": R.find_regions(full, region_thr), "files": {}}
+    rec = dict(_record(q, rgb, score, threshold), inspected=list(R.inspected_box(W, H, S, C)),
+               regions=R.find_regions(full, region_thr))
     if threshold is not None:
         R.save_mask(os.path.join(work, stem + "_mask.png"), full, region_thr)
         rec["files"]["mask"] = stem + "_mask.png"
@@ -148,10 +155,7 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
             all_scores.append(scores)
             sizes += [(r.shape[1], r.shape[0]) for r in rgbs]
             if maps is None:
-                records += [{"path": q, "width": r.shape[1], "height": r.shape[0], "score": round(float(s), 6),
-                             "threshold": threshold, "verdict": (("anomalous" if s >= threshold else "normal")
-                                                                 if threshold is not None else None),
-                             "regions": [], "files": {}} for q, r, s in zip(chunk, rgbs, scores)]
+                records += [_record(q, r, float(s), threshold) for q, r, s in zip(chunk, rgbs, scores)]
                 continue
             all_maps.append(maps)
             if vrange is None:
@@ -159,8 +163,8 @@ def predict_images(paths, run_fn, meta, save_dir, batch_size=1, save_vis=True, a
             for q, name, m, s, rgb in zip(chunk, names[i:i + batch_size], maps, scores, rgbs):
                 records.append(_image_results(q, name, m, float(s), rgb, meta, work, save_vis, save_maps, vrange))
         scores = np.concatenate(all_scores)
-        rows = [(q, float(s)) + ((("anomalous" if s >= threshold else "normal"),) if threshold is not None else ())
-                for q, s in zip(paths, scores)]
+        rows = [(q, float(s)) + ((r["verdict"],) if threshold is not None else ())
+                for q, s, r in zip(paths, scores, records)]
         header = ("path", "score") + (("verdict",) if threshold is not None else ())
         with open(os.path.join(work, "predictions.jsonl"), "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)

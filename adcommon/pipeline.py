@@ -478,26 +478,17 @@ def training_summary(ck):
     return {k: v for k, v in stats.items() if k not in ("history", "holdout_scores")}
 
 
-def _image_size(path):
-    from PIL import Image
-    try:
-        with Image.open(path) as im:   # the header only
-            return im.size
-    except (OSError, ValueError, SyntaxError):
-        return (0, 0)   # unreadable: reported where it is read
-
-
 def evaluate(method, model, ck, data_dir, category, out_dir, batch_size=32, save_vis=False, options=None,
              report=False):
     """The test split of ``category`` through the model -> out_dir/metrics.json, scores.csv (+ pictures,
     + report.html). Says in a line when a centre crop leaves a border unscored, or images are stretched
     to the model's square. Returns the metrics dict."""
-    from shared_data.dataset import MVTecAD
+    from shared_data.dataset import MVTecAD, image_size_of
     meta = method.deploy_meta(ck, options)
     p = meta["preprocess"]
     ds = MVTecAD(data_dir, category, "test", p["image_size"], p.get("crop_size"), p.get("mean"), p.get("std"))
     for note in (crop_note(p["image_size"], p.get("crop_size")),
-                 aspect_note([_image_size(s.path) for s in ds.samples], p["image_size"])):
+                 aspect_note([image_size_of(s.path) or (0, 0) for s in ds.samples], p["image_size"])):
         if note:
             print(note, file=sys.stderr)
     raw, t_model = run_batches(method.runner(model, ck, options), ds, batch_size)

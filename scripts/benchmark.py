@@ -22,8 +22,6 @@ import numpy as np  # noqa: E402
 from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noqa: E402
 
 FOLDERS = {"padim": "PaDiM-Paddle", "stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-SCALING = ("<!-- scaling:start -->", "<!-- scaling:end -->")
 
 
 def scaling_rows(quick):
@@ -51,6 +49,7 @@ def train_scaling(quick):
 
     import paddle
 
+    from adcommon.distributed import launch_command
     from shared_data.synthetic import generate
     n, epochs = (24, 1) if quick else (64, 2)
     runs = {"stfpm": ("STFPM-Paddle", ["--backbone", "resnet18", "--pretrained", "none", "--image_size", "128"]),
@@ -63,12 +62,9 @@ def train_scaling(quick):
             speed = {}
             for k in (1, 2):
                 out = os.path.join(tmp, f"{method}{k}")
-                launch = [] if k == 1 else ["-m", "paddle.distributed.launch", "--nproc_per_node", str(k),
-                                            "--log_dir", os.path.join(tmp, f"log{method}{k}")]
-                cmd = [sys.executable] + launch + ["train.py", "--data_dir", data, "--category", "brick",
-                                                   "--output_dir", out, "--batch_size", "8", "--epochs", str(epochs),
-                                                   "--compile", "False"] + flags
-                env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // k)))
+                launch, env = launch_command(k, os.path.join(tmp, f"log{method}{k}"))
+                cmd = launch + ["train.py", "--data_dir", data, "--category", "brick", "--output_dir", out,
+                                "--batch_size", "8", "--epochs", str(epochs), "--compile", "False"] + flags
                 r = subprocess.run(cmd, cwd=os.path.join(ROOT, folder), capture_output=True, text=True, env=env)
                 if r.returncode != 0:
                     raise RuntimeError((r.stdout + r.stderr)[-800:])
@@ -193,6 +189,8 @@ def main(argv=None):
                    help="only the scale-out table (1 vs 2 processes); --readme fills its scaling block")
     args = p.parse_args(argv)
     import json
+
+    from adcommon.files import replace_block
     t0 = time.perf_counter()
     if args.scaling:
         rows = machine_rows() + scaling_rows(args.quick)
@@ -200,7 +198,7 @@ def main(argv=None):
         md = to_markdown(rows, cmd, time.perf_counter() - t0)
         print(md)
         if args.readme:
-            _replace_block(args.readme, SCALING, md)
+            replace_block(args.readme, "scaling", md)
         return 0
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
@@ -223,18 +221,8 @@ def main(argv=None):
     write_text_atomic(args.out, md)
     print(md)
     if args.readme:
-        _replace_block(args.readme, (START, END), md)
+        replace_block(args.readme, "bench", md)
     return 0
-
-
-def _replace_block(path, marks, md):
-    from shared_data.errors import UserError
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if marks[0] not in text or marks[1] not in text:
-        raise UserError(f"{path} has no {marks[0]} ... {marks[1]} block")
-    head, rest = text.split(marks[0], 1)
-    write_text_atomic(path, f"{head}{marks[0]}\n{md}{marks[1]}{rest.split(marks[1], 1)[1]}")
 
 
 if __name__ == "__main__":

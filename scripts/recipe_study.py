@@ -123,14 +123,8 @@ def main(argv=None):
     write_text_atomic(os.path.join(a.output_dir, a.method, "table.md"), md)
     print(md)
     if a.readme:
-        with open(a.readme, encoding="utf-8") as f:
-            text = f.read()
-        start, end = "<!-- study:start -->", "<!-- study:end -->"
-        if start not in text or end not in text:
-            raise UserError(f"{a.readme} has no {start} ... {end} block")
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        write_text_atomic(a.readme, f"{head}{start}\n{md}{end}{tail}")
+        from adcommon.files import replace_block
+        replace_block(a.readme, "study", md)
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from shared_data.errors import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
+from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 FOLDERS = ["PaDiM-Paddle", "STFPM-Paddle", "KDAD-Paddle", "SSPCAB-Paddle"]
 METHOD = {"PaDiM-Paddle": "padim", "STFPM-Paddle": "stfpm", "KDAD-Paddle": "kdad", "SSPCAB-Paddle": "sspcab"}
@@ -372,13 +372,8 @@ def main(argv=None):
     md = to_markdown(results, folders, time.time() - t0)
     print(md)
     if a.readme:
-        start, end = "<!-- reliability:start -->", "<!-- reliability:end -->"
-        with open(a.readme, encoding="utf-8") as f:
-            text = f.read()
-        if start not in text or end not in text:
-            raise UserError(f"{a.readme} has no {start} ... {end} block")
-        head, rest = text.split(start, 1)
-        write_text_atomic(a.readme, f"{head}{start}\n{md}{end}{rest.split(end, 1)[1]}")
+        from adcommon.files import replace_block
+        replace_block(a.readme, "reliability", md)
     return 0 if all(r["ok"] for p in results.values() for r in p.values()) else 1
 
 

@@ -45,6 +45,16 @@ def load_image(path):
         raise UserError(f"cannot read image {path}: {e}") from None
 
 
+def image_size_of(path):
+    """(width, height) from the image file's header, without decoding it; None when it cannot be read
+    (the reading itself reports that)."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return None
+
+
 def load_mask(path):
     """Read a ground-truth mask as bool (H, W): any non-zero pixel is anomalous."""
     try:
@@ -248,11 +258,8 @@ class MVTecAD(_paddle_dataset_base()):
         if s.mask_path is None:
             return np.zeros((self.size, self.size), bool)
         mask = load_mask(s.mask_path)
-        try:
-            with Image.open(s.path) as im:   # the header only: the image's size
-                w, h = im.size
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-            w, h = mask.shape[1], mask.shape[0]   # an unreadable image is reported where it is read
+        # an unreadable image is reported where it is read
+        w, h = image_size_of(s.path) or (mask.shape[1], mask.shape[0])
         if abs(mask.shape[1] * h - w * mask.shape[0]) > max(w, h):   # aspect ratios differ (beyond rounding)
             raise UserError(f"mask {s.mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {s.path} is "
                             f"{w}x{h}: a mask must cover its image (same size, or the same shape scaled)")

@@ -13,9 +13,10 @@ PADIM = os.path.join(ROOT, "PaDiM-Paddle")
 
 
 def _launch(args, log_dir, cwd, timeout=600, env=None):
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(log_dir)]
+    from adcommon.distributed import launch_command
+    cmd, base = launch_command(2, log_dir)
     return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
+                          env=dict(base, **(env or {})))
 
 
 @pytest.fixture(scope="module")

@@ -99,10 +99,7 @@ def detection_scores(model, images, batch_size=32):
 def shared_detection_scores(model, images, batch_size=32):
     """detection_scores with every process scoring its share (adcommon.distributed), gathered in order."""
     mine = D.shard(len(images))
-    out = np.zeros(len(images), np.float32)
-    for where, vals in D.all_gather((mine, detection_scores(model, images[mine], batch_size))):
-        out[where] = vals
-    return out
+    return D.gather_shares(len(images), mine, detection_scores(model, images[mine], batch_size))
 
 
 # ------------------------------------------------------------------ training

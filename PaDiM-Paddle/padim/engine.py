@@ -100,9 +100,7 @@ def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quanti
                 maps, s = postprocess([model.distance(paddle.to_tensor(part[i:i + batch_size])).numpy()], spec)
                 own[idx[i:i + batch_size]] = s
                 map_sum += float(maps.sum(dtype=np.float64))
-        scores = np.zeros(n, np.float32)
-        for where, vals in D.all_gather((mine, own)):
-            scores[where] = vals
+        scores = D.gather_shares(n, mine, own)
         threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
         side = input_size(model.model_args)
         vr = list(vis_range(np.full((1, 1), float(D.all_sum(map_sum)[0]) / (n * side * side)), threshold))

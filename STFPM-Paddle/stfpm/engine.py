@@ -93,12 +93,9 @@ def holdout_scores(model, hold, batch_size, teacher):
     process's share of the held-out images (adcommon.distributed; all of them for one process)."""
     mine = D.shard(len(hold))
     maps, scores = maps_of(model, hold, batch_size, teacher, mine)
-    parts = D.all_gather((mine, scores, float(maps.sum(dtype=np.float64)), maps.size,
-                          float(maps.max()) if maps.size else -np.inf))
-    out = np.zeros(len(hold), np.float32)
-    for where, vals, _, _, _ in parts:
-        out[where] = vals
-    return sum(p[2] for p in parts) / sum(p[3] for p in parts), out, max(p[4] for p in parts)
+    total, size = D.all_sum(np.array([maps.sum(dtype=np.float64), maps.size], np.float64))
+    peak = max(D.all_gather(float(maps.max()) if maps.size else -np.inf))
+    return float(total / size), D.gather_shares(len(hold), mine, scores), peak
 
 
 def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, lr=0.4, momentum=0.9,
@@ -166,7 +163,7 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
             student.backward(loss * weight if world > 1 else loss)
             D.all_sum_gradients(model.student.parameters())
             opt.step()
-            lv = float(loss) * weight if world > 1 else float(loss)
+            lv = float(loss) * weight   # this process's part of the batch's mean loss (all of it alone)
             losses.append(lv * len(idx))
             seen += len(idx)
             bar.set_postfix(loss=f"{lv:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
