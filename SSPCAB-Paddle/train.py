@@ -76,7 +76,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon import pipeline
+    from adcommon import distributed, pipeline
     from adcommon.files import save_yaml
     from shared_data.dataset import ImageCache, train_split
     from sspcab import engine
@@ -96,9 +96,11 @@ def main(argv=None):
         raise cli.UserError(f"--steps must be >= 0 (0: no training, the GDE of ImageNet features), got {args.steps}")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError(f"--holdout_ratio must be in [0, 1), got {args.holdout_ratio}")
+    # under paddle.distributed.launch (data parallel, --batch_size the global batch): rank 0 writes
+    main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with cli.training_output(out) as log:   # a second run into the same folder refuses
+        with cli.training_output(out, main_process) as log:   # a second run into the same folder refuses
             if args.test_epochs:
                 log("--test_epochs ignored: the final model is the model (no selection on test labels)")
             cli.set_seed(args.seed)
@@ -125,6 +127,8 @@ def main(argv=None):
                                        args.seed, args.num_workers, state, args.save_interval, args.resume,
                                        args.log_interval, log, holdout=(fit_ds, hold_ds) if hold_ds else None,
                                        eval_interval=args.eval_interval, frozen_stages=args.frozen_stages)
+            if not main_process:
+                continue   # the density fit, the threshold and every file: rank 0
             fit_stats = engine.fit_density(model, fit_ds, hold_ds, batch_size=min(args.batch_size, 32),
                                            threshold_quantile=args.threshold_quantile, seed=args.seed, log=log,
                                            threshold_rule=args.threshold_rule)

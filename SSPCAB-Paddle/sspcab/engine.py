@@ -8,6 +8,7 @@ import paddle
 from tqdm import tqdm
 
 from adcommon import checkpoint as C
+from adcommon import distributed as D
 from adcommon.pipeline import postprocess, run_batches, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches, to_tensor
 from shared_data.errors import UserError
@@ -48,16 +49,17 @@ class CutPasteSteps(paddle.io.Dataset):
     batch_size = B, in order, yields the same step-k batch for any worker count and after a resume.
     """
 
-    def __init__(self, images, batch_size, seed, first_step, steps, variant, mean, std):
+    def __init__(self, images, batch_size, seed, first_step, steps, variant, mean, std, share=None):
         super().__init__()
         self.images, self.B, self.seed = images, batch_size, seed
         self.first, self.steps, self.variant, self.mean, self.std = first_step, steps, variant, mean, std
+        self.share = list(range(batch_size)) if share is None else list(share)   # this process's samples
 
     def __len__(self):
-        return (self.steps - self.first) * self.B
+        return (self.steps - self.first) * len(self.share)
 
     def __getitem__(self, k):
-        step, i = self.first + k // self.B, k % self.B
+        step, i = self.first + k // len(self.share), self.share[k % len(self.share)]
         img = self.images[batch_indices(len(self.images), self.B, self.seed, step)[i]]
         views = cutpaste_views(img, step_rng(self.seed, step, i), self.variant)
         return np.stack([to_tensor(v, self.mean, self.std) for v in views])
@@ -113,13 +115,17 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
     start, history = _resume(state_path, model, opt, targs, log) if resume and state_path else (0, [])
     freeze = model.model_args["pretrained"] != "none" and freeze_steps > 0   # a random backbone is not frozen
     a = model.model_args
-    ds = CutPasteSteps(images, batch_size, seed, start, steps, variant, a["mean"], a["std"])
-    loader = _batches(ds, batch_size, num_workers)
-    labels = class_labels(n_views, batch_size)                              # (V B,)
+    main = D.is_main()
+    D.data_parallel(model, batch_size, False, log, "network")   # several processes: a share of every step
+    share, weight = D.batch_share(np.arange(batch_size))
+    ds = CutPasteSteps(images, batch_size, seed, start, steps, variant, a["mean"], a["std"], share)
+    loader = _batches(ds, len(share), num_workers)
+    labels = class_labels(n_views, len(share))                              # (V B,)
     model.train()
     t0, seen = time.perf_counter(), 0
     steps_left = zip(range(start, steps), loader) if start < steps else []
-    bar = tqdm(steps_left, total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True, file=sys.stdout)
+    bar = tqdm(steps_left, total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True, file=sys.stdout,
+               disable=not main)
     for step, views in bar:
         model.set_backbone_trainable(not (freeze and step < freeze_steps))
         # stochastic layers (Lite0's drop-connect) draw from paddle's RNG: seed it per step for resume
@@ -128,16 +134,19 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
         x = views.transpose([1, 0, 2, 3, 4]).reshape([-1] + views.shape[2:])   # (V B, 3, S, S), view-major
         _, logits, io = model.train_forward(x)
         loss, ce, rec = total_loss(logits, labels, io, sspcab_lambda)
-        loss.backward()
+        (loss * weight if weight != 1.0 else loss).backward()
+        D.all_sum_gradients(model.parameters())
         opt.step()
         opt.clear_grad()
-        seen += int(x.shape[0])
-        acc = float((logits.argmax(axis=1) == labels).astype("float32").mean())
-        row = {"step": step + 1, "loss": float(loss), "ce": float(ce), "sspcab": float(rec), "acc": acc,
+        # the step's figures over the whole batch (each process's share weighted, then added)
+        loss_v, ce_v, rec_v, acc = D.all_sum(np.array([float(loss), float(ce), float(rec), float(
+            (logits.argmax(axis=1) == labels).astype("float32").mean())]) * weight)
+        seen += n_views * batch_size   # the whole step's images, whichever share this process took
+        row = {"step": step + 1, "loss": float(loss_v), "ce": float(ce_v), "sspcab": float(rec_v), "acc": float(acc),
                "lr": lr_at(step, steps, lr)}
         bar.set_postfix(loss=f"{row['loss']:.4f}", ce=f"{row['ce']:.3f}", ssp=f"{row['sspcab']:.4f}",
                         acc=f"{acc:.2f}")
-        if eval_interval and holdout and ((step + 1) % eval_interval == 0 or step + 1 == steps):
+        if main and eval_interval and holdout and ((step + 1) % eval_interval == 0 or step + 1 == steps):
             row["holdout_mean_score"] = holdout_mean_score(model, *holdout)
             model.train()
             log(f"step {step + 1}/{steps}: held-out normal mean score {row['holdout_mean_score']:.4f}")
@@ -146,13 +155,13 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
             history.append(row)
             log(f"step {step + 1}/{steps} loss {row['loss']:.4f} (ce {row['ce']:.4f} + {sspcab_lambda} x sspcab "
                 f"{row['sspcab']:.4f}) acc {acc:.3f} lr {row['lr']:.6f} {ips:.1f} img/s")
-        if state_path and save_interval and ((step + 1) % save_interval == 0 or step + 1 == steps):
+        if main and state_path and save_interval and ((step + 1) % save_interval == 0 or step + 1 == steps):
             save_state(state_path, model, opt, step + 1, targs, history)  # also at the end: density may fail
     bar.close()
     model.set_backbone_trainable(True)
     secs = time.perf_counter() - t0
     return dict(targs, variant=variant, start_step=start, train_seconds=round(secs, 1),
-                train_images_per_s=round(seen / max(secs, 1e-9), 2), history=history)
+                train_images_per_s=round(seen / max(secs, 1e-9), 2), history=history, processes=D.world_size())
 
 
 @paddle.no_grad()
