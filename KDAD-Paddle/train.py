@@ -60,6 +60,9 @@ def build_parser():
     p.add_argument("--feature_scale", default=None, choices=["none", "rms"],
                    help="expert layers as they are (none; paper, default for vgg16) or each divided by its RMS "
                         "over the training images (rms; default for efficientnet_lite0, see README)")
+    p.add_argument("--cloner_pools", default=None, choices=["relu", "linear"],
+                   help="the cloner's conv before each pool with a ReLU (relu; paper, default for vgg16) or without "
+                        "(linear; default for efficientnet_lite0, whose stage outputs are signed, see README)")
     cli.add_speed_args(p)
     p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
     p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
@@ -92,7 +95,8 @@ def main(argv=None):
             model = engine.build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,
                                   "use_bias": args.use_bias, "equal_network_size": args.equal_network_size,
                                   "direction_loss_only": args.direction_loss_only,
-                                  "feature_scale": args.feature_scale}, args.pretrained)
+                                  "feature_scale": args.feature_scale, "cloner_pools": args.cloner_pools},
+                                 args.pretrained)
             s = model.model_args["image_size"]
             # [0, 1] inputs, no normalisation (the reference's)
             fit_ds, hold_ds = train_split(args.data_dir, cat, args.holdout_ratio, image_size=s, crop_size=None,
@@ -103,6 +107,7 @@ def main(argv=None):
                 f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_hold} held-out normal images, "
                 f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}, "
                 f"expert features scaled: {model.model_args['feature_scale']}, "
+                f"cloner pools: {model.model_args['cloner_pools']}, "
                 f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
             fit, hold = engine.stack_images(fit_ds), engine.stack_images(hold_ds)
             stats = engine.train(model, fit, hold, out, log, args.epochs, args.batch_size, args.lr, args.seed,

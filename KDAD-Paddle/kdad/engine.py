@@ -39,7 +39,8 @@ def build(model_args, pretrained="none"):
     """The KDAD of ``model_args`` (expert weights: ``pretrained``; a checkpoint brings all of them)."""
     a = model_args
     model = KDAD(a["backbone"], pretrained, a["image_size"], a["lamda"], a["use_bias"], a["equal_network_size"],
-                 a["direction_loss_only"], feature_scale=a.get("feature_scale"))
+                 a["direction_loss_only"], feature_scale=a.get("feature_scale"),
+                 cloner_pools=a.get("cloner_pools", "relu"))  # checkpoints before the option: ReLU'd pools
     if pretrained == "none" and a.get("weights"):
         model.model_args["weights"] = a["weights"]  # the weights the checkpoint's expert came from
     return model

@@ -22,6 +22,7 @@ TRAIN_LAYERS = (3, 6, 9, 12)
 SCORE_LAYERS = (6, 9, 12)
 EXPERTS = ("vgg16", "efficientnet_lite0")
 FEATURE_SCALES = ("none", "rms")
+CLONER_POOLS = ("relu", "linear")
 
 
 def cloner_cfg(pool_channels, equal_network_size=False):
@@ -57,9 +58,14 @@ class Cloner(nn.Layer):
     forward(x) returns 13 tensors at the same places as the expert's outputs: after the ReLU of each
     conv that is not the last of its block, and after each max-pool (cfg 'B': module indices
     2, 5, 8, 11, 14, 17, 20, 23, 26, 29, 32, 35, 38).
+
+    With ``linear_pools`` the conv before each max-pool has no ReLU (an ``Identity`` in its place, so
+    parameter names stay the same): the pooled outputs can then be negative, as the stage outputs of
+    EfficientNet-Lite0 are (linear bottlenecks: about half of their values, and half their energy, are
+    below zero), which a ReLU'd output can never match.
     """
 
-    def __init__(self, cfg, use_bias=False):
+    def __init__(self, cfg, use_bias=False, linear_pools=False):
         super().__init__()
         mods, outs, cin = [], [], 3
         for i, v in enumerate(cfg):
@@ -73,7 +79,7 @@ class Cloner(nn.Layer):
             before_pool = i + 1 < len(cfg) and cfg[i + 1] == "M"
             if not before_pool:
                 mods.append(nn.BatchNorm2D(v))  # torch momentum 0.1 = Paddle momentum 0.9 (default)
-            mods.append(nn.ReLU())
+            mods.append(nn.Identity() if before_pool and linear_pools else nn.ReLU())
             if not before_pool:
                 outs.append(len(mods) - 1)
             cin = v
@@ -135,13 +141,20 @@ class KDAD(nn.Layer):
     """Expert + cloner. ``pools(x)`` -> (cloner pools, expert pools), both [pool2, pool3, pool4, pool5]."""
 
     def __init__(self, backbone="vgg16", pretrained="imagenet", image_size=128, lamda=0.5, use_bias=False,
-                 equal_network_size=False, direction_loss_only=False, deploy_map="gradients", feature_scale=None):
+                 equal_network_size=False, direction_loss_only=False, deploy_map="gradients", feature_scale=None,
+                 cloner_pools=None):
         super().__init__()
         # 'none' (the paper, with VGG-16): the expert's raw features. 'rms' (default for
         # EfficientNet-Lite0): each matched layer divided by its RMS over the training images. Lite0's
         # stride 4..16 stages have RMS ~7 and its 1280-channel head ~1.3, so the MSE term of the early
         # layers, 30x the head's and the direction terms, decides the loss (README: root causes).
         feature_scale = feature_scale or ("none" if backbone == "vgg16" else "rms")
+        # 'relu' (the paper's cloner, VGG-16's pools are ReLU'd) or 'linear' (default for
+        # EfficientNet-Lite0, whose stride 4..16 stage outputs are signed: README, root causes).
+        cloner_pools = cloner_pools or ("relu" if backbone == "vgg16" else "linear")
+        if cloner_pools not in CLONER_POOLS:
+            from shared_data.errors import UserError
+            raise UserError(f"cloner_pools must be one of {', '.join(CLONER_POOLS)}, got {cloner_pools!r}")
         if feature_scale not in FEATURE_SCALES:
             from shared_data.errors import UserError
             raise UserError(f"feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
@@ -153,7 +166,7 @@ class KDAD(nn.Layer):
             raise UserError("equal_network_size (cloner 'A' = VGG-16 widths) needs the vgg16 expert")
         self.expert = Expert(backbone, pretrained)
         cfg = cloner_cfg(self.expert.pool_channels, equal_network_size)
-        self.cloner = Cloner(cfg, use_bias)
+        self.cloner = Cloner(cfg, use_bias, linear_pools=cloner_pools == "linear")
         self.lamda = float(lamda)
         self.direction_only = bool(direction_loss_only)
         self.deploy_map = deploy_map
@@ -161,7 +174,7 @@ class KDAD(nn.Layer):
                            "lamda": self.lamda, "use_bias": bool(use_bias),
                            "equal_network_size": bool(equal_network_size),
                            "direction_loss_only": self.direction_only, "cloner_cfg": cfg,
-                           "feature_scale": feature_scale,
+                           "feature_scale": feature_scale, "cloner_pools": cloner_pools,
                            "mean": None, "std": None}  # input stays in [0, 1] (reference: ToTensor only)
 
     def train(self, mode=True):

@@ -103,3 +103,28 @@ def test_bad_image_size_is_a_user_error():
     from shared_data.errors import UserError
     with pytest.raises(UserError, match="multiple of 32"):
         KDAD("vgg16", "none", 100)
+
+
+def test_a_signed_expert_gets_a_cloner_whose_pools_can_be_negative():
+    """EfficientNet-Lite0's stage outputs are linear bottlenecks: about half of their values are below
+    zero, which a cloner that ends every block in a ReLU can never match (README, root causes). Its
+    cloner drops the ReLU before each pool (an Identity: parameter names unchanged); VGG-16's pools are
+    ReLU'd, so its cloner stays the paper's."""
+    from kdad import engine
+    paddle.seed(0)
+    x = paddle.rand([2, 3, 64, 64])
+    lite = KDAD("efficientnet_lite0", "imagenet", 64)
+    assert lite.model_args["cloner_pools"] == "linear"
+    pred, real = lite.pools(x)
+    assert all(float((r < 0).astype("float32").mean()) > 0.2 for r in real[:3])   # the expert: signed
+    assert all(float(p.min()) < 0 for p in pred)
+    relu = KDAD("efficientnet_lite0", "none", 64, cloner_pools="relu")
+    assert all(float(p.min()) >= 0 for p in relu.cloner_pools(x))
+    assert list(relu.cloner.state_dict()) == list(lite.cloner.state_dict())
+    vgg = KDAD("vgg16", "none", 64)
+    assert vgg.model_args["cloner_pools"] == "relu" and all(float(p.min()) >= 0 for p in vgg.cloner_pools(x))
+    # checkpoints written before the option trained the ReLU'd cloner
+    old = {k: v for k, v in lite.model_args.items() if k != "cloner_pools"}
+    assert engine.build(old).model_args["cloner_pools"] == "relu"
+    with pytest.raises(Exception, match="cloner_pools"):
+        KDAD("efficientnet_lite0", "none", 64, cloner_pools="tanh")
