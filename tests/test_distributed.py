@@ -139,16 +139,21 @@ def test_kdad_data_parallel_is_the_single_process_global_batch(data, tmp_path):
     assert two["train"]["processes"] == 2
 
 
-@pytest.mark.slow
-def test_synchronised_batch_norm_on_cpu_is_the_global_batch(tmp_path):
-    """The CPU batch norm over processes (Paddle has no sync_batch_norm kernel there): 2 processes with
-    3 images each give one process's gradients and running statistics on all 6 (float rounding)."""
-    script = os.path.join(ROOT, "tests", "dist_sync_bn.py")
+def _alone_and_launched(script, tmp_path):
+    """tests/<script> OUT.npz run by one process and by two under the launcher: the two npz files."""
+    script = os.path.join(ROOT, "tests", script)
     r = subprocess.run([sys.executable, script, tmp_path / "one.npz"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     r = _launch([script, tmp_path / "two.npz"], tmp_path / "log", ROOT)
     assert r.returncode == 0, r.stdout[-3000:]
-    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    return np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+
+
+@pytest.mark.slow
+def test_synchronised_batch_norm_on_cpu_is_the_global_batch(tmp_path):
+    """The CPU batch norm over processes (Paddle has no sync_batch_norm kernel there): 2 processes with
+    3 images each give one process's gradients and running statistics on all 6 (float rounding)."""
+    one, two = _alone_and_launched("dist_sync_bn.py", tmp_path)
     for key in ("grads", "stats"):
         assert np.abs(one[key] - two[key]).max() <= 1e-5 * np.abs(one[key]).max(), key
 
@@ -160,12 +165,7 @@ def test_cutpaste_sspcab_data_parallel_is_the_single_process_global_batch(tmp_pa
     alone (dist_sspcab_step.py), so only float64 can tell a wrong step from noise. Measured: the weight
     changes agree to 1.9e-7 (the running statistics: Paddle's kernel keeps the momentum in float32) and
     the losses to 1e-15; without synchronised batch norm they differ by 120 %."""
-    script = os.path.join(ROOT, "tests", "dist_sspcab_step.py")
-    r = subprocess.run([sys.executable, script, tmp_path / "one.npz"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    r = _launch([script, tmp_path / "two.npz"], tmp_path / "log", ROOT)
-    assert r.returncode == 0, r.stdout[-3000:]
-    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    one, two = _alone_and_launched("dist_sspcab_step.py", tmp_path)
     assert int(one["_world"]) == 1 and int(two["_world"]) == 2
     np.testing.assert_allclose(one["_loss"], two["_loss"], rtol=1e-9)
     keys = sorted(k for k in one.files if not k.startswith("_"))
