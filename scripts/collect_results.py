@@ -28,7 +28,8 @@ from shared_data.errors import ArgumentParser, UserError, run_cli, write_text_at
 METHODS = ["stfpm", "padim", "kdad", "sspcab"]
 METRICS = [("image_auroc", "Image AUROC"), ("pixel_auroc", "Pixel AUROC"), ("aupro", "AUPRO (FPR<=0.3)"),
            ("paper_localization_auroc", "Localization AUROC, paper's definition"),
-           ("image_auroc_patch_max", "Image AUROC, max of the patch map (SSPCAB's other image score)")]
+           ("image_auroc_patch_max", "Image AUROC, max of the patch map (SSPCAB's other image score)"),
+           ("image_auroc_map_max", "Image AUROC, max of the discrepancy map (KDAD's, ours)")]
 LENGTH_KEYS = ("epochs", "num_epochs", "steps")
 
 

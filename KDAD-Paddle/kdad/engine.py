@@ -19,7 +19,8 @@ from .loss import distill_loss
 from .model import KDAD, TRAIN_LAYERS
 
 METHOD = "kdad"
-SUMMARY_EXTRA = ("paper_localization_auroc",)  # the paper's own localization number
+# the paper's own localization number; the image AUROC of the discrepancy map's maximum (ours)
+SUMMARY_EXTRA = ("paper_localization_auroc", "image_auroc_map_max")
 SIGMA = 4.0                 # reference: gaussian_filter(sigma=4) on the 128 x 128 map
 GRADIENT_MAP_THRESHOLD = 0.5  # the seed's predict.py display threshold on the [0, 1] gradient map
 # The cloner (VGG-like: 3x3 convolutions, BN, ReLU, max-pools) trains faster as a static oneDNN graph
@@ -313,14 +314,24 @@ def result_dir(out, ck, options=None):
 
 
 def extra_metrics(ck, ds, raw, maps, scores, options=None):
-    """The paper's own localization AUROC (anomalous images only) beside the standard metrics; its
-    threshold sweep (0..0.999) is defined for gradient maps in [0, 1] only."""
+    """The paper's own localization AUROC (anomalous images only) beside the standard metrics (its
+    threshold sweep (0..0.999) is defined for gradient maps in [0, 1] only), and with discrepancy maps the
+    image AUROC their maximum would give."""
+    from adcommon.metrics import SingleClassError, image_auroc
     method = _options(ck, options)[0]
-    paper = None
+    paper = map_max = None
     if maps is not None and ds.has_masks and method not in (None, "discrepancy"):
         idx, gt = soft_masks(ds, ck["model_args"]["image_size"])
         paper = paper_localization_auroc(maps[idx], gt)
+    if maps is not None and method == "discrepancy":   # absolute units (gradient maps are scaled per image)
+        try:
+            map_max = image_auroc(ds.labels, maps.reshape(len(maps), -1).max(1))
+        except SingleClassError:
+            pass
     return {"localization_method": method, "paper_localization_auroc": paper,
+            "image_auroc_map_max": map_max,
+            "image_auroc_map_max_note": "the maximum of the discrepancy map as the image score (ours; the "
+                                        "paper's detection score decides image_auroc)",
             "paper_localization_auroc_note": "paper metric: anomalous test images only, 1000 thresholds, "
                                              "3x3 elliptical opening (docs/reference.md#kdad-localization-auroc); "
                                              "not a pixel AUROC"}

@@ -95,8 +95,26 @@ def test_val_other_methods_write_their_own_metrics(trained):
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.load(open(os.path.join(out, "brick", "discrepancy", "metrics.json")))
     assert m["localization_method"] == "discrepancy" and m["pixel_auroc"] is not None
+    assert 0 <= m["image_auroc_map_max"] <= 1
     r = run_script("val.py", "--data_dir", root, "--category", "brick", "--output_dir", out,
                    "--localization_test", "False")
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.load(open(os.path.join(out, "brick", "metrics.json")))
     assert m["image_auroc"] is not None and m["pixel_auroc"] is None and m["paper_localization_auroc"] is None
+
+
+def test_map_max_auroc_is_reported_for_discrepancy_maps_only():
+    """val.py's image_auroc_map_max: the image AUROC of each discrepancy map's maximum (absolute units);
+    gradient maps are scaled per image, so their maximum says nothing and it stays None."""
+    from types import SimpleNamespace
+
+    from kdad import engine
+    ds = SimpleNamespace(labels=np.array([0, 0, 1, 1]), has_masks=False)
+    maps = np.zeros((4, 8, 8), np.float32)
+    maps[:, 2, 3] = [0.1, 0.4, 0.3, 0.9]       # one anomaly below a normal image: AUROC 3/4
+    ck = {"localization_method": "discrepancy", "model_args": {"image_size": 8}}
+    assert engine.extra_metrics(ck, ds, None, maps, None)["image_auroc_map_max"] == 0.75
+    maps[:, 2, 3] = [0.9, 0.3, 0.4, 0.1]
+    assert engine.extra_metrics(ck, ds, None, maps, None)["image_auroc_map_max"] == 0.25
+    ck["localization_method"] = "gradients"
+    assert engine.extra_metrics(ck, ds, None, maps, None)["image_auroc_map_max"] is None
