@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["launched", "init", "rank", "world_size", "is_main", "all_sum", "all_gather", "gather_shares", "barrier",
            "shard", "launch_command", "batch_share", "data_parallel", "broadcast_parameters", "all_sum_gradients",
-           "sync_batch_norm"]
+           "backward_share", "sync_batch_norm"]
 
 _STATE = {"ready": False}
 
@@ -185,6 +185,16 @@ def all_sum_gradients(parameters):
         for p in parameters:
             if not p.stop_gradient and p.grad is not None:
                 dist.all_reduce(p.grad)
+
+
+def backward_share(loss, weight, parameters, backward=None):
+    """The backward of one training step on this process's share of the global batch (``weight``: its part
+    of the batch's mean loss, batch_share), then the gradients added over the processes: every process
+    holds the global batch's gradient. One process: the plain backward of ``loss``. ``backward``: the
+    function that runs it (a compiled step's own), else ``loss.backward()``."""
+    run = backward or (lambda t: t.backward())
+    run(loss * weight if world_size() > 1 else loss)
+    all_sum_gradients(parameters)
 
 
 def _all_sum_tensor(t):

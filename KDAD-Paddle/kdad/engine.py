@@ -176,8 +176,7 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
                 with paddle.no_grad():
                     real = model.expert(x)
             loss = distill_loss(pred, real, model.lamda, model.direction_only)
-            cloner.backward(loss * weight if world > 1 else loss)
-            D.all_sum_gradients(model.cloner.parameters())
+            D.backward_share(loss, weight, model.cloner.parameters(), cloner.backward)
             opt.step()
             opt.clear_grad()
             total += float(loss) * weight * len(full)

@@ -134,8 +134,7 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
         x = views.transpose([1, 0, 2, 3, 4]).reshape([-1] + views.shape[2:])   # (V B, 3, S, S), view-major
         _, logits, io = model.train_forward(x)
         loss, ce, rec = total_loss(logits, labels, io, sspcab_lambda)
-        (loss * weight if weight != 1.0 else loss).backward()
-        D.all_sum_gradients(model.parameters())
+        D.backward_share(loss, weight, model.parameters())
         opt.step()
         opt.clear_grad()
         # the step's figures over the whole batch (each process's share weighted, then added)

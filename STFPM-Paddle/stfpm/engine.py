@@ -160,8 +160,7 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
                     t_feats = [F.normalize(t, axis=1) for t in model.teacher(x)]
             loss = stfpm_loss(t_feats, student(x), teacher_normalized=True)
             opt.clear_grad()
-            student.backward(loss * weight if world > 1 else loss)
-            D.all_sum_gradients(model.student.parameters())
+            D.backward_share(loss, weight, model.student.parameters(), student.backward)
             opt.step()
             lv = float(loss) * weight   # this process's part of the batch's mean loss (all of it alone)
             losses.append(lv * len(idx))
