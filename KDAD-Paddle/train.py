@@ -63,6 +63,9 @@ def build_parser():
     p.add_argument("--cloner_pools", default=None, choices=["relu", "linear"],
                    help="the cloner's conv before each pool with a ReLU (relu; paper, default for vgg16) or without "
                         "(linear; default for efficientnet_lite0, whose stage outputs are signed, see README)")
+    p.add_argument("--image_score", default="loss", choices=["loss", "map_max"],
+                   help="loss: the paper's detection score (eq. 3 on the whole image); map_max: the maximum of the "
+                        "discrepancy map (needs --localization_method discrepancy; README)")
     cli.add_speed_args(p)
     p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
     p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
@@ -84,6 +87,9 @@ def main(argv=None):
             raise cli.UserError(f"--{name} must be >= 1")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError("--holdout_ratio must be in [0, 1)")
+    if args.image_score == "map_max" and args.localization_method != "discrepancy":
+        raise cli.UserError(f"--image_score map_max scores an image by the maximum of its discrepancy map: it needs "
+                            f"--localization_method discrepancy (got {args.localization_method})")
     # under paddle.distributed.launch (data parallel, --batch_size the global batch): rank 0 writes
     main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):
@@ -95,7 +101,8 @@ def main(argv=None):
             model = engine.build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,
                                   "use_bias": args.use_bias, "equal_network_size": args.equal_network_size,
                                   "direction_loss_only": args.direction_loss_only,
-                                  "feature_scale": args.feature_scale, "cloner_pools": args.cloner_pools},
+                                  "feature_scale": args.feature_scale, "cloner_pools": args.cloner_pools,
+                                  "image_score": args.image_score},
                                  args.pretrained)
             s = model.model_args["image_size"]
             # [0, 1] inputs, no normalisation (the reference's)
@@ -107,7 +114,7 @@ def main(argv=None):
                 f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_hold} held-out normal images, "
                 f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}, "
                 f"expert features scaled: {model.model_args['feature_scale']}, "
-                f"cloner pools: {model.model_args['cloner_pools']}, "
+                f"cloner pools: {model.model_args['cloner_pools']}, image score: {args.image_score}, "
                 f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
             fit, hold = engine.stack_images(fit_ds), engine.stack_images(hold_ds)
             stats = engine.train(model, fit, hold, out, log, args.epochs, args.batch_size, args.lr, args.seed,

@@ -29,7 +29,8 @@ METHODS = ["stfpm", "padim", "kdad", "sspcab"]
 METRICS = [("image_auroc", "Image AUROC"), ("pixel_auroc", "Pixel AUROC"), ("aupro", "AUPRO (FPR<=0.3)"),
            ("paper_localization_auroc", "Localization AUROC, paper's definition"),
            ("image_auroc_patch_max", "Image AUROC, max of the patch map (SSPCAB's other image score)"),
-           ("image_auroc_map_max", "Image AUROC, max of the discrepancy map (KDAD's, ours)")]
+           ("image_auroc_map_max", "Image AUROC, max of the discrepancy map (KDAD's, ours)"),
+           ("image_auroc_loss", "Image AUROC, the paper's detection score (KDAD's eq. 3)")]
 LENGTH_KEYS = ("epochs", "num_epochs", "steps")
 
 

@@ -29,8 +29,10 @@ METHODS = {
     "kdad": ("KDAD-Paddle", "KDAD (Multiresolution Knowledge Distillation)",
              "KDAD distils a frozen expert network into a smaller cloner on normal images; the cloner's "
              "disagreement with the expert scores the image, and its maps locate the defect.",
-             "--backbone efficientnet_lite0 --batch_size 16 --epochs 20 --localization_method discrepancy",
-             "--backbone efficientnet_lite0 --batch_size 8 --epochs 2 --localization_method discrepancy"),
+             "--backbone efficientnet_lite0 --batch_size 16 --epochs 20 --localization_method discrepancy "
+             "--image_score map_max",
+             "--backbone efficientnet_lite0 --batch_size 8 --epochs 2 --localization_method discrepancy "
+             "--image_score map_max"),
     "sspcab": ("SSPCAB-Paddle", "CutPaste with the SSPCAB block",
                "CutPaste learns to tell normal images from ones with a pasted patch (3-way self-supervision, "
                "with the SSPCAB block), then scores images with a Gaussian density of its features.",

@@ -19,8 +19,8 @@ from .loss import distill_loss
 from .model import KDAD, TRAIN_LAYERS
 
 METHOD = "kdad"
-# the paper's own localization number; the image AUROC of the discrepancy map's maximum (ours)
-SUMMARY_EXTRA = ("paper_localization_auroc", "image_auroc_map_max")
+# the paper's own localization number; the image AUROC of the other image score (map maximum or the paper's)
+SUMMARY_EXTRA = ("paper_localization_auroc", "image_auroc_map_max", "image_auroc_loss")
 SIGMA = 4.0                 # reference: gaussian_filter(sigma=4) on the 128 x 128 map
 GRADIENT_MAP_THRESHOLD = 0.5  # the seed's predict.py display threshold on the [0, 1] gradient map
 # The cloner (VGG-like: 3x3 convolutions, BN, ReLU, max-pools) trains faster as a static oneDNN graph
@@ -28,12 +28,23 @@ GRADIENT_MAP_THRESHOLD = 0.5  # the seed's predict.py display threshold on the [
 COMPILE_BY_DEFAULT = True
 
 
-def postprocess_spec(kind, image_size):
-    """Raw outputs -> maps: output 0 is the score; the map outputs are resized to the input size
-    (bilinear), summed (discrepancy: over pool3..pool5) and blurred with sigma 4."""
+def postprocess_spec(kind, image_size, image_score="loss"):
+    """Raw outputs -> maps: the map outputs are resized to the input size (bilinear), summed
+    (discrepancy: over pool3..pool5) and blurred with sigma 4. The image score is output 0 (the paper's
+    detection score) or, with image_score 'map_max', the maximum of the discrepancy map."""
     maps = [1, 2, 3] if kind == "discrepancy" else [1]
+    by_map = image_score == "map_max" and kind == "discrepancy"
     return {"out_size": int(image_size), "combine": "sum", "sigma": SIGMA, "map_outputs": maps,
-            "score_output": 0}
+            "score_output": None if by_map else 0}
+
+
+IMAGE_SCORE_DOC = {"loss": "the paper's detection score: eq. 3 on pool3..pool5 of the whole image",
+                   "map_max": "maximum of the discrepancy map (ours)"}
+
+
+def image_score_of(model_args):
+    """'loss' (the paper; checkpoints before the option) or 'map_max'."""
+    return model_args.get("image_score", "loss")
 
 
 def build(model_args, pretrained="none"):
@@ -41,7 +52,8 @@ def build(model_args, pretrained="none"):
     a = model_args
     model = KDAD(a["backbone"], pretrained, a["image_size"], a["lamda"], a["use_bias"], a["equal_network_size"],
                  a["direction_loss_only"], feature_scale=a.get("feature_scale"),
-                 cloner_pools=a.get("cloner_pools", "relu"))  # checkpoints before the option: ReLU'd pools
+                 cloner_pools=a.get("cloner_pools", "relu"),  # checkpoints before the option: ReLU'd pools
+                 image_score=image_score_of(a))
     if pretrained == "none" and a.get("weights"):
         model.model_args["weights"] = a["weights"]  # the weights the checkpoint's expert came from
     return model
@@ -222,7 +234,7 @@ def holdout_calibration(model, images, batch_size=32, quantile=0.99, rule="robus
     """Thresholds and colour ranges from held-out NORMAL images only (never test labels): ``images``
     float32 (N, 3, S, S) in [0, 1] (``stack_images``), or None.
 
-    threshold: the ``quantile`` of their detection scores (adcommon's threshold rule). Gradient maps are
+    threshold: the ``quantile`` of their image scores (adcommon's threshold rule). Gradient maps are
     scaled per image to [0, 1], so their display threshold is the seed's fixed 0.5 and the colour range [0, 1];
     discrepancy maps have absolute units, so theirs come from the held-out maps (quantile of the
     per-image maximum, as PaDiM/STFPM do for their maps).
@@ -241,7 +253,7 @@ def holdout_calibration(model, images, batch_size=32, quantile=0.99, rule="robus
         r = discrepancy_outputs(model, images[i:i + batch_size])
         raw = [[a] for a in r] if raw is None else [p + [a] for p, a in zip(raw, r)]
     raw = [np.concatenate(p) for p in raw]
-    maps, scores = postprocess(raw, postprocess_spec("discrepancy", s))
+    maps, scores = postprocess(raw, postprocess_spec("discrepancy", s, image_score_of(model.model_args)))
     out["threshold"] = threshold_from_normals(scores, quantile, rule)
     out["holdout_scores"] = [float(v) for v in scores]
     mthr = threshold_from_normals(maps.reshape(len(maps), -1).max(1), quantile, rule)
@@ -255,7 +267,8 @@ def holdout_calibration(model, images, batch_size=32, quantile=0.99, rule="robus
 
 def save(path, model, category, calib, train_stats, config_name=None, localization="gradients"):
     s = model.model_args["image_size"]
-    args = dict(model.model_args, postprocess={k: postprocess_spec(k, s) for k in ("gradients", "discrepancy")})
+    score = image_score_of(model.model_args)
+    args = dict(model.model_args, postprocess={k: postprocess_spec(k, s, score) for k in ("gradients", "discrepancy")})
     # threshold: image level (detection score); map_threshold / vis_range: the paper's gradient map;
     # the *_ranges / *_thresholds dicts hold them per localization method.
     C.save_checkpoint(path, METHOD, args, model.state_dict(), category=category, threshold=calib["threshold"],
@@ -292,6 +305,11 @@ def _options(ck, options):
     o = options or {}
     method = None if o.get("localization_test") is False else \
         o.get("localization") or ck.get("localization_method") or o.get("fallback") or "gradients"
+    if image_score_of(ck["model_args"]) == "map_max" and method != "discrepancy":
+        from shared_data.errors import UserError
+        raise UserError("this model scores an image by the maximum of its discrepancy map (image_score map_max): "
+                        "it needs --localization_method discrepancy"
+                        + (" and --localization_test True" if method is None else f", not {method}"))
     return method, o.get("smooth_grad_n", 50), o.get("seed", 0)
 
 
@@ -314,23 +332,27 @@ def result_dir(out, ck, options=None):
 
 def extra_metrics(ck, ds, raw, maps, scores, options=None):
     """The paper's own localization AUROC (anomalous images only) beside the standard metrics (its
-    threshold sweep (0..0.999) is defined for gradient maps in [0, 1] only), and with discrepancy maps the
-    image AUROC their maximum would give."""
+    threshold sweep (0..0.999) is defined for gradient maps in [0, 1] only), and the image AUROC of the
+    score that does not decide: with the paper's score, the discrepancy map's maximum (discrepancy maps
+    only: gradient maps are scaled per image); with image_score map_max, the paper's detection score."""
     from adcommon.metrics import SingleClassError, image_auroc
     method = _options(ck, options)[0]
-    paper = map_max = None
+    kind = image_score_of(ck["model_args"])
+    paper = other = None
     if maps is not None and ds.has_masks and method not in (None, "discrepancy"):
         idx, gt = soft_masks(ds, ck["model_args"]["image_size"])
         paper = paper_localization_auroc(maps[idx], gt)
-    if maps is not None and method == "discrepancy":   # absolute units (gradient maps are scaled per image)
+    if kind == "map_max" or (maps is not None and method == "discrepancy"):
         try:
-            map_max = image_auroc(ds.labels, maps.reshape(len(maps), -1).max(1))
+            other = image_auroc(ds.labels, raw[0] if kind == "map_max" else maps.reshape(len(maps), -1).max(1))
         except SingleClassError:
             pass
+    other_name = "loss" if kind == "map_max" else "map_max"
     return {"localization_method": method, "paper_localization_auroc": paper,
-            "image_auroc_map_max": map_max,
-            "image_auroc_map_max_note": "the maximum of the discrepancy map as the image score (ours; the "
-                                        "paper's detection score decides image_auroc)",
+            "image_score": IMAGE_SCORE_DOC[kind],
+            f"image_auroc_{other_name}": other,
+            f"image_auroc_{other_name}_note": f"the image AUROC of {IMAGE_SCORE_DOC[other_name]} "
+                                              f"(image_auroc: {IMAGE_SCORE_DOC[kind]})",
             "paper_localization_auroc_note": "paper metric: anomalous test images only, 1000 thresholds, "
                                              "3x3 elliptical opening (docs/reference.md#kdad-localization-auroc); "
                                              "not a pixel AUROC"}
@@ -350,7 +372,7 @@ def deploy_meta(ck, options=None):
         spec, outputs = {"map_outputs": [], "score_output": 0}, ["score"]
     else:
         kind = map_kind(method)
-        spec = postprocess_spec(kind, a["image_size"])
+        spec = postprocess_spec(kind, a["image_size"], image_score_of(a))
         outputs = ["score", "discrepancy_pool3", "discrepancy_pool4", "discrepancy_pool5"] \
             if kind == "discrepancy" else ["score", "gradient_map"]
     return {"method": METHOD, "category": ck.get("category"), "localization": method,

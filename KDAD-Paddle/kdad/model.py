@@ -23,6 +23,10 @@ SCORE_LAYERS = (6, 9, 12)
 EXPERTS = ("vgg16", "efficientnet_lite0")
 FEATURE_SCALES = ("none", "rms")
 CLONER_POOLS = ("relu", "linear")
+# 'loss': the paper's detection score, eq. 3 on pool3..pool5 of the whole image (output 0 of the graph);
+# 'map_max': the maximum of the post-processed discrepancy map (computed outside the graph, as PaDiM and
+# STFPM score an image; needs the discrepancy map).
+IMAGE_SCORES = ("loss", "map_max")
 
 
 def cloner_cfg(pool_channels, equal_network_size=False):
@@ -142,7 +146,7 @@ class KDAD(nn.Layer):
 
     def __init__(self, backbone="vgg16", pretrained="imagenet", image_size=128, lamda=0.5, use_bias=False,
                  equal_network_size=False, direction_loss_only=False, deploy_map="gradients", feature_scale=None,
-                 cloner_pools=None):
+                 cloner_pools=None, image_score="loss"):
         super().__init__()
         # 'none' (the paper, with VGG-16): the expert's raw features. 'rms' (default for
         # EfficientNet-Lite0): each matched layer divided by its RMS over the training images. Lite0's
@@ -155,6 +159,9 @@ class KDAD(nn.Layer):
         if cloner_pools not in CLONER_POOLS:
             from shared_data.errors import UserError
             raise UserError(f"cloner_pools must be one of {', '.join(CLONER_POOLS)}, got {cloner_pools!r}")
+        if image_score not in IMAGE_SCORES:
+            from shared_data.errors import UserError
+            raise UserError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {image_score!r}")
         if feature_scale not in FEATURE_SCALES:
             from shared_data.errors import UserError
             raise UserError(f"feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
@@ -175,6 +182,7 @@ class KDAD(nn.Layer):
                            "equal_network_size": bool(equal_network_size),
                            "direction_loss_only": self.direction_only, "cloner_cfg": cfg,
                            "feature_scale": feature_scale, "cloner_pools": cloner_pools,
+                           "image_score": image_score,
                            "mean": None, "std": None}  # input stays in [0, 1] (reference: ToTensor only)
 
     def train(self, mode=True):

@@ -118,3 +118,78 @@ def test_map_max_auroc_is_reported_for_discrepancy_maps_only():
     assert engine.extra_metrics(ck, ds, None, maps, None)["image_auroc_map_max"] == 0.25
     ck["localization_method"] = "gradients"
     assert engine.extra_metrics(ck, ds, None, maps, None)["image_auroc_map_max"] is None
+
+
+def test_with_map_max_the_other_auroc_is_the_papers_detection_score():
+    """image_score map_max: image_auroc comes from the map maxima (the pipeline's scores), and
+    image_auroc_loss is the AUROC of the graph's score output (raw[0], the paper's eq. 3)."""
+    from types import SimpleNamespace
+
+    from kdad import engine
+    ds = SimpleNamespace(labels=np.array([0, 0, 1, 1]), has_masks=False)
+    maps = np.zeros((4, 8, 8), np.float32)
+    raw = [np.array([0.2, 0.1, 0.3, 0.4], np.float32)]     # AUROC 1
+    ck = {"localization_method": "discrepancy", "model_args": {"image_size": 8, "image_score": "map_max"}}
+    m = engine.extra_metrics(ck, ds, raw, maps, None)
+    assert m["image_auroc_loss"] == 1.0 and "image_auroc_map_max" not in m
+    raw[0][:] = [0.4, 0.3, 0.2, 0.1]
+    assert engine.extra_metrics(ck, ds, raw, maps, None)["image_auroc_loss"] == 0.0
+
+
+@pytest.mark.slow
+def test_map_max_image_score_from_training_to_the_exported_model(syn_root, tmp_path):
+    """--image_score map_max: the held-out threshold, val.py, predict.py and the exported model all score an
+    image by the maximum of its post-processed discrepancy map; other maps are refused with one line."""
+    from kdad_testutil import TRAIN_ARGS, one_line_error
+
+    from adcommon import pipeline
+    from adcommon.metrics import image_auroc
+    from adcommon.pipeline import postprocess, threshold_from_normals
+    from kdad import engine
+    from kdad.localization import discrepancy
+    from shared_data.dataset import MVTecAD, train_split
+    out = str(tmp_path / "out")
+    r = run_script("train.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", out, "--epochs", 2,
+                   *TRAIN_ARGS, "--image_score", "map_max")
+    assert "--localization_method discrepancy" in one_line_error(r)
+    r = run_script("train.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", out, "--epochs", 2,
+                   *TRAIN_ARGS, "--image_score", "map_max", "--localization_method", "discrepancy")
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = os.path.join(out, "brick")
+    model, ck = pipeline.load(engine, os.path.join(d, "model.pdparams"))
+    assert ck["model_args"]["image_score"] == "map_max"
+
+    def map_maxima(x):   # the discrepancy maps as the paper's score would post-process them, then their maxima
+        maps, _ = postprocess(discrepancy(model, x), engine.postprocess_spec("discrepancy", 64, "loss"))
+        return maps.reshape(len(maps), -1).max(1)
+    hold = engine.stack_images(train_split(syn_root, "brick", 0.2, image_size=64, crop_size=None,
+                                           mean=None, std=None)[1])
+    hm = map_maxima(hold)
+    np.testing.assert_allclose(ck["calibration"]["holdout_scores"], hm, rtol=1e-5)
+    np.testing.assert_allclose(ck["threshold"], threshold_from_normals(hm, 0.99, "robust"), rtol=1e-5)
+
+    r = run_script("val.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.load(open(os.path.join(d, "metrics.json")))
+    ds = MVTecAD(syn_root, "brick", "test", 64, None, None, None)
+    x = np.stack([ds[i][0] for i in range(len(ds))])
+    tm = map_maxima(x)
+    assert abs(m["image_auroc"] - image_auroc(ds.labels, tm)) < 1e-9
+    assert abs(m["image_auroc_loss"] - image_auroc(ds.labels, engine.detection_scores(model, x))) < 1e-9
+    val = _scores(os.path.join(d, "scores.csv"))
+    np.testing.assert_allclose(sorted(val.values()), sorted(tm), rtol=1e-5)
+
+    r = run_script("predict.py", "--output_dir", out, "--category", "brick", "--img_path",
+                   os.path.join(syn_root, "brick", "test"), "--save_dir", tmp_path / "pred", "--batch_size", 3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _close(val, _scores(tmp_path / "pred" / "scores.csv"))
+    assert "--localization_method discrepancy" in one_line_error(
+        run_script("predict.py", "--output_dir", out, "--category", "brick", "--img_path",
+                   os.path.join(syn_root, "brick", "test"), "--save_dir", tmp_path / "p2",
+                   "--localization_method", "gradients"))
+    r = run_script("export_model.py", "--output_dir", out, "--category", "brick")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_script("infer.py", "--model_dir", os.path.join(d, "inference"), "--img_path",
+                   os.path.join(syn_root, "brick", "test"), "--batch_size", 3, "--save_dir", tmp_path / "inf")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _close(val, _scores(tmp_path / "inf" / "scores.csv"))
