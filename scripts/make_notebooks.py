@@ -36,7 +36,7 @@ METHODS = {
     "sspcab": ("SSPCAB-Paddle", "CutPaste with the SSPCAB block",
                "CutPaste learns to tell normal images from ones with a pasted patch (3-way self-supervision, "
                "with the SSPCAB block), then scores images with a Gaussian density of its features.",
-               "--backbone efficientnet_lite0 --image_size 128 --batch_size 8 --steps 100 --frozen_stages layer3",
+               "--backbone efficientnet_lite0 --image_size 192 --batch_size 8 --steps 100 --frozen_stages layer3",
                "--backbone efficientnet_lite0 --image_size 128 --batch_size 8 --steps 6 --frozen_stages layer3"),
 }
 

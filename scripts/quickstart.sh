@@ -53,7 +53,7 @@ train_flags() {
         padim) echo "--backbone efficientnet_lite0" ;;
         stfpm) echo "--backbone efficientnet_lite0 --image_size 128 --batch_size 8 --epochs 6" ;;
         kdad) echo "--backbone efficientnet_lite0 --batch_size 16 --epochs 20 --localization_method discrepancy --image_score map_max" ;;
-        sspcab) echo "--backbone efficientnet_lite0 --image_size 128 --batch_size 8 --steps 100 --frozen_stages layer3" ;;
+        sspcab) echo "--backbone efficientnet_lite0 --image_size 192 --batch_size 8 --steps 100 --frozen_stages layer3" ;;
     esac
 }
 . "$ROOT/scripts/methods.sh"  # folder_of
