@@ -25,8 +25,8 @@ FOLDERS = {"stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Pad
 RECIPES = {
     "stfpm": ["--backbone", "efficientnet_lite0", "--image_size", "128", "--batch_size", "8", "--epochs", "40"],
     "kdad": ["--backbone", "efficientnet_lite0", "--batch_size", "16", "--epochs", "120", "--eval_interval", "4",
-             "--localization_method", "discrepancy"],
-    "sspcab": ["--backbone", "efficientnet_lite0", "--image_size", "128", "--batch_size", "8", "--steps", "600",
+             "--localization_method", "discrepancy", "--image_score", "map_max"],
+    "sspcab": ["--backbone", "efficientnet_lite0", "--image_size", "192", "--batch_size", "8", "--steps", "300",
                "--frozen_stages", "layer3", "--eval_interval", "30", "--log_interval", "30"],
 }
 UNIT = {"stfpm": "epoch", "kdad": "epoch", "sspcab": "update"}

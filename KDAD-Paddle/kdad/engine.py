@@ -141,6 +141,8 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
     settings = {"batch_size": batch_size, "lr": float(lr), "seed": int(seed), "select": select}
     start, history, best = 0, [], None
     if resume is not None:
+        # the image score changes nothing in training (only the threshold after it): any state resumes
+        resume = dict(resume, model_args=dict(resume["model_args"], image_score=model.model_args["image_score"]))
         progress = C.restore_training(resume, last_path, model, opt, model.cloner, settings)
         start, history, best = int(progress["epoch"]), list(progress.get("history", [])), progress.get("best")
         log(f"resumed from {last_path} at epoch {start}")
