@@ -87,9 +87,7 @@ def main(argv=None):
             raise cli.UserError(f"--{name} must be >= 1")
     if not 0 <= args.holdout_ratio < 1:
         raise cli.UserError("--holdout_ratio must be in [0, 1)")
-    if args.image_score == "map_max" and args.localization_method != "discrepancy":
-        raise cli.UserError(f"--image_score map_max scores an image by the maximum of its discrepancy map: it needs "
-                            f"--localization_method discrepancy (got {args.localization_method})")
+    engine.check_image_score(args.image_score, args.localization_method)   # before any training
     # under paddle.distributed.launch (data parallel, --batch_size the global batch): rank 0 writes
     main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):

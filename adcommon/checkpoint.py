@@ -125,11 +125,16 @@ def training_state(path, method, log=print, resume=True):
     return ck
 
 
+# model_args that decide only how a trained model scores images, never what training does: a state
+# resumes under other values (the run's own are the ones saved at the end)
+SCORING_ONLY = ("weights", "postprocess", "image_score")
+
+
 def restore_training(ck, path, model, opt, trained_layer, settings):
     """Put a training state into the model and its optimizer after checking that it was written with
-    this model's architecture and these settings; returns the saved progress."""
-    mine = {k: v for k, v in model.model_args.items() if k not in ("weights", "postprocess")}
-    saved = {k: v for k, v in ck["model_args"].items() if k not in ("weights", "postprocess")}
+    this model's architecture and these settings (SCORING_ONLY keys aside); returns the saved progress."""
+    mine = {k: v for k, v in model.model_args.items() if k not in SCORING_ONLY}
+    saved = {k: v for k, v in ck["model_args"].items() if k not in SCORING_ONLY}
     diff = [k for k in sorted(set(mine) | set(saved)) if mine.get(k) != saved.get(k)]
     diff += [k for k in settings if (ck.get("settings") or {}).get(k) != settings[k]]
     if diff:

@@ -47,6 +47,16 @@ def image_score_of(model_args):
     return model_args.get("image_score", "loss")
 
 
+def check_image_score(image_score, method):
+    """One line when the image score cannot come from the run's maps: map_max needs discrepancy maps
+    (``method`` None: detection only, no maps)."""
+    if image_score == "map_max" and method != "discrepancy":
+        from shared_data.errors import UserError
+        raise UserError("image_score map_max scores an image by the maximum of its discrepancy map: it needs "
+                        "--localization_method discrepancy"
+                        + (" and --localization_test True" if method is None else f" (got {method})"))
+
+
 def build(model_args, pretrained="none"):
     """The KDAD of ``model_args`` (expert weights: ``pretrained``; a checkpoint brings all of them)."""
     a = model_args
@@ -141,8 +151,6 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
     settings = {"batch_size": batch_size, "lr": float(lr), "seed": int(seed), "select": select}
     start, history, best = 0, [], None
     if resume is not None:
-        # the image score changes nothing in training (only the threshold after it): any state resumes
-        resume = dict(resume, model_args=dict(resume["model_args"], image_score=model.model_args["image_score"]))
         progress = C.restore_training(resume, last_path, model, opt, model.cloner, settings)
         start, history, best = int(progress["epoch"]), list(progress.get("history", [])), progress.get("best")
         log(f"resumed from {last_path} at epoch {start}")
@@ -307,11 +315,7 @@ def _options(ck, options):
     o = options or {}
     method = None if o.get("localization_test") is False else \
         o.get("localization") or ck.get("localization_method") or o.get("fallback") or "gradients"
-    if image_score_of(ck["model_args"]) == "map_max" and method != "discrepancy":
-        from shared_data.errors import UserError
-        raise UserError("this model scores an image by the maximum of its discrepancy map (image_score map_max): "
-                        "it needs --localization_method discrepancy"
-                        + (" and --localization_test True" if method is None else f", not {method}"))
+    check_image_score(image_score_of(ck["model_args"]), method)
     return method, o.get("smooth_grad_n", 50), o.get("seed", 0)
 
 
