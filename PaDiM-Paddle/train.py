@@ -63,12 +63,15 @@ def main(argv=None):
     main_process = distributed.init()[0] == 0   # under paddle.distributed.launch: rank 0 writes, all fit
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with cli.training_output(out, main_process) as log:
+        with cli.training_output(out, main_process, os.path.join(args.data_dir, cat)) as log:
             crop = cli.resolve_crop(args.crop_size, args.image_size, cat)
             model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, crop, args.seed)
             a = model.model_args
             kw = dict(image_size=a["image_size"], crop_size=a["crop_size"], mean=a["mean"], std=a["std"])
             train_ds = MVTecAD(args.data_dir, cat, "train", **kw)
+            if len(train_ds) < 2:   # a mean and a covariance per position need two images at the very least
+                raise cli.UserError(f"PaDiM needs at least 2 training images to fit its Gaussians; "
+                                    f"{os.path.join(args.data_dir, cat, 'train', 'good')} has {len(train_ds)}")
             log(f"PaDiM {cat}: {args.backbone} ({a['weights']}), d={a['d']}, {len(train_ds)} normal images, "
                 f"threshold from {args.folds}-fold out-of-fold scores")
             stats = engine.fit(model, train_ds, args.batch_size, args.num_workers, args.folds, args.threshold_quantile,

@@ -10,7 +10,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon.cli import UserError, run_cli  # noqa: E402
-from adcommon.infer import infer_main  # noqa: E402
+from adcommon.deploy import infer_main  # noqa: E402
 
 RENAMED = {"--img-path": "--img_path", "--img_file": "--img_path", "--cuda": "--use_gpu"}
 

@@ -76,7 +76,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon import distributed, pipeline
+    from adcommon import checkpoint, distributed, pipeline
     from adcommon.files import save_yaml
     from shared_data.dataset import ImageCache, train_split
     from sspcab import engine
@@ -100,7 +100,12 @@ def main(argv=None):
     main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with cli.training_output(out, main_process) as log:   # a second run into the same folder refuses
+        done = args.resume and checkpoint.finished_run(out, engine.METHOD, "step", args.steps)
+        if done:   # --resume on a finished run: says so, and leaves it as it is
+            print(done)
+            continue
+        # a second run into the same folder refuses
+        with cli.training_output(out, main_process, os.path.join(args.data_dir, cat)) as log:
             if args.test_epochs:
                 log("--test_epochs ignored: the final model is the model (no selection on test labels)")
             cli.set_seed(args.seed)

@@ -42,18 +42,30 @@ def main(argv=None):
     from stfpm import engine
 
     picture = args.save_dir if (args.save_dir or "").lower().endswith(PICTURE_EXTENSIONS) else None
-    if picture:  # seed: --save_path=predict.png, one picture
-        paths = find_images(args.img_path)
-        if len(paths) != 1:
-            raise cli.UserError(f"--save_path {picture} is a picture name: give one image, or a folder name")
-        args.save_dir, args.save_vis = os.path.dirname(os.path.abspath(picture)), True
-    predict_main(engine, args)
-    if picture:
-        q = paths[0]
-        name = f"{os.path.basename(os.path.dirname(q))}_{os.path.splitext(os.path.basename(q))[0]}.png"
-        shutil.move(os.path.join(args.save_dir, name), picture)
-        print(f"picture {picture}")
-    return 0
+    if not picture:
+        return predict_main(engine, args)
+    # seed: --save_path=predict.png, the picture of one image: scored into a private folder, then the
+    # panel alone is put at that name
+    import tempfile
+
+    from adcommon.outputs import image_root, result_name
+    from adcommon.results import SUFFIX
+    from shared_data.errors import atomic_path, check_utf8
+    paths = find_images(args.img_path)
+    if len(paths) != 1:
+        raise cli.UserError(f"--save_path {picture} is a picture name: give one image, or a folder name")
+    check_utf8(picture, "--save_path")
+    work = tempfile.mkdtemp(prefix="stfpm-predict-")
+    try:
+        args.save_dir, args.save_vis = os.path.join(work, "results"), True
+        code = predict_main(engine, args)
+        with atomic_path(picture) as tmp:
+            shutil.copyfile(os.path.join(args.save_dir, result_name(paths[0], image_root(args.img_path)) +
+                                         SUFFIX["picture"]), tmp)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"picture {picture}")
+    return code
 
 
 if __name__ == "__main__":

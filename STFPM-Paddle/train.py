@@ -75,7 +75,11 @@ def main(argv=None):
     main_process = distributed.init()[0] == 0
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
-        with cli.training_output(out, main_process) as log:
+        done = args.resume and checkpoint.finished_run(out, engine.METHOD, "epoch", args.epochs)
+        if done:   # --resume on a finished run: says so, and leaves it as it is
+            print(done)
+            continue
+        with cli.training_output(out, main_process, os.path.join(args.data_dir, cat)) as log:
             resume = checkpoint.training_state(os.path.join(out, "last.pdparams"), engine.METHOD, log, args.resume)
             cli.set_seed(args.seed)  # per category: a category's run does not depend on the ones before it
             # built from the flags; a resumed run refuses a state written with other ones (restore_training)

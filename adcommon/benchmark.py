@@ -42,6 +42,13 @@ class Times:
             self.stamp()
         self.totals.append(time.perf_counter() - self._t0)
 
+    def add_batch(self, seconds):
+        """One batch's seconds per key, measured elsewhere (the stages of a pipelined run overlap, so
+        start/stamp/end around them would measure the wrong thing); the total is their sum."""
+        for k in self.keys:
+            self.times[k].append(float(seconds.get(k, 0.0)))
+        self.totals.append(float(sum(seconds.get(k, 0.0) for k in self.keys)))
+
     def _num_counts(self):
         return len(self.totals)
 

@@ -10,7 +10,11 @@ from shared_data.errors import UserError, atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "set_state_strict", "checkpoint_path", "optimizer_state",
            "load_optimizer_state", "rewrite_checkpoint", "save_training_state", "training_state",
-           "restore_training"]
+           "restore_training", "MODEL", "CANDIDATE", "STATE", "finished_run", "promote_candidate"]
+
+# A category folder while a training runs: the finished model of an earlier run stays in MODEL until this
+# run finishes; meanwhile its model so far is CANDIDATE and its resumable state STATE.
+MODEL, CANDIDATE, STATE = "model.pdparams", "candidate.pdparams", "last.pdparams"
 
 
 def save_checkpoint(path, method, model_args, state_dict, **extra):
@@ -108,6 +112,36 @@ def save_training_state(path, method, model, opt, trained_layer, settings, progr
     must share (``settings``) and the method's own progress (epoch/step, history, best so far)."""
     save_checkpoint(path, method, model.model_args, model.state_dict(), kind="train_state",
                     optimizer=optimizer_state(opt, trained_layer), settings=dict(settings), progress=progress)
+
+
+def finished_run(out, method, key, target):
+    """The line saying that ``out`` holds a finished run with nothing left to resume (train.py --resume then
+    stops there), or None: a finished model, no candidate of a run in progress, and no training state
+    short of ``target`` (the ``key`` "epoch" or "step" this run asks for)."""
+    model, state = os.path.join(out, MODEL), os.path.join(out, STATE)
+    if not os.path.isfile(model) or os.path.isfile(os.path.join(out, CANDIDATE)):
+        return None
+    if load_checkpoint(model, method).get("complete") is False:
+        return None
+    done = None
+    if os.path.isfile(state):
+        done = int((load_checkpoint(state, method).get("progress") or {}).get(key, 0))
+        if done < target:
+            return None
+    at = f" after {done} {key}s" if done is not None else ""
+    return (f"nothing to resume in {out}: its run finished{at} ({MODEL}); train without --resume to train "
+            f"again{f', or ask for more than {done} {key}s to continue it' if done is not None else ''}")
+
+
+def promote_candidate(out, method, **fields):
+    """The run has finished: its candidate, marked complete and given ``fields`` (the training's summary),
+    becomes the category's model (replacing an earlier run's only now). Returns the model's path."""
+    ck = load_checkpoint(os.path.join(out, CANDIDATE), method)
+    ck.update(fields, complete=True)
+    ck.pop("progress", None)
+    rewrite_checkpoint(os.path.join(out, MODEL), ck)
+    os.remove(os.path.join(out, CANDIDATE))
+    return os.path.join(out, MODEL)
 
 
 def training_state(path, method, log=print, resume=True):

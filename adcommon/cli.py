@@ -80,7 +80,22 @@ def add_common_args(p, data=True, output="output"):
     p.add_argument("--output_dir", default=output, help="files go to OUTPUT_DIR/<category>/")
     p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N")
     p.add_argument("--seed", type=int, default=None)
+    add_image_limit(p)
     return p
+
+
+def add_image_limit(p):
+    """--max_megapixels: larger images are refused, one line each, before they are decoded."""
+    p.add_argument("--max_megapixels", type=float, default=100.0,
+                   help="refuse images larger than this (a 20000 x 20000 PNG needs 1.2 GB once decoded)")
+    return p
+
+
+def set_image_limit(args):
+    """Apply --max_megapixels (where the script has it) to every image read (shared_data.dataset)."""
+    if getattr(args, "max_megapixels", None) is not None:
+        from shared_data.dataset import set_max_megapixels
+        set_max_megapixels(args.max_megapixels)
 
 
 def add_workers_arg(p):
@@ -99,6 +114,14 @@ def add_result_args(p, maps=True):
         p.add_argument("--save_maps", default="none", choices=["none", "npy", "png16"],
                        help="also write each anomaly map at the image's own size: float32 .npy, or 16-bit PNG "
                             "(scaling in predictions.jsonl)")
+        p.add_argument("--strict", type=str2bool, default=False,
+                       help="stop at the first unreadable image and keep nothing of the run (exit code 2); "
+                            "default: record it as unreadable, score the rest, exit code 3")
+        p.add_argument("--resume", type=str2bool, nargs="?", const=True, default=False,
+                       help="continue the run in --save_dir: keep its lines, score only the images without one")
+        p.add_argument("--workers", type=int, default=None,
+                       help="threads that decode images ahead of the network and write results behind it "
+                            "(default: one per core)")
     return p
 
 
@@ -188,6 +211,7 @@ def training_categories(args):
     """What every train.py checks before any work: the output folder (writable_dir), the device, and the
     categories of --category in --data_dir (categories_arg). Returns those categories."""
     writable_dir(args.output_dir)
+    set_image_limit(args)
     set_device(args.device)
     return categories_arg(args.data_dir, args.category)
 
@@ -212,9 +236,12 @@ def categories_arg(data_dir, category):
 def make_logger(path):
     """log(msg): print and append a time-stamped line to ``path`` (train.log)."""
     import time
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    from shared_data.errors import make_dirs, printable
+    make_dirs(os.path.dirname(os.path.abspath(path)))
 
     def log(msg):
+        msg = printable(msg)
         print(msg, flush=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
@@ -222,16 +249,17 @@ def make_logger(path):
 
 
 @contextlib.contextmanager
-def training_output(out, main=True):
+def training_output(out, main=True, data=None):
     """A category's training folder for the run: on the process that writes (``main``; the only one
-    without paddle.distributed.launch) it is held with files.folder_lock (a second run into it refuses)
-    and the block gets make_logger's train.log writer; the other processes write nothing and log nowhere."""
+    without paddle.distributed.launch) it is claimed (adcommon.outputs: ours or new, apart from the
+    category's data folder ``data``) and held with folder_lock (a second run into it refuses), and the
+    block gets make_logger's train.log writer; the other processes write nothing and log nowhere."""
     if not main:
         yield lambda msg: None
         return
-    from .files import folder_lock
-    with folder_lock(out):
-        yield make_logger(os.path.join(out, "train.log"))   # creates out
+    from .outputs import output_folder
+    with output_folder(out, "category", "--output_dir", inputs=[data]):
+        yield make_logger(os.path.join(out, "train.log"))
 
 
 def peak_rss_mb():

@@ -4,6 +4,7 @@ Paddle 3.x (PIR) writes ``inference.json``; Paddle 2.6 writes ``inference.pdmode
 records what a deployment needs besides the graph: preprocessing, post-processing, the order of the
 outputs (Paddle 3 names them fetch_name_0, 1, ...), the threshold and the Paddle version.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -12,23 +13,26 @@ import yaml
 
 from shared_data.errors import UserError, make_temp_dir, write_text_atomic
 
+from .outputs import EXPORT_NAMES
+
 MODEL_FILES = ("inference.json", "inference.pdmodel")
+EXPORT_FILES = EXPORT_NAMES - {"inference.yml"}   # what an export may write besides inference.yml
 
 
 def export_inference(layer, out_dir, input_shape, meta, input_name="image"):
-    """Trace ``layer`` (eval mode) with a dynamic batch and save it with its meta data into ``out_dir``.
+    """Trace ``layer`` (eval mode) with a dynamic batch and save it with its meta data into ``out_dir``
+    (claimed and locked by the caller: adcommon.outputs).
 
-    The folder is written beside the target and renamed into place, so a failure leaves the previous
-    export (if any) untouched. Returns the path of inference.yml.
+    The files are written in a temporary folder inside ``out_dir`` and then moved into place one by one:
+    inference.yml goes first (a folder without it is not a model) and comes back last, so a stop at any
+    moment leaves either the previous export or no usable one, never a mix. Returns inference.yml's path.
     """
     import paddle
     from paddle.static import InputSpec
 
     layer.eval()
     spec = [InputSpec(shape=list(input_shape), dtype="float32", name=input_name)]
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = make_temp_dir("inference", parent)
+    tmp = make_temp_dir("inference", out_dir)
     try:
         try:
             static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
@@ -46,15 +50,15 @@ def export_inference(layer, out_dir, input_shape, meta, input_name="image"):
             "paddle_version": paddle.__version__,
         })
         write_text_atomic(os.path.join(tmp, "inference.yml"), yaml.safe_dump(info, sort_keys=False))
-        old = None
-        if os.path.exists(out_dir):
-            old = out_dir.rstrip("/") + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+        new = set(os.listdir(tmp))
+        yml = os.path.join(out_dir, "inference.yml")
+        if os.path.exists(yml):
+            os.remove(yml)
+        for name in sorted(EXPORT_FILES - new):   # the previous export's files this one does not have
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(out_dir, name))
+        for name in sorted(new - {"inference.yml"}) + ["inference.yml"]:
+            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return os.path.join(out_dir, "inference.yml")

@@ -1,6 +1,5 @@
 """Files the scripts read and write: image lists, YAML/JSON/CSV, all written atomically; the lock of an
 output folder."""
-import contextlib
 import csv
 import glob
 import io
@@ -11,9 +10,21 @@ import numpy as np
 import yaml
 
 from shared_data.categories import IMAGE_EXTENSIONS
-from shared_data.errors import UserError, process_alive, write_text_atomic
+from shared_data.errors import UserError, printable, write_bytes_atomic, write_text_atomic
 
-__all__ = ["find_images", "save_yaml", "save_json", "write_scores_csv", "folder_lock"]
+from .outputs import folder_lock  # noqa: F401 (re-exported: the lock's home before adcommon.outputs)
+
+__all__ = ["iter_images", "find_images", "save_yaml", "save_json", "write_scores_csv", "write_png", "folder_lock"]
+
+
+def iter_images(folder):
+    """The image files below ``folder``, searched recursively in sorted order; hidden files and folders
+    and ground-truth masks (``*_mask.png``) skipped."""
+    for d, dirs, files in os.walk(folder):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        for f in sorted(files):
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".") and not f.lower().endswith("_mask.png"):
+                yield os.path.join(d, f)
 
 
 def find_images(img_path):
@@ -23,17 +34,12 @@ def find_images(img_path):
     if os.path.isfile(img_path):
         return [img_path]
     if os.path.isdir(img_path):
-        out = []
-        for d, dirs, files in os.walk(img_path):
-            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-            out += [os.path.join(d, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
-                    and not f.startswith(".") and not f.lower().endswith(("_mask.png",))]
-        out = sorted(out)
+        out = sorted(iter_images(img_path))
     else:
         out = sorted(p for p in glob.glob(img_path, recursive=True)
                      if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
     if not out:
-        raise UserError(f"no images found at {img_path}")
+        raise UserError(f"no images found at {printable(img_path)}")
     return out
 
 
@@ -66,55 +72,27 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def csv_row(values):
+    """One CSV line: floats with 6 decimals, None empty, paths that are not UTF-8 shown with \\xNN."""
+    buf = io.StringIO()
+    csv.writer(buf).writerow(["" if v is None else f"{v:.6f}" if isinstance(v, float) else printable(v)
+                              for v in values])
+    return buf.getvalue()
+
+
 def write_scores_csv(path, rows, header=("path", "label", "score")):
     """Write rows atomically as CSV (path, label, score[, verdict])."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(header)
-    for r in rows:
-        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r])
-    write_text_atomic(path, buf.getvalue())
+    write_text_atomic(path, csv_row(header) + "".join(csv_row(r) for r in rows))
 
 
-@contextlib.contextmanager
-def folder_lock(folder):
-    """Hold ``folder`` (a category's output folder) for this process: a second run writing into it at
-    the same time refuses in one line instead of interleaving logs and checkpoints. The lock file
-    ``.lock`` holds the owner's pid; a lock whose process has gone is stale and taken over; the same
-    process may enter again (train.py --val evaluates inside its own training's lock). A folder this run
-    created is removed again when the run fails before writing anything but its train.log."""
-    created = not os.path.isdir(folder)
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, ".lock")
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid == os.getpid():
-                yield
-                return
-            if pid and process_alive(pid):
-                raise UserError(f"{folder} is in use by another run (pid {pid}): wait for it to end, or give "
-                                "another --output_dir") from None
-            with contextlib.suppress(OSError):
-                os.remove(path)   # stale: its process has gone
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(str(os.getpid()))
-        break
-    try:
-        yield
-    except Exception:
-        # a run that failed before writing anything but its log leaves no folder behind
-        if created and set(os.listdir(folder)) <= {".lock", "train.log"}:
-            import shutil
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(path)
+def write_png(path, img, clean=True):
+    """Write a uint8 / uint16 image (RGB, or one channel) as PNG, atomically. Encoded in memory and written
+    by Python, so any path works (cv2.imwrite crashes on a name that is not UTF-8)."""
+    import cv2
+    a = np.asarray(img)
+    if a.ndim == 3 and a.shape[2] == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)   # cv2 encodes BGR
+    ok, buf = cv2.imencode(".png", a)
+    if not ok:
+        raise UserError(f"could not encode image {printable(path)}")
+    return write_bytes_atomic(path, buf.tobytes(), clean)

@@ -41,10 +41,10 @@ import time
 
 import numpy as np
 
-from shared_data.errors import UserError
+from shared_data.errors import UserError, printable
 
 from . import checkpoint as C
-from .files import folder_lock, save_json, write_scores_csv
+from .files import save_json, write_scores_csv
 from .regions import aspect_note, crop_note
 
 
@@ -354,10 +354,13 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
             vis_dir = os.path.join(work, "vis")
             save_roc(labels, scores, os.path.join(vis_dir, "roc.png"), title=f"{method} {dataset.category}")
             if maps is not None:
+                from .outputs import result_name
+                from .results import SUFFIX
                 lo, hi = vrange or vis_range(maps[labels == 0], threshold if map_threshold is None else map_threshold)
+                test_root = os.path.join(dataset.root, dataset.category, "test")
                 for i in range(len(dataset)):
                     s = dataset.samples[i]
-                    name = f"{s.kind}_{os.path.splitext(os.path.basename(s.path))[0]}.png"
+                    name = result_name(s.path, test_root) + SUFFIX["picture"]
                     rgb, amap, gt = _panel_frame(dataset, i, maps[i], masks)
                     save_panel(os.path.join(vis_dir, name), rgb, amap, scores[i], threshold, lo, hi, gt,
                                map_threshold, region_only_if_anomalous)
@@ -416,7 +419,7 @@ def _verdict(score, threshold):
 
 
 def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_threshold=None,
-               region_only_if_anomalous=False):
+               region_only_if_anomalous=False, clean=True):
     """One picture: image | overlay | predicted mask | ground truth (when given).
 
     The verdict uses the image ``threshold``; the predicted region uses ``map_threshold`` when the map
@@ -433,7 +436,7 @@ def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_
         region = vmax
     if region_only_if_anomalous and threshold is not None and score < threshold:
         region = float("inf")
-    save_png(path, panel(rgb, amap, region, vmin, vmax, gt_mask=gt_mask, title=title))
+    save_png(path, panel(rgb, amap, region, vmin, vmax, gt_mask=gt_mask, title=title), clean)
 
 
 def print_verdicts(paths, scores, threshold):
@@ -457,8 +460,8 @@ def load(method, path):
     if ck.get("complete") is False:  # written during a training that has not (yet) ended
         p = ck.get("progress") or {}
         at = f" (kept at epoch {p['epoch']} of {p['epochs']})" if "epochs" in p else ""
-        print(f"warning: {path} comes from a training that did not finish{at}: its numbers are not the full "
-              "run's; finish it with train.py --resume", file=sys.stderr)
+        print(f"warning: {printable(path)} comes from a training that did not finish{at}: its numbers are not the "
+              "full run's; finish it with train.py --resume", file=sys.stderr)
     if hasattr(method, "upgrade"):
         ck = method.upgrade(ck, path)
     try:
@@ -509,6 +512,8 @@ def export(method, model, ck, out_dir, options=None):
     """The model's deployable graph + inference.yml into out_dir (adcommon.export). Returns inference.yml."""
     from .export import export_inference
     meta = method.deploy_meta(ck, options)
+    # whether the model comes from a finished training: infer.py warns about an unfinished one
+    meta["training"] = {"complete": ck.get("complete") is not False, "progress": ck.get("progress")}
     p = meta["preprocess"]
     size = p.get("crop_size") or p["image_size"]
     layer = method.export_layer(model, ck, options) if hasattr(method, "export_layer") else model
@@ -525,18 +530,24 @@ def report(method, category, res, path):
 def val_main(method, args, options=None):
     """The whole val.py: every category of --category, the checkpoint of each (or --model_path), results
     into --save_dir if the script has it, else the engine's ``result_dir`` (optional), else the category's
-    folder."""
+    folder; that folder and the checkpoint's are held while it runs (adcommon.outputs)."""
     from . import cli
+    from .outputs import output_folder
+    cli.set_image_limit(args)
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
     if args.model_path and len(cats) > 1:
         raise UserError("--model_path names one checkpoint: give one --category")
     for cat in cats:
         out = os.path.join(args.output_dir, cat)
-        model, ck = load(method, args.model_path or os.path.join(out, "model.pdparams"))
+        ckpt = args.model_path or os.path.join(out, "model.pdparams")
+        model, ck = load(method, ckpt)
         dest = getattr(args, "save_dir", None) or \
             (method.result_dir(out, ck, options) if hasattr(method, "result_dir") else out)
-        with folder_lock(dest):  # not while another run writes there
+        same = os.path.realpath(dest) == os.path.realpath(out)
+        with output_folder(dest, "category" if same else "val", "--output_dir" if same else "--save_dir",
+                           inputs=[os.path.join(args.data_dir, cat)],
+                           also_lock=[os.path.dirname(os.path.abspath(ckpt)), out]):
             res = evaluate(method, model, ck, args.data_dir, cat, dest, args.batch_size, args.save_vis, options,
                            getattr(args, "report", False))
         print(report(method, cat, res, os.path.join(dest, "metrics.json")))
@@ -544,35 +555,55 @@ def val_main(method, args, options=None):
 
 
 def predict_main(method, args, options=None):
-    """The whole predict.py: images (a file, a folder, a glob) through a checkpoint -> scores.csv,
-    verdicts and panels in --save_dir (default <checkpoint's folder>/predict). ``--threshold`` and
-    ``--map_threshold`` override the stored image and map thresholds."""
+    """The whole predict.py: images (a file, a folder, a glob) through a checkpoint -> the results folder
+    --save_dir (default <checkpoint's folder>/predict; adcommon.results), held with the checkpoint's
+    folder while it runs. ``--threshold`` and ``--map_threshold`` override the stored image and map
+    thresholds. Returns the exit code (adcommon.infer.exit_code)."""
     from . import cli
     from .files import find_images
-    from .infer import predict_dir, predict_images
+    from .infer import exit_code, predict_dir, predict_images, scored_line
+    from .outputs import image_root, output_folder
+    from .results import previous_files
+    cli.set_image_limit(args)
     ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
     paths = find_images(args.img_path)
-    save_dir = cli.writable_dir(predict_dir(ckpt, args.save_dir), "--save_dir")
+    root = image_root(args.img_path)
+    save_dir = predict_dir(ckpt, args.save_dir)
     cli.set_device(args.device)
     model, ck = load(method, ckpt)
     meta = method.deploy_meta(ck, options)
     for key in ("threshold", "map_threshold"):
         if getattr(args, key, None) is not None:
             meta[key] = getattr(args, key)
-    predict_images(paths, method.runner(model, ck, options), meta, save_dir, args.batch_size, args.save_vis,
-                   save_maps=getattr(args, "save_maps", "none"), report=getattr(args, "report", False),
-                   title=f"{method.METHOD} {os.path.basename(os.path.dirname(os.path.abspath(ckpt)))}: predictions")
-    print(f"scores.csv, predictions.jsonl, masks{' and pictures' if args.save_vis else ''} in {save_dir}")
-    return 0
+    st = os.stat(ckpt)
+    settings = {"method": method.METHOD, "model": os.path.realpath(ckpt), "model_fingerprint":
+                f"{st.st_size}:{st.st_mtime_ns}", "threshold": meta.get("threshold"),
+                "map_threshold": meta.get("map_threshold"), "save_vis": bool(args.save_vis or getattr(args, "report",
+                                                                                                          False)),
+                "save_maps": getattr(args, "save_maps", "none"), "img_root": os.path.realpath(root),
+                "options": {k: v for k, v in (options or {}).items() if isinstance(v, (str, int, float, bool))}}
+    with output_folder(save_dir, "results", "--save_dir", inputs=[root], owned=previous_files(save_dir),
+                       also_lock=[os.path.dirname(os.path.abspath(ckpt))]):
+        summary = predict_images(
+            paths, method.runner(model, ck, options), meta, save_dir, root, args.batch_size, args.save_vis,
+            save_maps=getattr(args, "save_maps", "none"), report=getattr(args, "report", False),
+            strict=getattr(args, "strict", False), resume=getattr(args, "resume", False),
+            workers=getattr(args, "workers", None), settings=settings,
+            title=f"{method.METHOD} {os.path.basename(os.path.dirname(os.path.abspath(ckpt)))}: predictions")
+    print(scored_line(summary, save_dir))
+    return exit_code(summary)
 
 
 def export_main(method, args, options=None):
-    """The whole export_model.py: <checkpoint's folder>/inference (or --save_dir)."""
+    """The whole export_model.py: <checkpoint's folder>/inference (or --save_dir), held with the
+    checkpoint's folder while it is written."""
+    from .outputs import output_folder
     ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
     model, ck = load(method, ckpt)
     if getattr(args, "threshold", None) is not None:
         ck["threshold"] = args.threshold
     out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
-    yml = export(method, model, ck, out, options)
-    print(f"exported to {out} ({yml})")
+    with output_folder(out, "export", "--save_dir", also_lock=[os.path.dirname(os.path.abspath(ckpt))]):
+        yml = export(method, model, ck, out, options)
+    print(f"exported to {printable(out)} ({printable(yml)})")
     return 0

@@ -13,6 +13,8 @@ from scipy import ndimage
 
 from shared_data.errors import atomic_path
 
+from .files import write_png
+
 __all__ = ["inspected_box", "to_image", "find_regions", "save_mask", "save_map", "crop_note", "aspect_note"]
 
 
@@ -60,31 +62,26 @@ def find_regions(amap, threshold):
     return sorted(out, key=lambda r: -r["area"])
 
 
-def save_mask(path, amap, threshold):
+def save_mask(path, amap, threshold, clean=True):
     """Binary PNG (0 / 255) of ``amap >= threshold`` (no threshold: all 0), written atomically."""
     m = np.zeros(np.shape(amap), np.uint8) if threshold is None else \
         np.where(np.nan_to_num(np.asarray(amap, np.float32), nan=-np.inf) >= threshold, 255, 0).astype(np.uint8)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, m):
-            raise OSError(f"could not write {path}")
-    return path
+    return write_png(path, m, clean)
 
 
-def save_map(path, amap, fmt, vrange=None):
+def save_map(path, amap, fmt, vrange=None, clean=True):
     """The anomaly map as ``npy`` (float32, NaN where not inspected) or ``png16`` (uint16: ``vrange``
     [lo, hi] scaled to 1..65535, 0 where not inspected). Returns the scaling written (png16) or None."""
     a = np.asarray(amap, np.float32)
-    with atomic_path(path) as tmp:
-        if fmt == "npy":
+    if fmt == "npy":
+        with atomic_path(path, clean) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, a)
-            return None
-        lo, hi = (float(vrange[0]), float(vrange[1])) if vrange else (float(np.nanmin(a)), float(np.nanmax(a)))
-        hi = hi if hi > lo else lo + 1.0
-        u16 = np.round(1 + np.clip((a - lo) / (hi - lo), 0, 1) * 65534)
-        u16 = np.where(np.isnan(a), 0, u16).astype(np.uint16)
-        if not cv2.imwrite(tmp, u16):
-            raise OSError(f"could not write {path}")
+        return None
+    lo, hi = (float(vrange[0]), float(vrange[1])) if vrange else (float(np.nanmin(a)), float(np.nanmax(a)))
+    hi = hi if hi > lo else lo + 1.0
+    u16 = np.round(1 + np.clip((a - lo) / (hi - lo), 0, 1) * 65534)
+    write_png(path, np.where(np.isnan(a), 0, u16).astype(np.uint16), clean)
     return {"png16": "value = lo + (pixel - 1) / 65534 * (hi - lo); 0 = not inspected", "lo": lo, "hi": hi}
 
 

@@ -35,7 +35,7 @@ def read_config(folder, config):
 
 def _flags(folder, script):
     if script == "infer":
-        from .infer import build_infer_parser
+        from .deploy import build_infer_parser
         parser = build_infer_parser("TIPC check")
     else:
         from .testing import load_script

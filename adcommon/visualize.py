@@ -120,13 +120,10 @@ def panel(image, amap, threshold, vmin, vmax, gt_mask=None, title=None):
     return out
 
 
-def save_png(path, rgb):
+def save_png(path, rgb, clean=True):
     """Write an RGB (or greyscale) uint8 image as PNG, atomically (temporary file, then rename)."""
-    img = _rgb(rgb)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):  # cv2 expects BGR
-            raise UserError(f"could not write image {path}")
-    return path
+    from .files import write_png
+    return write_png(path, _rgb(rgb), clean)
 
 
 def save_roc(labels, scores, path, title=None):

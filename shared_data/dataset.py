@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .categories import IMAGE_EXTENSIONS
-from .errors import UserError
+from .errors import UserError, printable
 
 Sample = namedtuple("Sample", "path label kind mask_path")  # label: 0 good, 1 defective
 
@@ -22,10 +22,36 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# Images above this many pixels are refused, one line per image, before they are decoded (--max_megapixels):
+# a 20000 x 20000 PNG is 1.2 GB once decoded. PIL's own guard (a warning at 89 MP, an error at 179 MP)
+# is replaced by this one.
+MAX_PIXELS = 100_000_000
+Image.MAX_IMAGE_PIXELS = None
+
+
+def set_max_megapixels(megapixels):
+    """The size limit of every image read (load_image, load_mask), from --max_megapixels."""
+    global MAX_PIXELS
+    MAX_PIXELS = int(float(megapixels) * 1_000_000)
+
+
+def _open(path, what="image"):
+    """PIL's lazy open (the header only) with the size limit checked before any decoding."""
+    im = Image.open(path)
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        im.close()
+        raise UserError(f"{what} {printable(path)} is {w} x {h} ({w * h / 1e6:.0f} megapixels), over the limit of "
+                        f"{MAX_PIXELS / 1e6:g} (--max_megapixels)")
+    return im
+
+
 def load_image(path):
-    """Read any png/jpg/bmp/tif as RGB uint8 (H, W, 3); greyscale, RGBA, palette and 16-bit converted."""
+    """Read any png/jpg/bmp/tif as RGB uint8 (H, W, 3); greyscale, RGBA, palette and 16-bit converted.
+    The one function every script reads images with: one-line errors for a missing, unreadable or
+    oversized file."""
     try:
-        with Image.open(path) as im:
+        with _open(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit greyscale: scale to 8 bit instead of PIL's clipping conversion.
@@ -40,9 +66,11 @@ def load_image(path):
                 im = Image.alpha_composite(bg, im)
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
-        raise UserError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+        raise UserError(f"image not found: {printable(path)}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"cannot read image {printable(path)}: {printable(e)}") from None
+    except MemoryError:
+        raise UserError(f"cannot read image {printable(path)}: not enough memory to decode it") from None
 
 
 def image_size_of(path):
@@ -58,13 +86,13 @@ def image_size_of(path):
 def load_mask(path):
     """Read a ground-truth mask as bool (H, W): any non-zero pixel is anomalous."""
     try:
-        with Image.open(path) as im:
+        with _open(path, "mask") as im:
             im.load()
             a = np.asarray(im.convert("L"))
     except FileNotFoundError:
-        raise UserError(f"mask not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"cannot read mask {path}: {e}") from None
+        raise UserError(f"mask not found: {printable(path)}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"cannot read mask {printable(path)}: {printable(e)}") from None
     return a > 0
 
 

@@ -1,10 +1,11 @@
-"""One-line user errors and atomic file writes shared by every command-line entry point."""
+"""One-line user errors, signals and atomic file writes shared by every command-line entry point."""
 import argparse
 import contextlib
 import errno
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -21,18 +22,36 @@ _FILE_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQU
                 errno.ENAMETOOLONG}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what a process manager sends to stop a run: handled as Ctrl-C is (every ``finally`` and
+    ``except BaseException`` cleans up), reported as "terminated" with exit code 143 (128 + 15)."""
+
+
 def run_cli(main, argv=None):
     """Call ``main(argv)``: the error boundary of every command-line entry point.
 
     A UserError, a refused file operation (permissions, a full disk, a file where a folder should be)
     and a malformed YAML file end in one ``error:`` line on stderr and exit code 2; Ctrl-C in
-    "error: interrupted" and exit code 130. Anything else is a bug: its traceback is shown, then one
-    ``error:`` line with the path of a log holding the full trace, and exit code 1.
+    "error: interrupted" and exit code 130, SIGTERM in "error: terminated" and exit code 143. Anything
+    else is a bug: its traceback is shown, then one ``error:`` line with the path of a log holding the
+    full trace, and exit code 1. After a failure the folders this run created and left empty are removed
+    (make_dirs). Paths that are not UTF-8 are printed with their odd bytes as ``\\xNN``.
     """
+    _CREATED.clear()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")   # a file name that is not UTF-8 never breaks a print
+    restore = _handle_sigterm()
     try:
-        code = main(argv)
+        try:
+            code = main(argv)
+        except BaseException:
+            remove_created_dirs()
+            raise
     except UserError as e:
         _fail(str(e), 2)
+    except Terminated:
+        _fail("terminated", 143)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except OSError as e:
@@ -44,29 +63,162 @@ def run_cli(main, argv=None):
         if type(e).__module__.split(".")[0] == "yaml":   # a malformed YAML file given by the user
             _fail(f"malformed YAML: {' '.join(str(e).split())}", 2)
         _crash(e)
+    finally:
+        restore()
     sys.exit(code or 0)
 
 
+def printable(text):
+    """``text`` with the bytes of a file name that is not UTF-8 (Python keeps them as lone surrogates)
+    shown as ``\\xNN``: safe to print, log and write as UTF-8."""
+    text = str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _fail(message, code):
-    print(f"error: {message}", file=sys.stderr)
+    try:
+        print(f"error: {printable(message)}", file=sys.stderr, flush=True)
+    except Exception:  # noqa: BLE001 - a closed or broken stderr must not turn an error into a crash
+        with contextlib.suppress(Exception):
+            os.write(2, f"error: {message}\n".encode("ascii", "backslashreplace"))
     sys.exit(code)
 
 
 def _crash(e):
-    """An unexpected exception: its traceback, saved to a log, then one line naming the log; exit 1."""
+    """An unexpected exception: its traceback, saved to a log, then one line naming the log; exit 1.
+    Nothing here may fail on its own: every step falls back to a simpler one."""
     import time
     import traceback
-    trace = traceback.format_exc()
-    sys.stderr.write(trace)
-    path = os.path.join(tempfile.gettempdir(), f"adcommon-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
     try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(f"{' '.join(sys.argv)}\n{trace}")
+        trace = traceback.format_exc()
+    except Exception:  # noqa: BLE001
+        trace = repr(e)
+    with contextlib.suppress(Exception):
+        sys.stderr.write(printable(trace))
+        sys.stderr.flush()
+    where = "the trace above"
+    with contextlib.suppress(Exception):
+        path = os.path.join(tempfile.gettempdir(),
+                            f"adcommon-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(printable(f"{' '.join(map(str, sys.argv))}\n{trace}"))
         where = f"full trace in {path}"
-    except OSError:
-        where = "the trace above"
-    first = str(e).splitlines()[0] if str(e) else ""
+    try:
+        first = str(e).splitlines()[0] if str(e) else ""
+    except Exception:  # noqa: BLE001
+        first = ""
     _fail(f"unexpected {type(e).__name__}{': ' + first if first else ''} (a bug: please report it with {where})", 1)
+
+
+# ----------------------------------------------------------------------------- SIGTERM
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # one is enough: the clean-up is not interrupted again
+    raise Terminated()
+
+
+class _AfterPaddle:
+    """Paddle's C++ core installs its own SIGTERM handler when it is imported (a stack dump, then death):
+    this import hook puts ours back as soon as ``import paddle`` has run."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "paddle":
+            return None
+        import importlib.util
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                try:
+                    run(module)
+                finally:
+                    _install_sigterm()
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def _install_sigterm():
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:   # ignored: our run is already stopping
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _handle_sigterm():
+    """SIGTERM -> Terminated in the main thread for the call of run_cli; returns the function that puts
+    the previous handler back (run_cli is also called in-process, by tests and notebooks)."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+    hook = None
+    if "paddle" not in sys.modules:
+        hook = _AfterPaddle()
+        sys.meta_path.insert(0, hook)
+    _install_sigterm()
+
+    def restore():
+        if hook is not None:
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(hook)
+        with contextlib.suppress(TypeError, ValueError):
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    return restore
+
+
+# ----------------------------------------------------------------------------- folders a run creates
+
+_CREATED = []            # folders make_dirs created during this run of run_cli
+DISPOSABLE = {".lock", ".adsuite.json"}   # what a folder may hold and still count as empty: a lock, our marker
+
+
+def make_dirs(path):
+    """os.makedirs(path, exist_ok=True) that remembers the folders it created, so that a failed run can
+    remove those it leaves empty (remove_created_dirs; run_cli does it). Returns ``path``."""
+    path = os.path.abspath(os.fspath(path))
+    missing, p = [], path
+    while not os.path.lexists(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    os.makedirs(path, exist_ok=True)
+    _CREATED.extend(missing)
+    return path
+
+
+def remove_created_dirs():
+    """Remove the folders make_dirs created in this run that hold nothing (but a lock or our marker),
+    deepest first; the others are kept with what they hold."""
+    for d in sorted(set(_CREATED), key=lambda x: x.count(os.sep), reverse=True):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        if set(names) <= DISPOSABLE:
+            with contextlib.suppress(OSError):
+                for n in names:
+                    os.remove(os.path.join(d, n))
+                os.rmdir(d)
+    _CREATED.clear()
+
+
+def check_utf8(path, flag):
+    """One line (before any work) for an output path whose name is not UTF-8: Paddle and OpenCV cannot
+    write to such paths. Input paths of any bytes are fine (Python and PIL read them)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{flag} {printable(path)}: the name is not valid UTF-8, which Paddle and OpenCV cannot "
+                        "write to; choose a folder with a UTF-8 name") from None
+    return path
 
 
 def default_mode(directory=False):
@@ -109,7 +261,7 @@ def process_alive(pid):
 def make_temp_dir(stem, parent):
     """A new folder ``parent/.<stem>.<pid>-<random>.tmp`` with the umask's permissions, for a result that
     is built aside and renamed into place; stale ones of killed runs in ``parent`` are removed first."""
-    os.makedirs(parent, exist_ok=True)
+    make_dirs(parent)
     remove_stale_temps(parent)
     d = tempfile.mkdtemp(prefix=f".{stem}.{os.getpid()}-", suffix=".tmp", dir=parent)
     os.chmod(d, default_mode(directory=True))
@@ -117,21 +269,23 @@ def make_temp_dir(stem, parent):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, clean=True):
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary name keeps the extension (``.x.<pid>-abc.tmp.png``) so writers that infer the format
     from it (cv2, matplotlib, paddle.save) still work; it names the writing process, so the next write
-    into the folder removes what a killed run left (remove_stale_temps). The result gets the umask's
+    into the folder removes what a killed run left (remove_stale_temps; ``clean=False`` skips that scan,
+    for a writer of many files that cleaned the folder once at its start). The result gets the umask's
     permissions, like a file opened for writing.
     """
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    remove_stale_temps(d)
+    make_dirs(d)
+    if clean:
+        remove_stale_temps(d)
     base = os.path.basename(path)
     stem, ext = os.path.splitext(base)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}-", suffix=f".tmp{ext}", dir=d)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem[:80]}.{os.getpid()}-", suffix=f".tmp{ext}", dir=d)
     os.close(fd)
     try:
         yield tmp
@@ -144,11 +298,19 @@ def atomic_path(path):
         raise
 
 
+def write_bytes_atomic(path, data, clean=True):
+    """Write ``data`` to ``path`` through a temporary file and a rename (atomic_path)."""
+    with atomic_path(path, clean) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return path
+
+
 def write_text_atomic(path, text):
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(printable(text))
 
 
 class Range:
@@ -177,7 +339,8 @@ RANGES = {
     "holdout_ratio": Range(0, 1, hi_open=True), "threshold_quantile": Range(0, 1, lo_open=True, hi_open=True),
     "num_workers": Range(0), "cpu_threads": Range(1), "warmup": Range(0), "seed": Range(0, 2 ** 32 - 1),
     "gpu_id": Range(0), "gpu_mem": Range(1), "d": Range(1), "folds": Range(0), "smooth_grad_n": Range(1),
-    "log_interval": Range(1), "n_train": Range(1), "n_test": Range(1), "n_test_good": Range(0),
+    "log_interval": Range(1), "workers": Range(1), "max_megapixels": Range(0, lo_open=True),
+    "poll": Range(0, lo_open=True), "n_train": Range(1), "n_test": Range(1), "n_test_good": Range(0),
     "n_test_defect": Range(0), "timeout": Range(0, lo_open=True),
 }
 

@@ -1,4 +1,5 @@
 """Atomic writes: the result gets the umask's permissions, and what a killed run left is removed."""
+import json
 import os
 import stat
 import subprocess
@@ -119,28 +120,66 @@ def test_interrupt_is_exit_130(capsys):
     assert code == 130 and err.strip() == "error: interrupted"
 
 
-def test_folder_lock_refuses_a_second_writer_and_takes_over_a_stale_lock(tmp_path):
+HOLD = ("import sys, time; sys.path.insert(0, {root!r}); from adcommon.outputs import folder_lock\n"
+        "with folder_lock({folder!r}):\n    print('held', flush=True); time.sleep(120)")
+
+
+def _holder(folder):
+    """Another process holding ``folder``'s lock (its first line says when)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.Popen([sys.executable, "-c", HOLD.format(root=root, folder=folder)], stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_folder_lock_refuses_a_second_writer_and_is_never_stale(tmp_path):
     from adcommon.files import folder_lock
     from shared_data.errors import UserError
     folder = str(tmp_path / "out" / "brick")
     with folder_lock(folder):
-        assert open(os.path.join(folder, ".lock")).read() == str(os.getpid())
+        assert json.load(open(os.path.join(folder, ".lock")))["pid"] == os.getpid()
         with folder_lock(folder):          # the same process again (train.py --val): allowed
             pass
         assert os.path.isfile(os.path.join(folder, ".lock"))
     assert not os.path.exists(os.path.join(folder, ".lock"))
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = _holder(folder)
     try:
-        with open(os.path.join(folder, ".lock"), "w") as f:
-            f.write(str(other.pid))
-        with pytest.raises(UserError, match=f"in use by another run \\(pid {other.pid}\\)"):
+        with pytest.raises(UserError, match=f"in use by .* \\(pid {other.pid}, since "):
             with folder_lock(folder):
                 pass
     finally:
         other.kill()
         other.wait()
-    with folder_lock(folder):                # its process has gone: the lock is stale
-        assert open(os.path.join(folder, ".lock")).read() == str(os.getpid())
+    # killed without a chance to clean up: its lock file stays, but the kernel released the lock
+    assert os.path.isfile(os.path.join(folder, ".lock"))
+    with folder_lock(folder):
+        assert json.load(open(os.path.join(folder, ".lock")))["pid"] == os.getpid()
+    assert not os.path.exists(os.path.join(folder, ".lock"))
+
+
+def test_an_earlier_versions_pid_lock_counts_only_while_its_python_process_lives(tmp_path):
+    from adcommon.files import folder_lock
+    from shared_data.errors import UserError
+    folder = tmp_path / "brick"
+    folder.mkdir()
+    python = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen(["sleep", "60"])   # a live process that is not ours: the pid was reused
+    try:
+        (folder / ".lock").write_text(str(python.pid))
+        with pytest.raises(UserError, match=f"pid {python.pid}"):
+            with folder_lock(str(folder)):
+                pass
+        (folder / ".lock").write_text(str(other.pid))
+        with folder_lock(str(folder)):
+            pass
+        (folder / ".lock").write_text(str(_dead_pid()))
+        with folder_lock(str(folder)):
+            pass
+    finally:
+        for p in (python, other):
+            p.kill()
+            p.wait()
 
 
 def test_train_refuses_a_folder_in_use(tmp_path):
@@ -151,9 +190,8 @@ def test_train_refuses_a_folder_in_use(tmp_path):
     generate(str(tmp_path / "data"), ["brick"], seed=0, image_size=64, n_train=4, n_test_good=1, n_test_defect=1)
     folder = tmp_path / "out" / "brick"
     folder.mkdir(parents=True)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    other = _holder(str(folder))
     try:
-        (folder / ".lock").write_text(str(other.pid))
         r = subprocess.run([sys.executable, "train.py", "--data_dir", str(tmp_path / "data"), "--category", "brick",
                             "--output_dir", str(tmp_path / "out"), "--pretrained", "none", "--image_size", "64",
                             "--crop_size", "64"], cwd=os.path.join(root, "PaDiM-Paddle"), capture_output=True,
@@ -162,5 +200,5 @@ def test_train_refuses_a_folder_in_use(tmp_path):
         other.kill()
         other.wait()
     lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
-    assert r.returncode == 2 and len(lines) == 1 and "is in use by another run" in lines[0], r.stderr
+    assert r.returncode == 2 and len(lines) == 1 and f"is in use by -c (pid {other.pid}" in lines[0], r.stderr
     assert sorted(os.listdir(folder)) == [".lock"]

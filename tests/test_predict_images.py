@@ -1,14 +1,17 @@
-"""predict.py / infer.py outputs: one picture per image (no silent overwrite), a run replaces the
-previous one in its folder only when it has finished, and the masks, maps and regions are at each image's
-own resolution."""
+"""predict.py / infer.py outputs: one set of files per image whatever the paths (no collision), results
+written batch by batch (a stopped run keeps whole lines and --resume continues it), unreadable images
+recorded instead of fatal, and the masks, maps and regions at each image's own resolution."""
 import csv
+import json
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from adcommon.infer import picture_names, predict_images
+from adcommon.infer import predict_images
+from adcommon.outputs import result_name
+from shared_data.errors import UserError
 
 META = {"preprocess": {"image_size": 16, "crop_size": None, "mean": None, "std": None},
         "postprocess": {"out_size": 16, "combine": "product", "sigma": None, "map_outputs": [0],
@@ -21,7 +24,7 @@ def _images(root, names):
     for i, n in enumerate(names):
         p = os.path.join(root, n)
         os.makedirs(os.path.dirname(p), exist_ok=True)
-        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(p)
+        Image.fromarray(np.full((16, 16, 3), (40 * i) % 256, np.uint8)).save(p)
         out.append(p)
     return out
 
@@ -35,47 +38,119 @@ def _csv(path):
         return list(csv.DictReader(f))
 
 
-def test_same_names_from_two_folders_get_two_pictures(tmp_path):
-    paths = _images(str(tmp_path / "img"), ["lineA/good/001.png", "lineB/good/001.png", "lineB/crack/002.png"])
-    assert picture_names(paths) == ["lineA_good_001.png", "lineB_good_001.png", "crack_002.png"]
+def _records(out):
+    with open(os.path.join(out, "predictions.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_result_names_never_collide():
+    root = "/data"
+    pairs = [("lineA/cam/000.png", "lineA/cam_000.png"), ("a+b/x.png", "a/b/x.png"), ("a%2Fb.png", "a/b.png"),
+             ("x.png", "x.jpg"), ("a/b/c.png", "a+b+c.png")]
+    for a, b in pairs:
+        na, nb = result_name(os.path.join(root, a), root), result_name(os.path.join(root, b), root)
+        assert na != nb, (a, b, na)
+    assert result_name("/data/lineA/cam/000.png", "/data") == "lineA+cam+000.png"
+    assert result_name("/data/lineA/cam_000.png", "/data") == "lineA+cam_000.png"
+    odd = os.fsdecode(b"/data/img\xff/000.png")   # a folder name that is not UTF-8
+    assert result_name(odd, "/data") == "img%FF+000.png"
+    long = "/data/" + "d" * 150 + "/" + "e" * 150 + ".png"
+    assert len(result_name(long, "/data").encode()) <= 200
+
+
+def test_the_colliding_pair_gets_one_set_of_files_each(tmp_path):
+    """lineA/cam/000.png and lineA/cam_000.png once shared lineA_cam_000.png, so the normal image's record
+    pointed to the anomalous image's mask."""
+    root = str(tmp_path / "img")
+    normal = _images(root, ["lineA/cam/000.png"])[0]
+    Image.fromarray(np.full((16, 16, 3), 250, np.uint8)).save(os.path.join(root, "lineA", "cam_000.png"))
+    bright = os.path.join(root, "lineA", "cam_000.png")
     out = str(tmp_path / "pred")
-    predict_images(paths, _run, META, out)
-    pictures = ["crack_002.png", "lineA_good_001.png", "lineB_good_001.png"]
-    masks = [n.replace(".png", "_mask.png") for n in pictures]
-    assert sorted(os.listdir(out)) == sorted(pictures + masks + ["predictions.jsonl", "scores.csv"])
+    predict_images([normal, bright], _run, META, out, root)
+    recs = {r["path"]: r for r in _records(out)}
+    assert recs[normal]["verdict"] == "normal" and recs[bright]["verdict"] == "anomalous"
+    assert recs[normal]["files"]["mask"] == "lineA+cam+000.png_mask.png"
+    assert recs[bright]["files"]["mask"] == "lineA+cam_000.png_mask.png"
+    for path, rec in recs.items():   # each record's files are its own image's
+        mask = np.asarray(Image.open(os.path.join(out, rec["files"]["mask"])))
+        assert (mask > 0).all() == (rec["verdict"] == "anomalous"), path
+    names = set(os.listdir(out))
+    assert {f for r in recs.values() for f in r["files"].values()} <= names
+    assert len({f for r in recs.values() for f in r["files"].values()}) == 4
 
 
-def test_a_finished_run_replaces_the_previous_one_and_nothing_else(tmp_path):
+def test_a_new_run_replaces_the_previous_runs_files(tmp_path):
     out = str(tmp_path / "pred")
     first = _images(str(tmp_path / "a"), ["good/001.png", "good/002.png"])
-    predict_images(first, _run, META, out)
-    with open(os.path.join(out, "notes.txt"), "w") as f:      # a file of the user's
-        f.write("mine")
+    predict_images(first, _run, META, out, str(tmp_path / "a"))
     second = _images(str(tmp_path / "b"), ["crack/007.png"])
-    predict_images(second, _run, META, out)
-    assert sorted(os.listdir(out)) == ["crack_007.png", "crack_007_mask.png", "notes.txt", "predictions.jsonl",
-                                       "scores.csv"]
+    predict_images(second, _run, META, out, str(tmp_path / "b"))
+    assert sorted(os.listdir(out)) == ["crack+007.png_mask.png", "crack+007.png_vis.png", "predictions.jsonl",
+                                       "run.json", "scores.csv", "summary.json"]
     assert [r["path"] for r in _csv(os.path.join(out, "scores.csv"))] == second
 
 
-def test_a_run_that_fails_half_way_leaves_the_previous_one(tmp_path):
-    out = str(tmp_path / "pred")
-    first = _images(str(tmp_path / "a"), ["good/001.png", "good/002.png"])
-    predict_images(first, _run, META, out)
-    before = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
+def test_a_stopped_run_keeps_whole_lines_and_resume_finishes_it(tmp_path):
+    """Killed during the third batch: the first two batches' lines and files are there, no summary.json
+    (not finished); --resume scores only the rest, and the folder then equals an uninterrupted run's."""
+    paths = _images(str(tmp_path / "img"), [f"good/{i:03d}.png" for i in range(6)])
+    root = str(tmp_path / "img")
+    whole = str(tmp_path / "whole")
+    predict_images(paths, _run, META, whole, root, batch_size=2)
     calls = []
 
-    def dies_on_second_batch(x):
-        calls.append(1)
-        if len(calls) == 2:
+    def dies_on_third_batch(x):
+        calls.append(len(x))
+        if len(calls) == 3:
             raise KeyboardInterrupt
         return _run(x)
 
-    second = _images(str(tmp_path / "b"), ["crack/001.png", "crack/002.png"])
+    out = str(tmp_path / "pred")
     with pytest.raises(KeyboardInterrupt):
-        predict_images(second, dies_on_second_batch, META, out)
-    assert {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)} == before   # no temp left either
-    assert [r["path"] for r in _csv(os.path.join(out, "scores.csv"))] == first
+        predict_images(paths, dies_on_third_batch, META, out, root, batch_size=2, workers=1)
+    assert not os.path.exists(os.path.join(out, "summary.json"))
+    assert [r["path"] for r in _records(out)] == paths[:4]
+    seen = []
+    summary = predict_images(paths, lambda x: seen.append(len(x)) or _run(x), META, out, root, batch_size=2,
+                             resume=True)
+    assert seen == [2] and summary["images"] == 6 and summary["complete"]
+    assert _records(out) == _records(whole)
+    assert [r["path"] for r in _csv(os.path.join(out, "scores.csv"))] == paths
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    paths = _images(str(tmp_path / "img"), ["good/000.png"])
+    out = str(tmp_path / "pred")
+    predict_images(paths, _run, META, out, settings={"threshold": 0.5})
+    with pytest.raises(UserError, match="threshold=0.5"):
+        predict_images(paths, _run, META, out, settings={"threshold": 0.7}, resume=True)
+
+
+def test_an_unreadable_image_is_recorded_and_the_rest_scored(tmp_path, capsys):
+    paths = _images(str(tmp_path / "img"), [f"good/{i:02d}.png" for i in range(20)])
+    with open(paths[7], "rb") as f:
+        head = f.read(60)
+    with open(paths[7], "wb") as f:   # a camera's half-written file
+        f.write(head)
+    out = str(tmp_path / "pred")
+    summary = predict_images(paths, _run, META, out, batch_size=4)
+    recs = _records(out)
+    assert len(recs) == 20 and sum(r.get("score") is not None for r in recs) == 19
+    assert recs[7]["verdict"] == "unreadable" and "cannot read image" in recs[7]["error"]
+    assert _csv(os.path.join(out, "scores.csv"))[7]["verdict"] == "unreadable"
+    assert (summary["unreadable"], summary["scored"]) == (1, 19)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning")]
+    assert len(err) == 1 and paths[7] in err[0]
+
+
+def test_strict_stops_at_an_unreadable_image_and_keeps_nothing(tmp_path):
+    paths = _images(str(tmp_path / "img"), [f"good/{i:02d}.png" for i in range(8)])
+    with open(paths[5], "wb") as f:
+        f.write(b"not a png")
+    out = str(tmp_path / "pred")
+    with pytest.raises(UserError, match="cannot read image"):
+        predict_images(paths, _run, META, out, batch_size=2, strict=True)
+    assert not os.path.exists(out) or sorted(os.listdir(out)) == []
 
 
 def _defect_image(path, w, h, box):
@@ -99,12 +174,6 @@ def _brightness(x):   # a "model": the map is the input's brightness at 1/4 reso
     m = x.mean(axis=1, keepdims=True)
     n, _, h, w = m.shape
     return [m.reshape(n, 1, h // 4, 4, w // 4, 4).mean(axis=(3, 5))]
-
-
-def _records(out):
-    import json
-    with open(os.path.join(out, "predictions.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 def test_a_2_to_1_image_gets_its_region_mask_and_map_at_its_own_size(tmp_path):

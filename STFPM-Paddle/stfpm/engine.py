@@ -107,12 +107,13 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
     work per step); ``compiled``: run the student's training forward and backward as a static oneDNN
     graph (adcommon.compiled; the same numbers, faster on CPU for ResNets).
 
-    Writes <out_dir>/model.pdparams (best teacher + student, threshold, vis_range) whenever the
+    Writes <out_dir>/candidate.pdparams (best teacher + student, threshold, vis_range) whenever the
     held-out score improves and <out_dir>/last.pdparams (adcommon.checkpoint's training state) after
-    every epoch. ``resume``: a training state to continue from (adcommon.checkpoint.training_state; the
+    every epoch; at the end the candidate becomes model.pdparams (an earlier run's model is replaced only
+    then). ``resume``: a training state to continue from (adcommon.checkpoint.training_state; the
     model must have been built from its model_args). Returns a dict of training statistics.
     """
-    best_path, last_path = os.path.join(out_dir, "model.pdparams"), os.path.join(out_dir, "last.pdparams")
+    best_path, last_path = os.path.join(out_dir, C.CANDIDATE), os.path.join(out_dir, C.STATE)
     opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=momentum, parameters=model.student.parameters(),
                                     weight_decay=weight_decay)  # coupled L2 decay, like torch SGD(weight_decay)
     state = {"epoch": 0, "holdout_score": None, "selected_epoch": None, "history": [], "train_seconds": 0.0}
@@ -205,10 +206,11 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
              "compiled": student.enabled, "teacher_cached": t_fit is not None, "processes": world,
              "history": state["history"]}
     if main and os.path.isfile(best_path):
-        ck = C.load_checkpoint(best_path, METHOD)  # add the run's summary to the kept checkpoint
-        ck["train"] = stats
-        ck["complete"] = True
-        C.rewrite_checkpoint(best_path, ck)
+        C.promote_candidate(out_dir, METHOD, train=stats)   # the run's summary joins the kept checkpoint
+    elif main and os.path.isfile(os.path.join(out_dir, C.MODEL)):   # a resumed run that found no better epoch
+        ck = C.load_checkpoint(os.path.join(out_dir, C.MODEL), METHOD)
+        ck.update(train=stats, complete=True)
+        C.rewrite_checkpoint(os.path.join(out_dir, C.MODEL), ck)
     return stats
 
 

@@ -61,7 +61,7 @@ def _scores(path):
 @pytest.mark.parametrize("mkldnn", [False, True])
 def test_infer_matches_val(syn_root, trained, exported, tmp_path, mkldnn):
     """infer.py (Paddle Inference) and val.py (dygraph) give the same image scores (<= 1e-4)."""
-    from adcommon.infer import infer_main
+    from adcommon.deploy import infer_main
     assert load_script("val").main(["--data_dir", syn_root, "--category", CATEGORY, "--output_dir", trained]) == 0
     save = str(tmp_path / "infer")
     assert infer_main(["--model_dir", exported, "--img_path", os.path.join(syn_root, CATEGORY, "test"),
