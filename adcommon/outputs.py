@@ -33,7 +33,7 @@ EXPORT_NAMES = {"inference.json", "inference.pdmodel", "inference.pdiparams", "i
                 "inference.yml", "inference.onnx"}
 RESULT_NAMES = {"scores.csv", "predictions.jsonl", "report.html", "auto_log.log", "run.json", "summary.json"}
 CATEGORY_NAMES = VAL_NAMES | {"model.pdparams", "candidate.pdparams", "last.pdparams", "args.yml", "train.log",
-                              "inference", "predict", "infer", "run.log", "run_all.done"}
+                              "inference", "predict", "infer", "run.log", "run_all.done", "quickstart.log"}
 KINDS = {
     "category": ("a training folder", CATEGORY_NAMES),
     "export": ("an exported model", EXPORT_NAMES),
@@ -84,8 +84,8 @@ def _signed(folder, kind, names):
     and not by another tool that uses the same names (a PaddleX export also holds inference.yml): a
     training folder has its train.log or args.yml, an export our inference.yml, results our
     predictions.jsonl."""
-    if kind == "category":
-        return "train.log" in names or "args.yml" in names
+    if kind == "category":   # run.log, quickstart.log: the scripts' logs, written just before their train.py starts
+        return bool({"train.log", "args.yml", "run.log", "quickstart.log"} & set(names))
     if kind == "export":
         try:
             import yaml

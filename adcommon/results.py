@@ -90,7 +90,7 @@ class ResultsFolder:
 
     def _clear(self):
         """Remove an earlier run's files (summary.json first: a half-removed folder is never 'finished')."""
-        names = previous_files(self.folder)
+        names = previous_files(self.folder) - {"auto_log.log"}   # the benchmark log appends, as train.log does
         for name in [SUMMARY] + sorted(names - {SUMMARY}):
             p = os.path.join(self.folder, name)
             if os.path.isfile(p) and not os.path.islink(p):

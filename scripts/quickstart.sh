@@ -90,6 +90,21 @@ category() {  # every method on one category, one after the other
     done
 }
 
+# SIGTERM or Ctrl-C stops everything this script started (each Python run cleans up after itself)
+descendants() {   # the processes below $1, deepest first (Linux /proc)
+    local c
+    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do descendants "$c"; echo "$c"; done
+}
+stop_all() {
+    trap '' TERM INT
+    kill -s "$1" $(descendants $$) 2>/dev/null
+    wait
+    echo "error: $([ "$1" = TERM ] && echo terminated || echo interrupted)" >&2
+    exit "$2"
+}
+trap 'stop_all TERM 143' TERM
+trap 'stop_all INT 130' INT
+
 echo "== ${METHOD_LIST[*]} on ${CAT_LIST[*]}: $JOBS categories at a time, $THREADS thread(s) each"
 export OMP_NUM_THREADS=$THREADS
 t_all=$SECONDS
@@ -99,7 +114,7 @@ for c in "${CAT_LIST[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
     { category "$c" || echo "$c" >> "$FAILED"; } &
 done
-wait
+while [ -n "$(jobs -rp)" ]; do wait; done
 if [ -s "$FAILED" ]; then
     echo "error: the quick start failed for: $(tr '\n' ' ' < "$FAILED")(see the log named above)" >&2
     exit 1

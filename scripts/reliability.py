@@ -1,13 +1,19 @@
-"""Bad input and faults, every paper folder: each case is run as a user runs it, in a subprocess on tiny
-synthetic data, and must end in one `error:` line, exit code 2, and no file written.
+"""Bad input, faults and shared folders, every paper folder and the data tools: each case is run as a user
+runs it, in a subprocess on tiny synthetic data. A mistake must end in one `error:` line, exit code 2, and
+no file written or changed; the cases that are not mistakes (a Ctrl-C, a SIGTERM, a finished --resume, an
+unreadable image among many, two images whose names could collide, a second writer) must end as the
+README's reliability section says, which each case checks.
 
-    python scripts/reliability.py [--readme README.md] [--folders PaDiM-Paddle,...]
+    python scripts/reliability.py [--readme README.md] [--folders PaDiM-Paddle,...,shared_data]
 
 The test suite runs the same cases (tests/test_reliability.py); this script also writes the README's
 reliability table (the block '<!-- reliability:start -->' ... '<!-- reliability:end -->'): one row
 per case, its outcome in each folder, counted from the runs, never typed.
 """
+import hashlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +27,12 @@ sys.path.insert(0, ROOT)
 from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 FOLDERS = ["PaDiM-Paddle", "STFPM-Paddle", "KDAD-Paddle", "SSPCAB-Paddle"]
+TOOLS = "shared_data"   # the data tools, run as `python -m shared_data.<tool>` from the repository
+COLUMNS = FOLDERS + [TOOLS]
 METHOD = {"PaDiM-Paddle": "padim", "STFPM-Paddle": "stfpm", "KDAD-Paddle": "kdad", "SSPCAB-Paddle": "sspcab"}
+RESUMABLE = {"STFPM-Paddle", "KDAD-Paddle", "SSPCAB-Paddle"}
+CLEAN = "clean error, nothing left behind"
+ODD = os.fsdecode(b"odd\xff")   # a folder name that is not UTF-8 (the byte 0xff)
 
 
 def _junk_checkpoint(w, name="model.pdparams"):
@@ -87,24 +98,52 @@ SMALL = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "64", "--num_w
          "STFPM-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
          "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
          "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "2", "--num_workers", "2"]}
+# a training caught in the middle (a signal once it saved something), then finished with --resume
+LONG = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "448", "--crop_size", "none"],
+        "STFPM-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "12"],
+        "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "40", "--save_interval", "1",
+                        "--eval_interval", "20"],
+        "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "12", "--batch_size", "4",
+                          "--save_interval", "1"]}
+# a training still running while another script tries the same category (stopped by SIGTERM afterwards)
+BUSY = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "448", "--crop_size", "none"],
+        "STFPM-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1000"],
+        "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "5000"],
+        "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "5000", "--batch_size", "4"]}
+# the file whose appearance shows that a retraining has saved something (its first epoch or step)
+FIRST_SAVE = {"PaDiM-Paddle": ".lock", "STFPM-Paddle": "candidate.pdparams", "KDAD-Paddle": "last.pdparams",
+              "SSPCAB-Paddle": "last.pdparams"}
 
 
 @dataclass
 class Case:
-    """One bad input or fault. ``args(w)`` gives the script's arguments (``w``: the case's folders, see
-    run_case); with ``common`` the run gets --data_dir and --output_dir first. ``prepare(w)`` sets the
-    scene before the run; ``trained``: the scene starts from a small trained model and its export
-    (out/brick/model.pdparams, out/brick/inference). ``interrupt``: Ctrl-C is sent once that file
-    (below the case's folder) exists, and the run must end in exit code 130 and "error: interrupted"."""
+    """One bad input, fault or shared-folder situation. ``args(w)`` gives the script's arguments (``w``: the
+    case's folders, see run_case); with ``common`` the run gets --data_dir and --output_dir first.
+    ``prepare(w)`` sets the scene before the run; ``trained``: the scene starts from a small trained model,
+    its export and results (out/brick). ``interrupt``: a path below the case's folder (or ``w`` -> path);
+    ``signal`` is sent once it exists. ``background(w)``: another run started first, (command, folder,
+    path that shows it is under way, "kill" or "wait"). A mistake (``code`` 2) must end in one error line
+    holding ``words`` with nothing written; otherwise ``check(w, r)`` says what is wrong, or None, and the
+    row reads ``outcome``."""
     name: str
     script: str
     args: Callable
-    words: str
+    words: str = ""
     prepare: Optional[Callable] = None
     folders: Optional[set] = None
     common: bool = True
     trained: bool = False
-    interrupt: Optional[str] = None
+    interrupt: Optional[object] = None
+    signal: str = "INT"
+    code: Optional[int] = None
+    check: Optional[Callable] = None
+    outcome: str = CLEAN
+    background: Optional[Callable] = None
+
+    def expected_code(self):
+        if self.code is not None:
+            return self.code
+        return {"INT": 130, "TERM": 143}[self.signal] if self.interrupt else 2
 
 
 def _model(w):
@@ -161,6 +200,264 @@ def _infer_args(images):
     return lambda w: ["--model_dir", _export(w), "--img_path", images(w)]
 
 
+# ----------------------------------------------------------------------------- scenes and checks
+
+
+def _digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _remember(*rels):
+    """prepare step: remember the bytes of these files of the trained scene (paths below out/brick)."""
+    def prepare(w):
+        w["kept"] = {r: _digest(os.path.join(w["out"], "brick", r)) for r in rels}
+    return prepare
+
+
+def _changed(w):
+    """The remembered files that are gone or changed."""
+    out = []
+    for r, h in (w.get("kept") or {}).items():
+        p = os.path.join(w["out"], "brick", r)
+        if not os.path.isfile(p) or _digest(p) != h:
+            out.append(r)
+    return out
+
+
+def _temps(folder):
+    """Temporary files or folders of ours left anywhere below ``folder``."""
+    from shared_data.errors import _TEMP
+    return [os.path.join(d, n) for d, dirs, files in os.walk(folder) for n in dirs + files if _TEMP.match(n)]
+
+
+def _records(folder):
+    with open(os.path.join(folder, "predictions.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def _error_line(r, words):
+    lines = [ln for ln in r["stderr"].splitlines() if ln.startswith("error:")]
+    if len(lines) != 1 or words not in lines[0]:
+        return f"unclear message: {lines[-1] if lines else 'none'}"
+    return None
+
+
+def _copies(name, n, source=None):
+    """prepare step: tmp/<name> holds ``n`` copies of a test image (a slow enough run)."""
+    def prepare(w):
+        import shutil
+        d = os.path.join(w["tmp"], name)
+        os.makedirs(d, exist_ok=True)
+        for i in range(n):
+            shutil.copy(source(w) if source else w["image"], os.path.join(d, f"{i:04d}.png"))
+    return prepare
+
+
+def _check_same_dir_pair(w):
+    import shutil
+    d = os.path.join(w["tmp"], "D")
+    os.makedirs(d)
+    shutil.copy(w["image"], os.path.join(d, "000.png"))
+    shutil.copy(w["defect"], os.path.join(d, "same_000.png"))
+    w["kept_d"] = {n: _digest(os.path.join(d, n)) for n in os.listdir(d)}
+
+
+def _deployment_folder(w):
+    import shutil
+    d = os.path.join(w["tmp"], "deploy")
+    os.makedirs(d)
+    with open(os.path.join(d, "README.txt"), "w") as f:
+        f.write("line 3 deployment: call Anna before changing\n")
+    shutil.copy(w["image"], os.path.join(d, "reference.png"))
+
+
+def _foreign_output(w):
+    """out2/brick: a folder of another tool's files, with a model.pdparams of its own."""
+    d = os.path.join(w["tmp"], "out2", "brick")
+    os.makedirs(d)
+    with open(os.path.join(d, "model.pdparams"), "wb") as f:
+        f.write(b"someone else's model")
+    with open(os.path.join(d, "notes.txt"), "w") as f:
+        f.write("keep")
+
+
+def _collision(w):
+    """lineA/cam/000.png (normal) and lineA/cam_000.png (defective): once both named lineA_cam_000."""
+    import shutil
+    os.makedirs(os.path.join(w["tmp"], "lineA", "cam"))
+    shutil.copy(w["image"], os.path.join(w["tmp"], "lineA", "cam", "000.png"))
+    shutil.copy(w["defect"], os.path.join(w["tmp"], "lineA", "cam_000.png"))
+
+
+def _check_collision(w, r):
+    out = os.path.join(w["tmp"], "coll")
+    recs = _records(out)
+    files = [set(x["files"].values()) for x in recs]
+    if len(recs) != 2 or files[0] & files[1] or not all(files):
+        return f"records {len(recs)}, files {files}"
+    missing = [f for fs in files for f in fs if not os.path.isfile(os.path.join(out, f))]
+    return f"missing {missing}" if missing else None
+
+
+def _odd_images(w):
+    """scan/odd\\xff/000.png, 001.png: images in a folder whose name is not UTF-8."""
+    import shutil
+    d = os.path.join(w["tmp"], "scan", ODD)
+    os.makedirs(d)
+    shutil.copy(w["image"], os.path.join(d, "000.png"))
+    shutil.copy(w["defect"], os.path.join(d, "001.png"))
+
+
+def _check_odd_images(w, r):
+    out = os.path.join(w["tmp"], "res")
+    recs = _records(out)
+    if len(recs) != 2 or any(os.fsencode(x["path"]).count(b"\xff") != 1 for x in recs):
+        return f"records {[x.get('path') for x in recs]}"
+    names = [f for x in recs for f in x["files"].values()]
+    if not names or not all(n.startswith("odd%FF+") and os.path.isfile(os.path.join(out, n)) for n in names):
+        return f"files {names}"
+    return None
+
+
+def _odd_data(w):
+    import shutil
+    shutil.copytree(w["data"], os.path.join(w["tmp"], ODD))
+
+
+def _huge_png(path):
+    """A real 20000 x 20000 PNG (1-bit, a few hundred KB on disk, 1.2 GB decoded as RGB)."""
+    from PIL import Image
+    Image.new("1", (20000, 20000)).save(path)
+
+
+def _huge_in_train(w):
+    import shutil
+    data = os.path.join(w["tmp"], "data_huge")
+    shutil.copytree(w["data"], data)
+    _huge_png(os.path.join(data, "brick", "train", "good", "huge.png"))
+
+
+def _huge_among_images(w):
+    _images_with_a_corrupt_one(w)
+    os.remove(os.path.join(w["tmp"], "imgs", "b_cut.png"))
+    _huge_png(os.path.join(w["tmp"], "imgs", "b_huge.png"))
+
+
+def _check_unreadable(words, folder="res"):
+    def check(w, r):
+        recs = _records(os.path.join(w["tmp"], folder))
+        bad = [x for x in recs if x.get("error")]
+        if len(recs) != 3 or len(bad) != 1 or words not in bad[0]["error"] or bad[0]["verdict"] != "unreadable":
+            return f"records {len(recs)}, unreadable {[x.get('error') for x in bad]}"
+        if sum(ln.startswith("warning") and words in ln for ln in r["stderr"].splitlines()) != 1:
+            return "no warning line"
+        return None
+    return check
+
+
+def _check_kept_and_resumable(w, r):
+    """A stopped training: the earlier finished model as it was, no temporary file, the new run's state
+    kept, and --resume finishing it."""
+    problems = [f"changed {c}" for c in _changed(w)] + [f"temporary {t}" for t in _temps(w["tmp"])]
+    if w["folder"] in RESUMABLE:
+        state = os.path.join(w["out"], "brick", "last.pdparams")
+        if not os.path.isfile(state):
+            problems.append("no last.pdparams to resume from")
+        else:
+            res = subprocess.run([sys.executable, "train.py", "--data_dir", w["data"], "--output_dir", w["out"],
+                                  "--category", "brick", "--resume"] + LONG[w["folder"]],
+                                 cwd=os.path.join(ROOT, w["folder"]), capture_output=True, text=True, timeout=600)
+            if res.returncode != 0 or not _changed(w):
+                problems.append(f"--resume: exit {res.returncode}, model replaced: {bool(_changed(w))}")
+    return "; ".join(problems) or None
+
+
+def _unfinished_export(w):
+    """out/brick/inference_unfinished: the export of a checkpoint saved before its training ended."""
+    import paddle
+    ck = paddle.load(_model(w))
+    ck["complete"], ck["progress"] = False, {"epoch": 4, "epochs": 6}
+    paddle.save(ck, os.path.join(w["out"], "brick", "candidate.pdparams"))
+    res = subprocess.run([sys.executable, "export_model.py", "--model_path", os.path.join(w["out"], "brick",
+                          "candidate.pdparams"), "--save_dir", os.path.join(w["tmp"], "unfinished")],
+                         cwd=os.path.join(ROOT, w["folder"]), capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-1000:])
+
+
+def _busy_train(w):
+    """A retraining of the category, long enough to be running while the case runs."""
+    args = ["train.py", "--data_dir", w["big"] if w["folder"] == "PaDiM-Paddle" else w["data"],
+            "--output_dir", w["out"], "--category", "brick"] + BUSY[w["folder"]]
+    return args, w["folder"], os.path.join(w["out"], "brick", ".lock"), "kill"
+
+
+def _busy_infer(w):
+    """An infer.py watching tmp/many (40 images) into tmp/shared: a results folder in use for as long as
+    the case needs (stopped by SIGTERM afterwards)."""
+    return (["infer.py", "--model_dir", _export(w), "--img_path", os.path.join(w["tmp"], "many"), "--save_dir",
+             os.path.join(w["tmp"], "shared"), "--watch", "True", "--poll", "0.1"], w["folder"],
+            os.path.join(w["tmp"], "shared", "run.json"), "kill")
+
+
+def _check_first_infer_kept(w, r):
+    """The second run refused; the first one's results whole: one line per image it saw, each with its
+    files, nothing of the second run."""
+    bg = r.get("background")
+    if not bg or bg["code"] != 143:
+        return f"the first run: exit {bg and bg['code']}"
+    recs = _records(os.path.join(w["tmp"], "shared"))
+    paths = [x["path"] for x in recs]
+    if not recs or len(set(paths)) != len(paths) or any(os.path.dirname(q) != os.path.join(w["tmp"], "many")
+                                                        for q in paths):
+        return f"the first run's results: {len(recs)} records"
+    missing = [f for x in recs for f in x["files"].values()
+               if not os.path.isfile(os.path.join(w["tmp"], "shared", f))]
+    return f"missing {missing[:3]}" if missing else _error_line(r, "is in use by")
+
+
+def _check_refused_while_training(w, r):
+    return _error_line(r, "is in use by") or ("; ".join(f"changed {c}" for c in _changed(w)) or None)
+
+
+def _check_nothing_to_resume(w, r):
+    if "nothing to resume" not in r["stdout"]:
+        return "no 'nothing to resume' line"
+    return "; ".join(f"changed {p}" for p in r["changed"]) or None
+
+
+def _check_unfinished_warning(w, r):
+    if "training had not finished" not in r["stderr"]:
+        return "no warning"
+    return None if os.path.isfile(os.path.join(w["tmp"], "res", "summary.json")) else "no results"
+
+
+def _check_terminated_predict(w, r):
+    out = os.path.join(w["tmp"], "res")
+    problems = [f"temporary {t}" for t in _temps(w["tmp"])]
+    if os.path.isfile(os.path.join(out, "summary.json")):
+        problems.append("summary.json of an unfinished run")
+    with open(os.path.join(out, "predictions.jsonl"), encoding="utf-8") as f:
+        text = f.read()
+    if text and not text.endswith("\n"):
+        problems.append("a line cut short")
+    return "; ".join(problems) or None
+
+
+def _one_training_image(w):
+    import shutil
+    data = os.path.join(w["tmp"], "one")
+    shutil.copytree(w["data"], data)
+    good = os.path.join(data, "brick", "train", "good")
+    for n in sorted(os.listdir(good))[1:]:
+        os.remove(os.path.join(good, n))
+
+
+def _new(w):
+    return os.path.join(w["tmp"], "new", "a", "b")
+
+
 CASES = [
     Case("missing dataset folder", "train.py",
          lambda w: ["--data_dir", os.path.join(w["tmp"], "nowhere"), "--category", "brick"], "not found"),
@@ -195,6 +492,9 @@ CASES = [
     Case("--image_size 100 below --crop_size 224", "train.py",
          lambda w: ["--category", "brick", "--image_size", "100", "--crop_size", "224", "--pretrained", "none"],
          "larger than --image_size 100", folders={"PaDiM-Paddle"}),
+    Case("a single training image", "train.py",
+         lambda w: ["--data_dir", os.path.join(w["tmp"], "one"), "--category", "brick"] + SMALL[w["folder"]],
+         "needs at least 2 training images", prepare=_one_training_image, folders={"PaDiM-Paddle"}),
     Case("inference.yml image_size: abc", "infer.py", _infer_args(lambda w: w["image"]),
          "preprocess.image_size must be a positive integer", prepare=_edited_export("image_size"), common=False),
     Case("inference.yml threshold: high", "infer.py", _infer_args(lambda w: w["image"]),
@@ -203,22 +503,152 @@ CASES = [
          prepare=lambda w: _export_folder(w, "- just\n- a list\n"), common=False),
     Case("truncated exported model", "infer.py", _infer_args(lambda w: w["image"]), "cannot load the exported model",
          prepare=_truncated_export, common=False),
-    # from here on the scene holds a small trained model and its export
+    Case("a 20000 x 20000 PNG in train/good", "train.py",
+         lambda w: ["--data_dir", os.path.join(w["tmp"], "data_huge"), "--category", "brick"] + SMALL[w["folder"]],
+         "over the limit of 100 (--max_megapixels)", prepare=_huge_in_train),
+    Case("output folder named with the byte 0xff", "train.py",
+         lambda w: ["--category", "brick", "--output_dir", os.path.join(w["tmp"], ODD)] + SMALL[w["folder"]],
+         "is not valid UTF-8"),
+    Case("dataset folder named with the byte 0xff", "train.py",
+         lambda w: ["--data_dir", os.path.join(w["tmp"], ODD), "--category", "brick"] + SMALL[w["folder"]],
+         prepare=_odd_data, code=0, outcome="trained (the name shown with \\xff)",
+         check=lambda w, r: None if os.path.isfile(_model(w)) else "no model"),
+    # ---- folders that a run must leave as they were, and the left-overs of failed runs
+    Case("--output_dir the dataset folder itself", "train.py",
+         lambda w: ["--category", "brick", "--output_dir", w["data"]], "is the input folder"),
+    Case("--output_dir holding another tool's model.pdparams and notes", "train.py",
+         lambda w: ["--category", "brick", "--output_dir", os.path.join(w["tmp"], "out2")], "did not write",
+         prepare=_foreign_output),
+    Case("a new nested --output_dir, then a truncated training image", "train.py",
+         lambda w: ["--data_dir", os.path.join(w["tmp"], "data_trunc"), "--category", "brick", "--output_dir",
+                    _new(w)] + SMALL[w["folder"]], "cannot read image", prepare=_truncated_training_image),
+    Case("a new nested --save_dir, then a corrupt checkpoint", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", w["image"], "--save_dir", _new(w)],
+         "cannot read checkpoint", prepare=_junk_checkpoint, common=False),
+    Case("a new nested --save_dir, then another method's checkpoint", "export_model.py",
+         lambda w: ["--output_dir", w["out"], "--category", "brick", "--save_dir", _new(w)], "checkpoint, not",
+         prepare=_foreign_checkpoint, common=False),
+    Case("a new nested --save_dir, then a truncated exported model", "infer.py",
+         lambda w: ["--model_dir", _export(w), "--img_path", w["image"], "--save_dir", _new(w)],
+         "cannot load the exported model", prepare=_truncated_export, common=False),
+    Case("no network for the MVTec download, into a new --data_dir", "-m shared_data.download",
+         lambda w: ["--data_dir", _new(w), "--categories", "bottle", "--url", "http://127.0.0.1:9/mvtec.tar.xz",
+                    "--timeout", "5"], "could not reach", folders={TOOLS}, common=False),
+    Case("an unknown synthetic category, into a new --data_dir", "-m shared_data.synthetic",
+         lambda w: ["--data_dir", _new(w), "--categories", "brick", "nosuch"], "unknown", folders={TOOLS},
+         common=False),
+    Case("a lite subset of a missing dataset, into a new --dst", "-m shared_data.lite",
+         lambda w: ["--src", os.path.join(w["tmp"], "nowhere"), "--dst", _new(w), "--categories", "bottle",
+                    "--n_train", "2", "--n_test", "2"], "not found", folders={TOOLS}, common=False),
+    # from here on the scene holds a small trained model, its export and its results
     Case("a corrupt image among the images (trained model)", "predict.py",
-         lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "imgs")], "cannot read image",
-         prepare=_images_with_a_corrupt_one, common=False, trained=True),
+         lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "imgs"), "--save_dir",
+                    os.path.join(w["tmp"], "res")], prepare=_images_with_a_corrupt_one, common=False, trained=True,
+         code=3, check=_check_unreadable("cannot read image"), outcome="exit code 3: 3 records, 2 scored, 1 warning"),
     Case("a corrupt image among the images (exported model)", "infer.py",
-         _infer_args(lambda w: os.path.join(w["tmp"], "imgs")), "cannot read image",
-         prepare=_images_with_a_corrupt_one, common=False, trained=True),
+         lambda w: _infer_args(lambda w: os.path.join(w["tmp"], "imgs"))(w) + ["--save_dir",
+                                                                               os.path.join(w["tmp"], "res")],
+         prepare=_images_with_a_corrupt_one, common=False, trained=True, code=3,
+         check=_check_unreadable("cannot read image"), outcome="exit code 3: 3 records, 2 scored, 1 warning"),
+    Case("a corrupt image among the images, --strict True", "infer.py",
+         lambda w: _infer_args(lambda w: os.path.join(w["tmp"], "imgs"))(w) + ["--strict", "True", "--save_dir",
+                                                                               os.path.join(w["tmp"], "res")],
+         "cannot read image", prepare=_images_with_a_corrupt_one, common=False, trained=True),
+    Case("a 20000 x 20000 PNG among the images", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "imgs"), "--save_dir",
+                    os.path.join(w["tmp"], "res")], prepare=_huge_among_images, common=False, trained=True, code=3,
+         check=_check_unreadable("over the limit"), outcome="exit code 3: refused in its record, the rest scored"),
     Case("inference.yml image size edited away from the exported graph", "infer.py",
          _infer_args(lambda w: w["image"]), "but the graph takes", prepare=_graph_size_edited, common=False,
          trained=True),
     Case("ground-truth mask of another aspect ratio than its image", "val.py",
          lambda w: ["--data_dir", os.path.join(w["tmp"], "data_mask"), "--category", "brick"],
          "a mask must cover its image", prepare=_wide_mask, trained=True),
+    Case("a new --save_dir, then a mask of another aspect ratio", "val.py",
+         lambda w: ["--data_dir", os.path.join(w["tmp"], "data_mask"), "--category", "brick", "--model_path",
+                    _model(w), "--output_dir", _new(w)], "a mask must cover its image", prepare=_wide_mask,
+         trained=True, common=False),
     Case("Ctrl-C during val.py (once it holds the output folder)", "val.py",
          lambda w: ["--category", "brick", "--save_vis", "true"], "interrupted", trained=True,
          interrupt=os.path.join("out", "brick", ".lock")),
+    Case("export_model.py --save_dir the category folder (model, args.yml, train.log, inference/)", "export_model.py",
+         lambda w: ["--model_path", _model(w), "--save_dir", os.path.join(w["out"], "brick")],
+         "is a training folder, not an exported model", common=False, trained=True),
+    Case("export_model.py --save_dir a deployment folder holding README.txt and reference.png", "export_model.py",
+         lambda w: ["--model_path", _model(w), "--save_dir", os.path.join(w["tmp"], "deploy")], "did not write",
+         prepare=_deployment_folder, common=False, trained=True),
+    Case("infer.py --img_path D --save_dir D (D holds 000.png and same_000.png)", "infer.py",
+         lambda w: _infer_args(lambda w: os.path.join(w["tmp"], "D"))(w) + ["--save_dir", os.path.join(w["tmp"], "D")],
+         "is the input folder", prepare=_check_same_dir_pair, common=False, trained=True),
+    Case("predict.py --save_dir inside --img_path", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "imgs"), "--save_dir",
+                    os.path.join(w["tmp"], "imgs", "results")], "lies inside the input folder",
+         prepare=_images_with_a_corrupt_one, common=False, trained=True),
+    Case("infer.py --save_dir above --img_path", "infer.py",
+         lambda w: _infer_args(lambda w: os.path.join(w["tmp"], "imgs"))(w) + ["--save_dir", w["tmp"]],
+         "contains the input folder", prepare=_images_with_a_corrupt_one, common=False, trained=True),
+    Case("output folder named with the byte 0xff", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", w["image"], "--save_dir", os.path.join(w["tmp"], ODD)],
+         "is not valid UTF-8", common=False, trained=True),
+    Case("output folder named with the byte 0xff", "export_model.py",
+         lambda w: ["--model_path", _model(w), "--save_dir", os.path.join(w["tmp"], ODD)], "is not valid UTF-8",
+         common=False, trained=True),
+    Case("output folder named with the byte 0xff", "infer.py",
+         lambda w: _infer_args(lambda w: w["image"])(w) + ["--save_dir", os.path.join(w["tmp"], ODD)],
+         "is not valid UTF-8", common=False, trained=True),
+    Case("output folder named with the byte 0xff", "val.py",
+         lambda w: ["--category", "brick", "--model_path", _model(w), "--output_dir", os.path.join(w["tmp"], ODD)],
+         "is not valid UTF-8", trained=True),
+    Case("image folder named with the byte 0xff", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "scan"), "--save_dir",
+                    os.path.join(w["tmp"], "res")], prepare=_odd_images, common=False, trained=True, code=0,
+         check=_check_odd_images, outcome="scored; files named odd%FF+..."),
+    Case("image folder named with the byte 0xff", "infer.py",
+         lambda w: _infer_args(lambda w: os.path.join(w["tmp"], "scan"))(w) + ["--save_dir",
+                                                                              os.path.join(w["tmp"], "res")],
+         prepare=_odd_images, common=False, trained=True, code=0, check=_check_odd_images,
+         outcome="scored; files named odd%FF+..."),
+    Case("lineA/cam/000.png and lineA/cam_000.png", "infer.py",
+         lambda w: _infer_args(lambda w: os.path.join(w["tmp"], "lineA"))(w) + ["--save_dir",
+                                                                              os.path.join(w["tmp"], "coll")],
+         prepare=_collision, common=False, trained=True, code=0, check=_check_collision,
+         outcome="two records, one set of files each"),
+    Case("infer.py on the export of an unfinished model", "infer.py",
+         lambda w: ["--model_dir", os.path.join(w["tmp"], "unfinished"), "--img_path", w["image"], "--save_dir",
+                    os.path.join(w["tmp"], "res")], prepare=_unfinished_export, common=False, trained=True, code=0,
+         check=_check_unfinished_warning, outcome="scored, with a warning: training not finished"),
+    Case("--resume on a finished run", "train.py",
+         lambda w: ["--category", "brick", "--resume"] + SMALL[w["folder"]], trained=True, code=0,
+         check=_check_nothing_to_resume, outcome="\"nothing to resume\", nothing changed", folders=RESUMABLE),
+    Case("retraining over a finished model, Ctrl-C after its first save", "train.py",
+         lambda w: ["--category", "brick"] + LONG[w["folder"]], "interrupted", trained=True,
+         prepare=_remember("model.pdparams", "args.yml"),
+         interrupt=lambda w: os.path.join(w["out"], "brick", FIRST_SAVE[w["folder"]]),
+         check=lambda w, r: _error_line(r, "interrupted") or ("; ".join(_changed(w) + _temps(w["tmp"])) or None),
+         outcome="exit code 130; the finished model and its args.yml as they were"),
+    Case("SIGTERM during train.py (retraining)", "train.py",
+         lambda w: ["--category", "brick"] + LONG[w["folder"]], trained=True, signal="TERM",
+         prepare=_remember("model.pdparams", "args.yml"),
+         interrupt=lambda w: os.path.join(w["out"], "brick", FIRST_SAVE[w["folder"]]),
+         check=lambda w, r: _error_line(r, "terminated") or _check_kept_and_resumable(w, r),
+         outcome="exit code 143, \"terminated\"; no temporary file; the old model kept; --resume finishes"),
+    Case("SIGTERM during predict.py", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "many"), "--save_dir",
+                    os.path.join(w["tmp"], "res")], prepare=_copies("many", 40), common=False, trained=True,
+         signal="TERM", interrupt=os.path.join("res", "run.json"),
+         check=lambda w, r: _error_line(r, "terminated") or _check_terminated_predict(w, r),
+         outcome="exit code 143, \"terminated\"; whole lines, no temporary file, no summary.json"),
+    Case("predict.py while train.py trains the same category", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", w["image"]], trained=True, common=False,
+         prepare=_remember("model.pdparams"), background=_busy_train, check=_check_refused_while_training,
+         outcome="refused: in use by train.py (pid ...)"),
+    Case("export_model.py while train.py trains the same category", "export_model.py",
+         lambda w: ["--model_path", _model(w)], trained=True, common=False, prepare=_remember("model.pdparams"),
+         background=_busy_train, check=_check_refused_while_training, outcome="refused: in use by train.py (pid ...)"),
+    Case("two infer.py runs into one --save_dir (the first one watching a folder)", "infer.py",
+         lambda w: _infer_args(lambda w: w["image"])(w) + ["--save_dir", os.path.join(w["tmp"], "shared")],
+         trained=True, common=False, prepare=_copies("many", 40), background=_busy_infer,
+         check=_check_first_infer_kept, outcome="the second refused (in use); the first one's results whole"),
 ]
 
 
@@ -234,9 +664,11 @@ def _snapshot(folder):
 
 
 def make_data(root):
-    """Tiny synthetic data for the cases: brick at 64 px."""
+    """Tiny synthetic data for the cases: brick at 64 px; and brick with 300 training images (a fit that
+    takes a while, for a PaDiM training caught in the middle)."""
     from shared_data.synthetic import generate
     generate(root, ["brick"], seed=0, image_size=64, n_train=4, n_test_good=1, n_test_defect=1)
+    generate(os.path.join(root, "big"), ["brick"], seed=0, image_size=64, n_train=300, n_test_good=1, n_test_defect=1)
     return root
 
 
@@ -255,37 +687,71 @@ def train_small(folder, data, out):
     return out
 
 
-def _run(cmd, cwd, interrupt, timeout):
-    """(exit code, stderr) of ``cmd``; with ``interrupt`` (a path), SIGINT once that path exists."""
-    import signal
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+def _command(script, args, folder):
+    """(argv, working folder) of one run: a paper folder's script, or a data tool as python -m."""
+    if script.startswith("-m "):
+        return [sys.executable, "-m", script[3:]] + args, ROOT
+    return [sys.executable, script] + args, os.path.join(ROOT, folder)
+
+
+def _run(cmd, cwd, interrupt, sig, timeout):
+    """(exit code, stdout, stderr) of ``cmd``; with ``interrupt`` (a path), ``sig`` once that path exists."""
+    with tempfile.TemporaryFile("w+", errors="replace") as out, tempfile.TemporaryFile("w+", errors="replace") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
         t0 = time.time()
         try:
             if interrupt:
                 while proc.poll() is None and not os.path.exists(interrupt) and time.time() - t0 < timeout:
                     time.sleep(0.01)
                 if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
+                    proc.send_signal(sig)
             proc.wait(timeout=max(1.0, timeout - (time.time() - t0)))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            return None, ""
+            return None, "", ""
+        out.seek(0)
         err.seek(0)
-        return proc.returncode, err.read()
+        return proc.returncode, out.read(), err.read()
+
+
+def _start_background(case, w, timeout):
+    """The other run a case happens beside: started, and waited for until it is under way."""
+    args, folder, ready, end = case.background(w)
+    cmd, cwd = _command(args[0], args[1:], folder)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while proc.poll() is None and not os.path.exists(ready) and time.time() - t0 < timeout:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        raise RuntimeError(f"the background run ended before the case: {proc.stderr.read()[-1500:]}")
+    return proc, end
+
+
+def _stop_background(proc, end, timeout):
+    if end == "kill":
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return {"code": proc.returncode, "stderr": err}
 
 
 def run_case(folder, case, data, tmp, timeout=300, trained=None):
     """Run one case in a fresh working folder (``trained``: the output folder of train_small, copied in
-    first for ``case.trained``). Returns {"ok", "outcome", "stderr", "line"}: ok when the run ended with
-    exit code 2 (130 for an interrupt), exactly one `error:` line (warnings aside) holding the expected
-    words, no traceback, and no file written or changed besides what the case prepared."""
+    first for ``case.trained``). Returns {"ok", "outcome", "stderr", "line"}. A mistake is ok when the run
+    ended with exit code 2 (130 / 143 when interrupted), exactly one `error:` line (warnings aside)
+    holding the expected words, no traceback, and no file written or changed besides what the case
+    prepared; any other case when its exit code is the expected one and its check finds nothing wrong."""
     import shutil
-    w = {"tmp": tmp, "out": os.path.join(tmp, "out"), "method": METHOD[folder], "blocker": os.path.join(tmp, "file"),
-         "folder": folder, "data": data,
-         "image": os.path.join(data, "brick", "test", "good", sorted(os.listdir(os.path.join(data, "brick", "test",
-                                                                                              "good")))[0])}
+    test = os.path.join(data, "brick", "test")
+    w = {"tmp": tmp, "out": os.path.join(tmp, "out"), "method": METHOD.get(folder), "folder": folder, "data": data,
+         "big": os.path.join(data, "big"), "blocker": os.path.join(tmp, "file"),
+         "image": os.path.join(test, "good", sorted(os.listdir(os.path.join(test, "good")))[0])}
+    kind = next(k for k in sorted(os.listdir(test)) if k != "good")
+    w["defect"] = os.path.join(test, kind, sorted(os.listdir(os.path.join(test, kind)))[0])
     if case.trained:
         if not trained:
             raise ValueError(f"case {case.name!r} needs a trained model (train_small)")
@@ -296,35 +762,44 @@ def run_case(folder, case, data, tmp, timeout=300, trained=None):
     if case.prepare:
         case.prepare(w)
     before = _snapshot(tmp)
-    cmd = [sys.executable, case.script] + (["--data_dir", data, "--output_dir", w["out"]] if case.common else [])
-    cmd += [str(a) for a in case.args(w)]
-    code, stderr = _run(cmd, os.path.join(ROOT, folder), case.interrupt and os.path.join(tmp, case.interrupt),
-                        timeout)
+    args = (["--data_dir", data, "--output_dir", w["out"]] if case.common else []) + [str(a) for a in case.args(w)]
+    cmd, cwd = _command(case.script, args, folder)
+    background = _start_background(case, w, timeout) if case.background else None
+    interrupt = case.interrupt(w) if callable(case.interrupt) else \
+        (os.path.join(tmp, case.interrupt) if case.interrupt else None)
+    sig = signal.SIGTERM if case.signal == "TERM" else signal.SIGINT
+    code, stdout, stderr = _run(cmd, cwd, interrupt, sig, timeout)
+    bg = _stop_background(*background, timeout) if background else None
     if code is None:
         return {"ok": False, "outcome": f"hang (killed after {timeout} s)", "stderr": "", "line": ""}
     lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.lower().startswith(("warning", "note"))
              and "warn" not in ln.lower()]
-    left = {p: s for p, s in _snapshot(tmp).items() if before.get(p) != s}
-    expected_code = 130 if case.interrupt else 2
-    if "Traceback" in stderr:
+    changed = {p: v for p, v in _snapshot(tmp).items() if before.get(p) != v}
+    r = {"code": code, "stdout": stdout, "stderr": stderr, "background": bg,
+         "changed": sorted(os.path.relpath(p, tmp) for p in changed)}
+    if "Traceback" in stderr or "Traceback" in ((bg or {}).get("stderr") or ""):
         outcome = "traceback"
-    elif code != expected_code:
+    elif code != case.expected_code():
         outcome = f"exit code {code}"
+    elif case.check:
+        problem = case.check(w, r)
+        outcome = problem if problem else case.outcome
+        outcome = outcome if not problem else f"wrong: {problem}"
     elif len(lines) != 1 or not lines[0].startswith("error: ") or case.words not in lines[0]:
         outcome = "unclear message"
-    elif left:
-        outcome = "files left: " + ", ".join(sorted(os.path.relpath(p, tmp) for p in left))
+    elif changed:
+        outcome = "files left: " + ", ".join(r["changed"][:6])
     else:
-        outcome = "clean error, nothing left behind"
-    return {"ok": outcome.startswith("clean"), "outcome": outcome, "stderr": stderr[-1500:],
-            "line": lines[0] if lines else ""}
+        outcome = case.outcome
+    ok = outcome == case.outcome
+    return {"ok": ok, "outcome": outcome, "stderr": stderr[-1500:], "line": lines[0] if lines else ""}
 
 
 def applies(case, folder):
-    return case.folders is None or folder in case.folders
+    return folder in (case.folders if case.folders is not None else FOLDERS)
 
 
-def run_all(folders=FOLDERS, log=print):
+def run_all(folders=COLUMNS, log=print):
     """{(case name, script): {folder: result}} for every case and folder."""
     results = {}
     with tempfile.TemporaryDirectory() as base:
@@ -345,28 +820,31 @@ def run_all(folders=FOLDERS, log=print):
 
 
 def to_markdown(results, folders, seconds):
-    head = ("| case | script | " + " | ".join(f.replace("-Paddle", "") for f in folders) + " |\n|---|---|"
-            + "---|" * len(folders) + "\n")
+    names = {f: f.replace("-Paddle", "") for f in folders}
+    names[TOOLS] = "data tools"
+    head = ("| case | script | " + " | ".join(names[f] for f in folders) + " |\n|---|---|" + "---|" * len(folders)
+            + "\n")
     rows = ""
     for (name, script), per in results.items():
         cells = [per[f]["outcome"] if f in per else "—" for f in folders]
-        rows += f"| {name} | `{script}` | " + " | ".join(cells) + " |\n"
+        shown = f"python {script}" if script.startswith("-m ") else script
+        rows += f"| {name} | `{shown}` | " + " | ".join(cells) + " |\n"
     n = sum(len(p) for p in results.values())
     ok = sum(r["ok"] for p in results.values() for r in p.values())
     return (f"_Generated by `python scripts/reliability.py --readme README.md` on {time.strftime('%Y-%m-%d')} "
-            f"({seconds:.0f} s): {ok} of {n} runs end in one error line, exit code 2, nothing written._\n\n"
-            + head + rows)
+            f"({seconds:.0f} s): {ok} of {n} runs end as the row says (a mistake: one error line, exit code 2, "
+            "nothing written)._\n\n" + head + rows)
 
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__)
-    p.add_argument("--folders", default=",".join(FOLDERS))
+    p.add_argument("--folders", default=",".join(COLUMNS))
     p.add_argument("--readme", default=None, help="replace the reliability block of this Markdown file")
     a = p.parse_args(argv)
     folders = [f for f in a.folders.split(",") if f]
-    unknown = [f for f in folders if f not in FOLDERS]
+    unknown = [f for f in folders if f not in COLUMNS]
     if unknown:
-        raise UserError(f"unknown folder {unknown[0]} (one of {', '.join(FOLDERS)})")
+        raise UserError(f"unknown folder {unknown[0]} (one of {', '.join(COLUMNS)})")
     t0 = time.time()
     results = run_all(folders)
     md = to_markdown(results, folders, time.time() - t0)

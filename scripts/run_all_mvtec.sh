@@ -87,6 +87,35 @@ done
 STATUS_DIR=$(mktemp -d)
 trap 'rm -rf "${STATUS_DIR}"' EXIT
 
+# SIGTERM (a process manager) or Ctrl-C stops the whole run: the Python run in progress gets the same
+# signal (it removes its temporary files and keeps its --resume state), the GPU workers stop theirs, and
+# this script ends with 143 / 130. A category stopped this way has no run_all.done, so the next
+# run_all_mvtec.sh redoes it.
+CHILD=""
+stop_all() {   # stop_all SIGNAL EXIT_CODE
+    trap '' TERM INT
+    [ -n "${CHILD}" ] && kill -s "$1" "${CHILD}" 2>/dev/null
+    for j in $(jobs -p); do kill -s "$1" "$j" 2>/dev/null; done
+    wait
+    [ "${IS_WORKER:-0}" = "1" ] || echo "error: $([ "$1" = TERM ] && echo terminated || echo interrupted)" >&2
+    exit "$2"
+}
+trap 'stop_all TERM 143' TERM
+trap 'stop_all INT 130' INT
+
+# in_folder FOLDER LOG CMD...: run CMD in FOLDER, appending to LOG, in the background so that a signal
+# reaches this script at once (bash runs a trap only after a foreground command ends)
+in_folder() {
+    local dir=$1 log=$2
+    shift 2
+    ( cd "${dir}" && exec "$@" ) >> "${log}" 2>&1 &
+    CHILD=$!
+    wait "${CHILD}"
+    local rc=$?
+    CHILD=""
+    return ${rc}
+}
+
 # run_one METHOD CATEGORY DEVICE: train + val, log to run.log, record ok/failed/skipped.
 run_one() {
     local m=$1 c=$2 dev=$3
@@ -103,12 +132,12 @@ run_one() {
     rm -f "${out}/${c}/run_all.done"
     echo "start  ${m}/${c} on ${dev} -> ${log}"
     local t0=$SECONDS
-    (
-        cd "${folder}" &&
-        ${PYTHON} train.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" --device "${dev}" \
-            $(train_flags "$m") &&
-        ${PYTHON} val.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" --device "${dev}"
-    ) > "${log}" 2>&1
+    : > "${log}"
+    # shellcheck disable=SC2046 # train_flags is a list of words
+    in_folder "${folder}" "${log}" ${PYTHON} train.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" \
+        --device "${dev}" $(train_flags "$m") &&
+    in_folder "${folder}" "${log}" ${PYTHON} val.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" \
+        --device "${dev}"
     if [ $? -eq 0 ]; then
         # the marker comes last: a run stopped anywhere before it is redone next time
         echo "finished $(date '+%Y-%m-%d %H:%M:%S') in $((SECONDS - t0)) s" > "${out}/${c}/run_all.done"
@@ -132,6 +161,9 @@ for mi in "${!METHOD_LIST[@]}"; do
         n=${#GPU_LIST[@]}
         for k in "${!GPU_LIST[@]}"; do
             (
+                IS_WORKER=1 CHILD=""
+                trap 'stop_all TERM 143' TERM
+                trap 'stop_all INT 130' INT
                 export CUDA_VISIBLE_DEVICES=${GPU_LIST[$k]}
                 for i in "${!MINE[@]}"; do
                     [ $((i % n)) -eq "$k" ] && run_one "$m" "${MINE[$i]}" gpu
@@ -139,6 +171,7 @@ for mi in "${!METHOD_LIST[@]}"; do
             ) &
         done
         wait
+        wait   # a trap interrupts the first wait; the second lets the workers finish stopping
     else
         for c in "${MINE[@]}"; do run_one "$m" "$c" cpu; done
     fi

@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 from tqdm import tqdm
 
 from .categories import IMAGE_EXTENSIONS, MVTEC_ARCHIVE_NAME, MVTEC_CATEGORIES, MVTEC_SHA256, MVTEC_URL
-from .errors import ArgumentParser, UserError, make_temp_dir, run_cli
+from .errors import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
 
 __all__ = ["download_file", "sha256sum", "safe_extract", "layout_problem", "main"]
 
@@ -137,7 +137,7 @@ def download_file(url, dest, sha256=None, chunk=1 << 20, timeout=60, retries=3):
     """
     dest = os.fspath(dest)
     part = dest + ".part"
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    make_dirs(os.path.dirname(os.path.abspath(dest)))
     if os.path.exists(dest):
         if sha256 is None or sha256sum(dest, progress=True) == sha256.lower():
             print(f"using the already downloaded {dest}")
@@ -233,7 +233,7 @@ def safe_extract(archive, data_dir, categories):
     for c in categories:
         if os.path.exists(os.path.join(data_dir, c)) and os.listdir(os.path.join(data_dir, c)):
             raise UserError(f"{os.path.join(data_dir, c)} already exists; remove it first")
-    os.makedirs(data_dir, exist_ok=True)
+    make_dirs(data_dir)
     tmp = make_temp_dir("extract", data_dir)
     wanted = set(categories)
     seen = set()

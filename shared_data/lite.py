@@ -10,7 +10,7 @@ import random
 import shutil
 
 from .categories import IMAGE_EXTENSIONS, MVTEC_CATEGORIES
-from .errors import ArgumentParser, UserError, make_temp_dir, run_cli
+from .errors import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
 
 __all__ = ["make_lite", "main"]
 
@@ -64,7 +64,7 @@ def _mask_for(cat_dir, kind, name):
 
 
 def _copy(src, dst):
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    make_dirs(os.path.dirname(dst))
     shutil.copyfile(src, dst)  # bytes only: no re-encoding, so the lite images equal the originals
 
 
@@ -108,7 +108,7 @@ def make_lite(src, dst, categories, n_train, n_test, seed=0, force=False):
         _check_category(src, c)
 
     parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
+    make_dirs(parent)
     tmp = make_temp_dir(os.path.basename(dst), parent)
     summary = {}
     try:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from shared_data.categories import MVTEC_CATEGORIES
-from shared_data.errors import ArgumentParser, UserError, make_temp_dir, run_cli
+from shared_data.errors import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
 
 TEXTURE_CATEGORIES = ["brick", "grass", "gravel", "mesh", "concrete"]
 OBJECT_CATEGORIES = ["tablet", "hexnut"]
@@ -869,7 +869,7 @@ def generate(data_dir, categories=None, seed=0, image_size=256, n_train=None, n_
     cats = _check_args(categories or [], seed, image_size, counts)
     root = os.path.abspath(os.fspath(data_dir))
     try:
-        os.makedirs(root, exist_ok=True)
+        make_dirs(root)
     except OSError as e:
         raise UserError(f"cannot create --data_dir {root}: {e.strerror}") from None
     out = []

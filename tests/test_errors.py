@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from shared_data.errors import atomic_path, make_temp_dir, remove_stale_temps, write_text_atomic
+from shared_data.errors import UserError, atomic_path, make_temp_dir, remove_stale_temps, write_text_atomic
 
 
 @pytest.fixture
@@ -202,3 +202,51 @@ def test_train_refuses_a_folder_in_use(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
     assert r.returncode == 2 and len(lines) == 1 and f"is in use by -c (pid {other.pid}" in lines[0], r.stderr
     assert sorted(os.listdir(folder)) == [".lock"]
+
+
+def test_the_crash_handler_survives_a_path_that_is_not_utf8(capsys, monkeypatch):
+    """A bug whose message and command line hold bytes that are not UTF-8: still one error line and a
+    readable log (the handler itself once failed here with an empty log and no error line)."""
+    odd = os.fsdecode(b"/data/img\xff/000.png")
+    monkeypatch.setattr(sys, "argv", ["infer.py", "--img_path", odd])
+    code, err = _boundary(capsys, ValueError(f"bad shape for {odd}"))
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("error: unexpected ValueError: bad shape for /data/img\\xff/000.png"), last
+    path = last.split("full trace in ")[1].rstrip(")")
+    with open(path, encoding="utf-8") as f:
+        assert "img\\xff" in f.read()
+    os.remove(path)
+
+
+def test_a_user_error_naming_a_path_that_is_not_utf8_is_one_line(capsys):
+    code, err = _boundary(capsys, UserError(f"cannot read image {os.fsdecode(b'/x/caf' + bytes([0xe9]) + b'.png')}"))
+    assert code == 2 and err.strip() == "error: cannot read image /x/caf\\xe9.png"
+
+
+SIGTERM_SELF = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from shared_data.errors import atomic_path, run_cli
+
+def main(argv):
+    {import_paddle}
+    with atomic_path({path!r}) as tmp:
+        open(tmp, "w").write("half")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    return 0
+
+run_cli(main, [])
+"""
+
+
+@pytest.mark.parametrize("import_paddle", ["pass", "import paddle"])
+def test_sigterm_ends_in_one_line_143_and_no_temporary_file(tmp_path, import_paddle):
+    """SIGTERM (a process manager's stop) is handled like Ctrl-C, also after Paddle, whose C++ core puts
+    its own handler (a stack dump) in place when imported."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = SIGTERM_SELF.format(root=root, path=str(tmp_path / "result.txt"), import_paddle=import_paddle)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
+    assert r.returncode == 143 and lines == ["error: terminated"], r.stderr
+    assert os.listdir(tmp_path) == []

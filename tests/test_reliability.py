@@ -1,6 +1,7 @@
-"""The bad-input matrix (scripts/reliability.py): every case in every paper folder it applies to ends in
-one `error:` line, exit code 2 (130 for Ctrl-C) and nothing written; a hang fails after the runner's
-timeout. Cases marked ``trained`` start from a small model of that folder trained once per module."""
+"""The reliability matrix (scripts/reliability.py): every case in every folder it applies to ends as its
+row says: a mistake in one `error:` line, exit code 2 and nothing written; a signal, a second writer, an
+unreadable image, a collision as documented; a hang fails after the runner's timeout. Cases marked
+``trained`` start from a small model of that folder trained once per module."""
 import os
 
 import pytest
@@ -9,7 +10,7 @@ from adcommon.testing import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 rel = load_script(os.path.join(ROOT, "scripts", "reliability.py"))
-PAIRS = [(f, k) for k, c in enumerate(rel.CASES) for f in rel.FOLDERS if rel.applies(c, f)]
+PAIRS = [(f, k) for k, c in enumerate(rel.CASES) for f in rel.COLUMNS if rel.applies(c, f)]
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def test_corrupt_image_bad_config_and_offline_weights(trained, tmp_path):
     root, out = trained
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
-    e = one_line_error(run_script("predict.py", "--output_dir", out, "--category", "brick", "--img_path", bad))
+    e = one_line_error(run_script("predict.py", "--output_dir", out, "--category", "brick", "--img_path", bad,
+                                  "--strict", "True"))
     assert "cannot read image" in e
     cfg = tmp_path / "c.yaml"
     cfg.write_text("num_epoch: 3\n")

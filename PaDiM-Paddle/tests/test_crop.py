@@ -43,7 +43,7 @@ def test_an_mvtec_category_keeps_the_papers_crop_and_says_so(syn_root, tmp_path)
     r = run_script("val.py", "--data_dir", data, "--category", "carpet", "--output_dir", out, "--save_vis", "True")
     assert r.returncode == 0, r.stderr
     assert "note: the centre crop (48 of 64 px) inspects 56 % of each image" in r.stderr
-    pic = np.asarray(Image.open(os.path.join(out, "carpet", "vis", "good_000.png")))
+    pic = np.asarray(Image.open(os.path.join(out, "carpet", "vis", "good+000.png_vis.png")))
     assert pic.shape[1] == 4 * 64   # four tiles of the whole resized image, the crop framed inside
     r = run_script("predict.py", "--output_dir", out, "--category", "carpet", "--img_path",
                    data / "carpet" / "test" / "good")

@@ -60,10 +60,15 @@ def test_training_state_is_not_a_model(syn_root, tmp_path):
 
 @pytest.mark.slow
 def test_corrupt_image(trained, tmp_path):
-    bad = tmp_path / "broken.png"
+    (tmp_path / "imgs").mkdir()
+    bad = tmp_path / "imgs" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    r = run_script("predict.py", "--model_path", trained["ckpt"], "--img_path", bad, "--save_dir", tmp_path / "p")
+    r = run_script("predict.py", "--model_path", trained["ckpt"], "--img_path", bad, "--save_dir", tmp_path / "p",
+                   "--strict", "True")
     _one_line_error(r, "cannot read image")
+    assert not (tmp_path / "p").exists()
+    r = run_script("predict.py", "--model_path", trained["ckpt"], "--img_path", bad, "--save_dir", tmp_path / "p")
+    assert r.returncode == 3 and "warning: cannot read image" in r.stderr, r.stderr   # recorded, not fatal
 
 
 def test_no_images(tmp_path):
@@ -82,12 +87,14 @@ def test_resume_with_other_flags(syn_root, tmp_path):
     import paddle
 
     from adcommon.checkpoint import load_checkpoint
+    from adcommon.outputs import claim
     from sspcab import engine
     from sspcab.model import ProjectionNet
     m = ProjectionNet("resnet18", "none", image_size=SIZE)
     opt = paddle.optimizer.Momentum(learning_rate=0.1, parameters=m.parameters())
     out = tmp_path / "o"
     targs = engine._train_args(50, 2, 0.03, 0.9, 3e-5, 20, 0.1, 0, "none")
+    claim(str(out / "brick"), "category", "--output_dir")   # the training folder of the run to resume
     engine.save_state(str(out / "brick" / "last.pdparams"), m, opt, 1, targs, [])
     r = run_script("train.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", out,
                    "--pretrained", "none", "--image_size", SIZE, "--steps", "3", "--batch_size", "2", "--resume")
