@@ -25,6 +25,7 @@ def build_parser():
     p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
     p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
                    help="default <output_dir>/<category>/inference")
+    cli.add_export_args(p)
     p.add_argument("--map", default="auto", choices=["auto", "gradients", "discrepancy"],
                    help="localization map in the graph (auto: the checkpoint's localization_method)")
     p.add_argument("--config", default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
@@ -43,16 +44,12 @@ def default_map(ck):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon import checkpoint, pipeline
+    from adcommon import pipeline
     from kdad import engine
 
-    ckpt = checkpoint.checkpoint_path(args.model_path, args.output_dir, args.category)
-    model, ck = pipeline.load(engine, ckpt)
-    kind = default_map(ck) if args.map == "auto" else args.map
-    out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
-    yml = pipeline.export(engine, model, ck, out, {"localization": kind})
-    print(f"exported the {kind} graph to {out} ({yml})")
-    return 0
+    def options(ck):
+        return {"localization": default_map(ck) if args.map == "auto" else args.map}
+    return pipeline.export_main(engine, args, options)
 
 
 if __name__ == "__main__":

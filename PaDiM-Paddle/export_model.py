@@ -21,6 +21,7 @@ def build_parser():
     p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
     p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
                    help="default <output_dir>/<category>/inference")
+    cli.add_export_args(p)
     p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--img_size", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
     return p

@@ -23,6 +23,7 @@ def build_parser():
     p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
     p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
                    help="default <output_dir>/<category>/inference")
+    cli.add_export_args(p)
     p.add_argument("--threshold", "--dist_th", dest="threshold", type=float, default=None,
                    help="write this threshold (a GDE score) instead of the one from held-out normals")
     p.add_argument("--img_size", type=int, default=None, help=argparse.SUPPRESS)  # the checkpoint knows

@@ -24,6 +24,7 @@ def build_parser():
                    help="checkpoint (default <output_dir>/<category>/model.pdparams)")
     p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
                    help="default <output_dir>/<category>/inference")
+    cli.add_export_args(p)
     p.add_argument("--img_size", "--image_size", dest="img_size", type=int, default=None,
                    help="input size; must equal the size the model was trained at (the default)")
     p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows

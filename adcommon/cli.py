@@ -121,12 +121,20 @@ def add_result_args(p, maps=True):
                        help="continue the run in --save_dir: keep its lines, score only the images without one")
         p.add_argument("--workers", type=int, default=None,
                        help="threads that decode images ahead of the network and write results behind it "
-                            "(default: one per core)")
+                            "(default: one per core; 0: every step in turn, in one thread)")
+    return p
+
+
+def add_export_args(p):
+    """export_model.py's flags shared by every folder: --onnx."""
+    p.add_argument("--onnx", type=str2bool, default=False,
+                   help="also write inference.onnx (paddle2onnx; pip install -e .[onnx]) for infer.py --backend "
+                        "onnxruntime | openvino, checked against the Paddle graph")
     return p
 
 
 def add_infer_args(p):
-    """Paddle Inference flags (TIPC names kept: --use_gpu --use_mkldnn --cpu_threads ...)."""
+    """Paddle Inference flags (TIPC names kept: --use_gpu --use_mkldnn --cpu_threads ...), and the runtime."""
     p.add_argument("--use_gpu", type=str2bool, default=False)
     p.add_argument("--use_mkldnn", "--enable_mkldnn", dest="use_mkldnn", type=str2bool, default=False)
     p.add_argument("--cpu_threads", type=int, default=None,
@@ -137,6 +145,9 @@ def add_infer_args(p):
     p.add_argument("--gpu_id", type=int, default=0)
     p.add_argument("--ir_optim", type=str2bool, default=True)
     p.add_argument("--benchmark", "--enable_benchmark", dest="benchmark", type=str2bool, default=False)
+    p.add_argument("--backend", default="paddle", choices=["paddle", "onnxruntime", "openvino"],
+                   help="runtime: Paddle Inference, or ONNX Runtime / OpenVINO on inference.onnx "
+                        "(export_model.py --onnx True)")
     return p
 
 

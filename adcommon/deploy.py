@@ -12,12 +12,14 @@ import os
 import sys
 import time
 
-__all__ = ["build_infer_parser", "infer_main", "HotFolder", "unfinished_warning"]
-
 from shared_data.errors import ArgumentParser, UserError, printable
 
 from .cli import add_infer_args, add_result_args, set_image_limit, str2bool
 from .files import find_images, iter_images
+
+__all__ = ["build_infer_parser", "infer_main", "HotFolder", "unfinished_warning"]
+
+RUNTIMES = {"paddle": "Paddle Inference", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 def build_infer_parser(description):
@@ -35,7 +37,7 @@ def build_infer_parser(description):
     p.add_argument("--watch", type=str2bool, default=False,
                    help="keep scoring the images that appear in --img_path (a camera's folder), one JSON line "
                         "each, until Ctrl-C or SIGTERM; a file is taken once its size has held still for --poll s")
-    p.add_argument("--poll", type=float, default=1.0, help="--watch: seconds between looks at the folder")
+    p.add_argument("--poll", type=float, default=0.5, help="--watch: seconds between looks at the folder")
     p.add_argument("--warmup", type=int, default=0, help="batches left out of the benchmark means")
     p.add_argument("--log_path", default=None, help="auto_log file (default: <save_dir>/auto_log.log)")
     add_infer_args(p)
@@ -44,32 +46,38 @@ def build_infer_parser(description):
 
 class HotFolder:
     """The images that appear in ``folder`` (searched recursively, hidden files and masks skipped): each is
-    taken once its size and modification time have held still between two looks ``poll`` seconds apart,
-    so a file a camera or a copy is still writing is left until it is complete (a file renamed into
-    place is complete when it appears, and is taken at the next look)."""
+    taken once its size and modification time are the same at two looks ``poll`` seconds apart, so a file
+    a camera or a copy is still writing is left until it is complete (a file renamed into place is
+    complete when it appears). A file that changes after it was taken (a writer that stalled longer than
+    a poll, a camera that reuses its names) is taken again, and its new line follows the earlier one."""
 
-    def __init__(self, folder, poll=1.0):
+    def __init__(self, folder, poll=0.5):
         if not os.path.isdir(folder):
             raise UserError(f"--watch needs a folder for --img_path, got {printable(folder)}")
         self.folder, self.poll = folder, max(0.05, float(poll))
 
     def chunks(self, batch_size, done):
         """Endless: lists of up to ``batch_size`` new images, and an empty list when none is ready yet."""
-        taken, last = set(done), {}
+        taken = dict.fromkeys(done)   # path -> (size, mtime) when taken; None: taken by an earlier run
+        last = {}                     # path -> (size, mtime) at the previous look, for files not taken
         while True:
             ready = []
             for q in iter_images(self.folder):
-                if q in taken:
-                    continue
                 try:
                     st = os.stat(q)
                 except OSError:   # gone again
                     last.pop(q, None)
                     continue
                 key = (st.st_size, st.st_mtime_ns)
+                if q in taken:
+                    if taken[q] is None:
+                        taken[q] = key
+                    if taken[q] == key:
+                        continue
+                    del taken[q]   # rewritten since it was taken: a new image under the same name
                 if last.get(q) == key and st.st_size > 0:
                     ready.append(q)
-                    taken.add(q)
+                    taken[q] = key
                     last.pop(q)
                 else:
                     last[q] = key
@@ -102,13 +110,15 @@ def unfinished_warning(meta, where):
 
 def infer_main(argv, model_name):
     """The whole infer.py: an exported model over images into a results folder, auto_log benchmark."""
+    from .backends import make_runner
     from .benchmark import get_autologger
     from .infer import exit_code, predict_images, scored_line
     from .outputs import image_root, output_folder
-    from .predictor import Predictor, load_meta
+    from .predictor import load_meta
     from .results import previous_files
 
-    args = build_infer_parser(f"{model_name}: Paddle Inference on exported model").parse_args(argv)
+    args = build_infer_parser(f"{model_name}: an exported model on images (Paddle Inference, ONNX Runtime or "
+                              "OpenVINO)").parse_args(argv)
     set_image_limit(args)
     model_dir = args.model_dir or (os.path.dirname(args.model_file) if args.model_file else None)
     if not model_dir:
@@ -121,15 +131,15 @@ def infer_main(argv, model_name):
     watch = HotFolder(args.img_path, args.poll) if args.watch else None
     paths = None if watch else find_images(args.img_path)
     use_mkldnn = args.use_mkldnn
-    if use_mkldnn and not args.use_gpu and meta.get("graph_has_gradients"):
+    if use_mkldnn and not args.use_gpu and args.backend == "paddle" and meta.get("graph_has_gradients"):
         # oneDNN's conv/pool backward kernels refuse inference mode (Paddle 3.3): a graph holding
         # paddle.grad runs with oneDNN off. Said once, not an error.
         print("note: this exported graph computes input gradients, which oneDNN cannot run; "
               "running with oneDNN off", file=sys.stderr)
         use_mkldnn = False
-    pred = Predictor(model_dir, use_gpu=args.use_gpu, use_mkldnn=use_mkldnn, cpu_threads=args.cpu_threads,
-                     precision=args.precision, use_tensorrt=args.use_tensorrt, gpu_mem=args.gpu_mem,
-                     gpu_id=args.gpu_id, ir_optim=args.ir_optim)
+    pred = make_runner(model_dir, args.backend, use_gpu=args.use_gpu, use_mkldnn=use_mkldnn,
+                       cpu_threads=args.cpu_threads, precision=args.precision, use_tensorrt=args.use_tensorrt,
+                       gpu_mem=args.gpu_mem, gpu_id=args.gpu_id, ir_optim=args.ir_optim)
     unfinished_warning(pred.meta, model_dir)
     save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(model_dir)), "infer")
     root = image_root(args.img_path)
@@ -147,7 +157,7 @@ def infer_main(argv, model_name):
         summary = predict_images(paths, pred.run, pred.meta, save_dir, root, args.batch_size, args.save_vis, autolog,
                                  save_maps=args.save_maps, report=args.report, strict=args.strict,
                                  resume=args.resume, workers=args.workers, settings=settings, watch=watch,
-                                 title=f"{model_name} (Paddle Inference): predictions")
+                                 title=f"{model_name} ({RUNTIMES[args.backend]}): predictions")
         if autolog:
             autolog.report()
     summary["seconds"] = round(time.perf_counter() - t0, 3)

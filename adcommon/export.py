@@ -19,9 +19,10 @@ MODEL_FILES = ("inference.json", "inference.pdmodel")
 EXPORT_FILES = EXPORT_NAMES - {"inference.yml"}   # what an export may write besides inference.yml
 
 
-def export_inference(layer, out_dir, input_shape, meta, input_name="image"):
+def export_inference(layer, out_dir, input_shape, meta, input_name="image", onnx=False):
     """Trace ``layer`` (eval mode) with a dynamic batch and save it with its meta data into ``out_dir``
-    (claimed and locked by the caller: adcommon.outputs).
+    (claimed and locked by the caller: adcommon.outputs). ``onnx``: also inference.onnx, converted and
+    checked by adcommon.backends.to_onnx, and recorded in inference.yml.
 
     The files are written in a temporary folder inside ``out_dir`` and then moved into place one by one:
     inference.yml goes first (a folder without it is not a model) and comes back last, so a stop at any
@@ -50,6 +51,10 @@ def export_inference(layer, out_dir, input_shape, meta, input_name="image"):
             "paddle_version": paddle.__version__,
         })
         write_text_atomic(os.path.join(tmp, "inference.yml"), yaml.safe_dump(info, sort_keys=False))
+        if onnx:
+            from .backends import to_onnx
+            info["onnx"] = to_onnx(tmp, model_file, "inference.pdiparams", info)
+            write_text_atomic(os.path.join(tmp, "inference.yml"), yaml.safe_dump(info, sort_keys=False))
         new = set(os.listdir(tmp))
         yml = os.path.join(out_dir, "inference.yml")
         if os.path.exists(yml):

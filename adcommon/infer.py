@@ -188,7 +188,9 @@ def predict_images(paths, run_fn, meta, save_dir, root=None, batch_size=1, save_
         else:
             results.close()
         raise
-    extra = {"seconds": round(time.perf_counter() - t_start, 3), "timings": timings.as_dict()}
+    from .cli import peak_rss_mb
+    extra = {"seconds": round(time.perf_counter() - t_start, 3), "timings": timings.as_dict(),
+             "peak_rss_mb": round(peak_rss_mb(), 1)}
     if report:
         from .regions import crop_note
         from .report import label_from_path, write_report

@@ -310,7 +310,7 @@ def output_folder(folder, kind, flag, inputs=(), owned=(), also_lock=()):
                 if created and held and not left:
                     import shutil
                     shutil.rmtree(folder, ignore_errors=True)
-                elif marked:
+                elif marked and not created and not left:   # the folder as it was: without our marker
                     os.remove(os.path.join(folder, MARKER))
             raise
 

@@ -508,8 +508,9 @@ def evaluate(method, model, ck, data_dir, category, out_dir, batch_size=32, save
                             region_only_if_anomalous=meta.get("region_only_if_anomalous", False), report=report)
 
 
-def export(method, model, ck, out_dir, options=None):
-    """The model's deployable graph + inference.yml into out_dir (adcommon.export). Returns inference.yml."""
+def export(method, model, ck, out_dir, options=None, onnx=False):
+    """The model's deployable graph + inference.yml (``onnx``: + inference.onnx) into out_dir
+    (adcommon.export). Returns inference.yml's path."""
     from .export import export_inference
     meta = method.deploy_meta(ck, options)
     # whether the model comes from a finished training: infer.py warns about an unfinished one
@@ -517,7 +518,7 @@ def export(method, model, ck, out_dir, options=None):
     p = meta["preprocess"]
     size = p.get("crop_size") or p["image_size"]
     layer = method.export_layer(model, ck, options) if hasattr(method, "export_layer") else model
-    return export_inference(layer, out_dir, [None, 3, size, size], meta)
+    return export_inference(layer, out_dir, [None, 3, size, size], meta, onnx=onnx)
 
 
 def report(method, category, res, path):
@@ -596,14 +597,19 @@ def predict_main(method, args, options=None):
 
 def export_main(method, args, options=None):
     """The whole export_model.py: <checkpoint's folder>/inference (or --save_dir), held with the
-    checkpoint's folder while it is written."""
+    checkpoint's folder while it is written. ``options``: a dict, or a function of the checkpoint giving
+    one (KDAD's map follows the checkpoint's localization method)."""
     from .outputs import output_folder
     ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
     model, ck = load(method, ckpt)
+    if callable(options):
+        options = options(ck)
     if getattr(args, "threshold", None) is not None:
         ck["threshold"] = args.threshold
     out = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(ckpt)), "inference")
     with output_folder(out, "export", "--save_dir", also_lock=[os.path.dirname(os.path.abspath(ckpt))]):
-        yml = export(method, model, ck, out, options)
-    print(f"exported to {printable(out)} ({printable(yml)})")
+        onnx = getattr(args, "onnx", False)
+        yml = export(method, model, ck, out, options, onnx=onnx)
+    what = f"the {options['localization']} graph " if (options or {}).get("localization") else ""
+    print(f"exported {what}to {printable(out)} ({printable(yml)}{', inference.onnx' if onnx else ''})")
     return 0

@@ -41,6 +41,22 @@ def default_workers():
         return max(1, os.cpu_count() or 1)
 
 
+class _Now:
+    """An executor that runs each task at once in the calling thread (``workers=0``: the stages one after
+    another, for comparison and debugging)."""
+
+    def submit(self, fn, *args):
+        f = cf.Future()
+        try:
+            f.set_result(fn(*args))
+        except Exception as e:  # noqa: BLE001 - kept in the future, raised where it is read, as a pool does
+            f.set_exception(e)
+        return f
+
+    def shutdown(self, wait=True):
+        pass
+
+
 def run(chunks, prepare, network, finish, emit, workers=None, ahead=2, behind=2, idle=None):
     """Feed every chunk (a list of items, e.g. image paths) through the stages:
 
@@ -48,15 +64,19 @@ def run(chunks, prepare, network, finish, emit, workers=None, ahead=2, behind=2,
     ``finish(prepared list, network outputs)`` in the writing pool, returning that chunk's records;
     ``emit(records)`` here, chunk by chunk in input order.
 
+    ``workers``: threads per pool (default one per core); 0 runs every stage here, one after another.
     ``chunks`` may be endless (a watched folder): an empty chunk means "nothing new yet"; with
     ``idle`` seconds, the loop then waits that long and asks again, writing out what it holds first.
     An exception in any stage (or Ctrl-C, SIGTERM) stops the run: the chunks not started are dropped, the
     ones already scored are written and emitted (their files exist: a resumed run need not redo them),
     and it is raised here.
     """
-    workers = workers or default_workers()
-    decode = cf.ThreadPoolExecutor(workers, thread_name_prefix="decode")
-    write = cf.ThreadPoolExecutor(workers, thread_name_prefix="write")
+    if workers == 0:
+        decode = write = _Now()
+    else:
+        workers = workers or default_workers()
+        decode = cf.ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        write = cf.ThreadPoolExecutor(workers, thread_name_prefix="write")
     waiting = collections.deque()   # (chunk, futures of its prepared items), oldest first
     writing = collections.deque()   # futures of finish(), oldest first
     source = iter(chunks)

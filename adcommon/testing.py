@@ -39,3 +39,47 @@ def tiny_synthetic(tmp_path_factory, image_size, n_train, n_test_good, n_test_de
     generate(root, list(categories), seed=0, image_size=image_size, n_train=n_train, n_test_good=n_test_good,
              n_test_defect=n_test_defect)
     return root
+
+
+def backends_agree(folder, model_path, images, tmp, export_args=()):
+    """Export ``model_path`` (a checkpoint of the paper folder ``folder``) with ``--onnx True`` and score
+    ``images`` with that folder's infer.py on every runtime installed here, as a user runs them: every
+    image score and map (--save_maps npy) must equal Paddle Inference's within 1e-4 of its scale.
+    Returns the backends compared (Paddle Inference and ONNX Runtime at least)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(script, *args):
+        r = subprocess.run([sys.executable, script, *map(str, args)], cwd=folder, capture_output=True, text=True,
+                           timeout=900)
+        assert r.returncode == 0, f"{script} {args}:\n{r.stderr[-2000:]}"
+        return r
+    export = os.path.join(str(tmp), "inference")
+    run("export_model.py", "--model_path", model_path, "--save_dir", export, "--onnx", "True", *export_args)
+    backends = ["paddle", "onnxruntime"]
+    try:
+        import openvino  # noqa: F401
+        backends.append("openvino")
+    except ImportError:
+        pass
+    results = {}
+    for b in backends:
+        out = os.path.join(str(tmp), f"res_{b}")
+        run("infer.py", "--model_dir", export, "--img_path", images, "--save_dir", out, "--backend", b,
+            "--save_maps", "npy", "--save_vis", "False", "--batch_size", "2")
+        with open(os.path.join(out, "predictions.jsonl"), encoding="utf-8") as f:
+            recs = [json.loads(line) for line in f]
+        results[b] = {r["path"]: (r["score"], np.load(os.path.join(out, r["files"]["map"]))) for r in recs}
+    ref = results["paddle"]
+    assert ref, "no images scored"
+    for b in backends[1:]:
+        assert set(results[b]) == set(ref), b
+        for path, (score, amap) in ref.items():
+            s2, m2 = results[b][path]
+            assert abs(s2 - score) <= 1e-4 * max(1.0, abs(score)), (b, path, score, s2)
+            scale = max(1.0, float(np.nanmax(np.abs(amap))))
+            diff = np.nanmax(np.abs(m2 - amap)) / scale
+            assert diff <= 1e-4 and np.array_equal(np.isnan(m2), np.isnan(amap)), (b, path, diff)
+    return backends

@@ -121,7 +121,7 @@ class Case:
     case's folders, see run_case); with ``common`` the run gets --data_dir and --output_dir first.
     ``prepare(w)`` sets the scene before the run; ``trained``: the scene starts from a small trained model,
     its export and results (out/brick). ``interrupt``: a path below the case's folder (or ``w`` -> path);
-    ``signal`` is sent once it exists. ``background(w)``: another run started first, (command, folder,
+    ``signal`` is sent once the run has written it. ``background(w)``: another run started first, (command, folder,
     path that shows it is under way, "kill" or "wait"). A mistake (``code`` 2) must end in one error line
     holding ``words`` with nothing written; otherwise ``check(w, r)`` says what is wrong, or None, and the
     row reads ``outcome``."""
@@ -137,7 +137,7 @@ class Case:
     signal: str = "INT"
     code: Optional[int] = None
     check: Optional[Callable] = None
-    outcome: str = CLEAN
+    outcome: object = CLEAN   # or folder -> text, where the folders differ
     background: Optional[Callable] = None
 
     def expected_code(self):
@@ -539,7 +539,7 @@ CASES = [
          common=False),
     Case("a lite subset of a missing dataset, into a new --dst", "-m shared_data.lite",
          lambda w: ["--src", os.path.join(w["tmp"], "nowhere"), "--dst", _new(w), "--categories", "bottle",
-                    "--n_train", "2", "--n_test", "2"], "not found", folders={TOOLS}, common=False),
+                    "--n_train", "2", "--n_test", "2"], "does not exist", folders={TOOLS}, common=False),
     # from here on the scene holds a small trained model, its export and its results
     Case("a corrupt image among the images (trained model)", "predict.py",
          lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "imgs"), "--save_dir",
@@ -631,7 +631,8 @@ CASES = [
          prepare=_remember("model.pdparams", "args.yml"),
          interrupt=lambda w: os.path.join(w["out"], "brick", FIRST_SAVE[w["folder"]]),
          check=lambda w, r: _error_line(r, "terminated") or _check_kept_and_resumable(w, r),
-         outcome="exit code 143, \"terminated\"; no temporary file; the old model kept; --resume finishes"),
+         outcome=lambda f: "exit code 143, \"terminated\"; no temporary file; the old model kept; " +
+         ("its state kept, --resume finishes" if f in RESUMABLE else "(a fit has no --resume)")),
     Case("SIGTERM during predict.py", "predict.py",
          lambda w: ["--model_path", _model(w), "--img_path", os.path.join(w["tmp"], "many"), "--save_dir",
                     os.path.join(w["tmp"], "res")], prepare=_copies("many", 40), common=False, trained=True,
@@ -694,14 +695,23 @@ def _command(script, args, folder):
     return [sys.executable, script] + args, os.path.join(ROOT, folder)
 
 
+def _stamp(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def _run(cmd, cwd, interrupt, sig, timeout):
-    """(exit code, stdout, stderr) of ``cmd``; with ``interrupt`` (a path), ``sig`` once that path exists."""
+    """(exit code, stdout, stderr) of ``cmd``; with ``interrupt`` (a path), ``sig`` once the run has written
+    that path (it appears, or changes if it was there)."""
     with tempfile.TemporaryFile("w+", errors="replace") as out, tempfile.TemporaryFile("w+", errors="replace") as err:
+        before = _stamp(interrupt) if interrupt else None
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
         t0 = time.time()
         try:
             if interrupt:
-                while proc.poll() is None and not os.path.exists(interrupt) and time.time() - t0 < timeout:
+                while proc.poll() is None and _stamp(interrupt) in (None, before) and time.time() - t0 < timeout:
                     time.sleep(0.01)
                 if proc.poll() is None:
                     proc.send_signal(sig)
@@ -783,16 +793,20 @@ def run_case(folder, case, data, tmp, timeout=300, trained=None):
         outcome = f"exit code {code}"
     elif case.check:
         problem = case.check(w, r)
-        outcome = problem if problem else case.outcome
-        outcome = outcome if not problem else f"wrong: {problem}"
+        outcome = f"wrong: {problem}" if problem else _said(case, folder)
     elif len(lines) != 1 or not lines[0].startswith("error: ") or case.words not in lines[0]:
         outcome = "unclear message"
     elif changed:
         outcome = "files left: " + ", ".join(r["changed"][:6])
     else:
-        outcome = case.outcome
-    ok = outcome == case.outcome
+        outcome = _said(case, folder)
+    ok = outcome == _said(case, folder)
     return {"ok": ok, "outcome": outcome, "stderr": stderr[-1500:], "line": lines[0] if lines else ""}
+
+
+def _said(case, folder):
+    """The row's text for a run that ends as it should."""
+    return case.outcome(folder) if callable(case.outcome) else case.outcome
 
 
 def applies(case, folder):

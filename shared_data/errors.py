@@ -339,7 +339,7 @@ RANGES = {
     "holdout_ratio": Range(0, 1, hi_open=True), "threshold_quantile": Range(0, 1, lo_open=True, hi_open=True),
     "num_workers": Range(0), "cpu_threads": Range(1), "warmup": Range(0), "seed": Range(0, 2 ** 32 - 1),
     "gpu_id": Range(0), "gpu_mem": Range(1), "d": Range(1), "folds": Range(0), "smooth_grad_n": Range(1),
-    "log_interval": Range(1), "workers": Range(1), "max_megapixels": Range(0, lo_open=True),
+    "log_interval": Range(1), "workers": Range(0), "max_megapixels": Range(0, lo_open=True),
     "poll": Range(0, lo_open=True), "n_train": Range(1), "n_test": Range(1), "n_test_good": Range(0),
     "n_test_defect": Range(0), "timeout": Range(0, lo_open=True),
 }

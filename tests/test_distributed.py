@@ -48,7 +48,8 @@ def test_padim_fit_on_two_processes_is_the_single_process_model(data, tmp_path):
     # rank 0 alone wrote: one log, one checkpoint, no temporaries
     log = (tmp_path / "two" / "brick" / "train.log").read_text()
     assert log.count("fitted 256 Gaussians") == 1 and "(2 processes)" in log
-    assert sorted(os.listdir(tmp_path / "two" / "brick")) == [".adsuite.json", "args.yml", "model.pdparams", "train.log"]
+    assert sorted(os.listdir(tmp_path / "two" / "brick")) == [".adsuite.json", "args.yml", "model.pdparams",
+                                                               "train.log"]
 
 
 @pytest.mark.slow
@@ -186,4 +187,5 @@ def test_cutpaste_sspcab_trains_under_the_launcher_and_rank_0_writes(data, tmp_p
     log = (tmp_path / "two" / "brick" / "train.log").read_text()
     assert "data parallel over 2 processes: global batch 4, 2 images per process" in log
     assert log.count("step 2/2 loss") == 1      # rank 0 alone logs and writes
-    assert sorted(os.listdir(tmp_path / "two" / "brick")) == [".adsuite.json", "args.yml", "model.pdparams", "train.log"]
+    assert sorted(os.listdir(tmp_path / "two" / "brick")) == [".adsuite.json", "args.yml", "model.pdparams",
+                                                               "train.log"]

@@ -210,3 +210,17 @@ def test_a_crop_leaves_the_border_uninspected_and_says_so(tmp_path, capsys):
     assert amap.dtype == np.uint16 and amap.shape == (256, 256)
     assert (amap[:32] == 0).all() and (amap[32:224, 32:224] > 0).all()   # 0: not inspected
     assert _iou(rec["regions"][0]["bbox"], (100, 100, 140, 140)) >= 0.5
+
+
+def test_overlapped_stages_write_what_one_thread_writes(tmp_path):
+    """The pipeline (decode ahead, write behind, several threads) changes when things happen, never what
+    is written: the same lines in the same order as every step in turn in one thread (--workers 0)."""
+    paths = _images(str(tmp_path / "img"), [f"k{i % 3}/{i:03d}.png" for i in range(23)])
+    root = str(tmp_path / "img")
+    predict_images(paths, _run, META, str(tmp_path / "seq"), root, batch_size=4, workers=0)
+    predict_images(paths, _run, META, str(tmp_path / "par"), root, batch_size=4, workers=3)
+    assert _records(str(tmp_path / "seq")) == _records(str(tmp_path / "par"))
+    assert [r["path"] for r in _records(str(tmp_path / "par"))] == paths
+    for name in os.listdir(tmp_path / "seq"):
+        if name.endswith(".png"):
+            assert (tmp_path / "seq" / name).read_bytes() == (tmp_path / "par" / name).read_bytes(), name

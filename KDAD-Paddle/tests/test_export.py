@@ -193,3 +193,21 @@ def test_map_max_image_score_from_training_to_the_exported_model(syn_root, tmp_p
                    os.path.join(syn_root, "brick", "test"), "--batch_size", 3, "--save_dir", tmp_path / "inf")
     assert r.returncode == 0, r.stderr[-2000:]
     assert _close(val, _scores(tmp_path / "inf" / "scores.csv"))
+
+
+@pytest.mark.slow
+def test_the_three_backends_agree_on_the_discrepancy_graph(trained, tmp_path):
+    """export_model.py --map discrepancy --onnx True, then infer.py on Paddle Inference, ONNX Runtime and
+    OpenVINO: the same scores and maps (1e-4). The gradient graph (paddle.grad) has no ONNX form: one line."""
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from adcommon.testing import backends_agree
+    root, out = trained
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model = os.path.join(out, "brick", "model.pdparams")
+    backends_agree(folder, model, os.path.join(root, "brick", "test"), tmp_path, ["--map", "discrepancy"])
+    r = run_script("export_model.py", "--model_path", model, "--save_dir", tmp_path / "grad", "--map", "gradients",
+                   "--onnx", "True")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --onnx True: this graph "
+                                                                             "computes input gradients"), r.stderr
+    assert not (tmp_path / "grad").exists()

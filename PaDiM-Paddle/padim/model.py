@@ -61,8 +61,12 @@ class PaDiM(nn.Layer):
         feats = self.backbone(x)
         parts = []
         for f, k in zip(feats, self.factors):
-            if k > 1:  # exact nearest upsampling; F.interpolate breaks oneDNN in Paddle 3 exports
-                f = f.repeat_interleave(k, axis=2).repeat_interleave(k, axis=3)
+            if k > 1:
+                # exact nearest upsampling by k: each value copied into a k x k block. F.interpolate breaks
+                # oneDNN in Paddle 3 exports, and repeat_interleave becomes an ONNX Tile that neither ONNX
+                # Runtime nor OpenVINO runs; unsqueeze-expand-reshape gives the same numbers everywhere
+                _, c, h, w = f.shape
+                f = f.unsqueeze([3, 5]).expand([-1, c, h, k, w, k]).reshape([-1, c, h * k, w * k])
             parts.append(f)
         e = paddle.concat(parts, axis=1)                         # (N, 448, h, w) for ResNet-18
         e = paddle.index_select(e, self.channel_idx, axis=1)     # (N, d, h, w)

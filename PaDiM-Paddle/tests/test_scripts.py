@@ -194,3 +194,15 @@ def test_corrupt_training_image_is_an_error_not_a_hang(tmp_path):
                    "--pretrained", "none", "--image_size", 64, "--crop_size", 64, "--holdout_ratio", 0)
     assert "003.png" in one_line_error(r)
     assert not (tmp_path / "o" / "brick" / "model.pdparams").exists()
+
+
+@pytest.mark.slow
+def test_the_three_backends_agree(trained, tmp_path):
+    """export_model.py --onnx True (the layer2/3 upsampling is an ONNX Expand, not a Tile), then infer.py
+    on Paddle Inference, ONNX Runtime and OpenVINO: the same scores and maps (1e-4)."""
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from adcommon.testing import backends_agree
+    root, out = trained
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    backends_agree(folder, os.path.join(out, "brick", "model.pdparams"), os.path.join(root, "brick", "test"), tmp_path)

@@ -94,3 +94,14 @@ def test_predict_matches_val(exported, tmp_path):
     assert len(got) == 4 and _rel_err([got[k] for k in got], [want[k] for k in got]) <= 1e-4
     assert all(v in ("normal", "anomalous") for v in
                [row["verdict"] for row in csv.DictReader(open(os.path.join(save, "scores.csv")))])
+
+
+@pytest.mark.slow
+def test_the_three_backends_agree(trained, tmp_path):
+    """export_model.py --onnx True, then infer.py on Paddle Inference, ONNX Runtime and OpenVINO: the same
+    image scores (the pooled GDE) and patch maps (1e-4)."""
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from adcommon.testing import backends_agree
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    backends_agree(folder, trained["ckpt"], os.path.join(trained["data_dir"], "brick", "test"), tmp_path)

@@ -73,3 +73,15 @@ def test_infer_matches_val(syn_root, trained, exported, tmp_path, mkldnn):
         assert abs(val[p] - inf[p]) <= 1e-4 * max(1.0, abs(val[p])), p
     log = open(os.path.join(save, "auto_log.log")).read()
     assert "model_name: STFPM" in log and f"enable_mkldnn: {mkldnn}" in log and "data_num: 4" in log
+
+
+@pytest.mark.slow
+def test_the_three_backends_agree(syn_root, trained, tmp_path):
+    """export_model.py --onnx True, then infer.py on Paddle Inference, ONNX Runtime and OpenVINO: the same
+    scores and maps (1e-4)."""
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from adcommon.testing import backends_agree
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    backends_agree(folder, os.path.join(trained, CATEGORY, "model.pdparams"), os.path.join(syn_root, CATEGORY,
+                                                                                        "test"), tmp_path)
