@@ -188,6 +188,11 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("output", "benchmark.md"))
     p.add_argument("--readme", default=None, help="replace the benchmark block of this Markdown file")
     p.add_argument("--from_json", default=None, help="format rows saved by an earlier run instead of measuring")
+    p.add_argument("--deploy", action="store_true",
+                   help="only the deployment table: infer.py end to end per backend and batch, memory for 100 and "
+                        "1000 images, the stages, and the peer's OpenVINO deployment; --readme fills its deploy block")
+    p.add_argument("--peer_python", default=None,
+                   help="--deploy: the python of a venv with ../shared/peer's requirements (anomalib 2.7)")
     p.add_argument("--scaling", action="store_true",
                    help="only the scale-out table (1 vs 2 processes); --readme fills its scaling block")
     args = p.parse_args(argv)
@@ -195,6 +200,18 @@ def main(argv=None):
 
     from adcommon.files import replace_block
     t0 = time.perf_counter()
+    if args.deploy:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_deploy import deploy_rows
+        rows = machine_rows() + deploy_rows(args.quick, args.peer_python)
+        cmd = "python scripts/benchmark.py --deploy" + (" --quick" if args.quick else "") + \
+            (" --peer_python PEER_VENV/bin/python" if args.peer_python else "")
+        md = to_markdown(rows, cmd, time.perf_counter() - t0)
+        write_text_atomic(os.path.join("output", "benchmark_deploy.md"), md)
+        print(md)
+        if args.readme:
+            replace_block(args.readme, "deploy", md)
+        return 0
     if args.scaling:
         rows = machine_rows() + scaling_rows(args.quick)
         cmd = "python scripts/benchmark.py --scaling" + (" --quick" if args.quick else "")

@@ -9,6 +9,10 @@ PY=${PYTHON:-python3}
 echo "== installing requirements"
 "$PY" -m pip install -q -r requirements.txt
 "$PY" -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || "$PY" -m pip install -q --no-deps -e .
+# the ONNX runtimes (pyproject's [onnx] extra): paddle2onnx and ONNX Runtime are tested in CI; OpenVINO
+# wherever its wheel installs (its tests skip, saying so, where it does not)
+"$PY" -m pip install -q "paddle2onnx>=2.0" onnxruntime
+"$PY" -m pip install -q openvino || echo "   openvino could not be installed: its tests will be skipped"
 
 # the report's browser test needs Chromium (Debian's package); where it cannot be installed, that test
 # skips and says why

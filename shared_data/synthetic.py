@@ -787,8 +787,13 @@ def _write_png(path, img):
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     # Fixed, fast compression level (3 or more doubles the write time for 3% smaller files).
     # cv2 writes no timestamps, so equal arrays give equal bytes.
-    if not cv2.imwrite(path, img, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-        raise UserError(f"could not write {path}")
+    # Encoded in memory and written by Python: any path works (cv2.imwrite crashes on a name that is not
+    # UTF-8); the bytes are those imwrite would write.
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise UserError(f"could not encode {path}")
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
 
 
 def _readme(category, seed, image_size, n_train, n_test_good, per_kind):

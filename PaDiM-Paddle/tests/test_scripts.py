@@ -136,12 +136,17 @@ def test_checkpoint_of_another_method(syn_root, tmp_path):
 
 def test_corrupt_image(trained, tmp_path):
     root, out = trained
-    bad = tmp_path / "bad.png"
+    (tmp_path / "imgs").mkdir()
+    bad = tmp_path / "imgs" / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     r = run_script("predict.py", "--output_dir", out, "--category", "brick", "--img_path", bad,
-                   "--save_dir", tmp_path / "p")
+                   "--save_dir", tmp_path / "p", "--strict", "True")
     assert "bad.png" in one_line_error(r)
-    assert not (tmp_path / "p" / "scores.csv").exists()
+    assert not (tmp_path / "p").exists()
+    r = run_script("predict.py", "--output_dir", out, "--category", "brick", "--img_path", bad,
+                   "--save_dir", tmp_path / "p")   # by default: recorded as unreadable, exit code 3
+    assert r.returncode == 3 and "recorded as unreadable" in r.stderr, r.stderr[-2000:]
+    assert json.loads((tmp_path / "p" / "predictions.jsonl").read_text())["verdict"] == "unreadable"
 
 
 @pytest.mark.parametrize("workers", [0, 2])

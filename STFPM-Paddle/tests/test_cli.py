@@ -36,10 +36,11 @@ def test_checkpoint_of_another_method(syn_root, tmp_path):
 
 
 def test_corrupt_image(trained, tmp_path):
-    bad = tmp_path / "broken.png"
+    (tmp_path / "imgs").mkdir()
+    bad = tmp_path / "imgs" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     r = run_script("predict", "--output_dir", trained, "--category", CATEGORY, "--img_path", bad,
-                   "--save_dir", tmp_path / "pred")
+                   "--save_dir", tmp_path / "pred", "--strict", "True")
     _one_line_error(r, "cannot read image", "broken.png")
 
 

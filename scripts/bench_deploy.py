@@ -1,0 +1,175 @@
+"""The deployment benchmark (`python scripts/benchmark.py --deploy`): infer.py end to end as a production
+line runs it, against anomalib's own OpenVINO deployment of the same networks on the same images in the
+same run (../shared/peer/anomalib_deploy.py, in its own venv).
+
+For PaDiM and STFPM with ResNet-18 at 256 px (random weights: the speed is that of ImageNet weights), on
+256 px PNG images, --save_vis False (a verdict, a mask PNG and a line per image, as the peer writes a mask
+PNG): images/s and peak RSS of infer.py for 100 and 1000 images, per backend and batch 1 and 8, each run
+a fresh process (summary.json: the seconds of scoring, the peak RSS). Also where the time goes, stage by
+stage, with the stages one after another (--workers 0) and overlapped (the default), and the version
+before the streaming pipeline (a git worktree of BEFORE) on the same images.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER = os.path.join(os.path.dirname(ROOT), "shared", "peer", "anomalib_deploy.py")
+BEFORE = "b9a5677"   # the last version that kept every map until the end and ran one step after another
+FOLDERS = {"PaDiM": "PaDiM-Paddle", "STFPM": "STFPM-Paddle"}
+SIZE = 256
+
+
+def _run(cmd, cwd, timeout=3600):
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if r.returncode not in (0, 3):
+        raise RuntimeError(f"{' '.join(map(str, cmd))}:\n{r.stderr[-1500:]}")
+    return r
+
+
+def _models(tmp, data):
+    """PaDiM and STFPM, ResNet-18 at 256 px (the whole image), fitted / trained for a moment on 16 images
+    and exported with --onnx True. Returns {method: export folder}."""
+    out = {}
+    for method, folder in FOLDERS.items():
+        o = os.path.join(tmp, f"out_{method}")
+        flags = ["--pretrained", "none", "--image_size", str(SIZE), "--backbone", "resnet18"]
+        flags += ["--crop_size", "none"] if method == "PaDiM" else ["--epochs", "1", "--batch_size", "8"]
+        _run([sys.executable, "train.py", "--data_dir", data, "--category", "fit", "--output_dir", o] + flags,
+             os.path.join(ROOT, folder))
+        _run([sys.executable, "export_model.py", "--output_dir", o, "--category", "fit", "--onnx", "True"],
+             os.path.join(ROOT, folder))
+        out[method] = os.path.join(o, "fit", "inference")
+    return out
+
+
+def _images(tmp, n_max):
+    """256 px PNGs: synthetic brick images (distinct files), in folders of 100 and of n_max."""
+    from shared_data.synthetic import generate
+    data = os.path.join(tmp, "data")
+    gen = os.path.join(tmp, "gen")
+    generate(gen, ["brick"], seed=3, image_size=SIZE, n_train=n_max, n_test_good=1, n_test_defect=1)
+    src = sorted(os.path.join(gen, "brick", "train", "good", f)
+                 for f in os.listdir(os.path.join(gen, "brick", "train", "good")))
+    os.makedirs(os.path.join(data, "fit", "train", "good"))
+    for d in ("good", "crack"):
+        os.makedirs(os.path.join(data, "fit", "test", d))
+    for i, p in enumerate(src[:16]):
+        shutil.copy(p, os.path.join(data, "fit", "train", "good", f"{i:03d}.png"))
+    shutil.copy(src[16], os.path.join(data, "fit", "test", "good", "000.png"))
+    shutil.copy(src[17], os.path.join(data, "fit", "test", "crack", "000.png"))
+    sets = {}
+    for n in sorted({100, n_max}):
+        d = os.path.join(tmp, f"images{n}")
+        os.makedirs(d)
+        for p in src[:n]:
+            os.link(p, os.path.join(d, os.path.basename(p)))
+        sets[n] = d
+    return data, sets
+
+
+def _infer(folder, model, images, save, backend, batch, extra=(), root=ROOT):
+    """One infer.py run in a fresh process; its summary.json (seconds of scoring, peak RSS, stages)."""
+    cmd = [sys.executable, "infer.py", "--model_dir", model, "--img_path", images, "--save_dir", save,
+           "--batch_size", str(batch), "--save_vis", "False", "--backend", backend, "--use_mkldnn", "True",
+           "--cpu_threads", "2"] + list(extra)
+    _run(cmd, os.path.join(root, folder))
+    with open(os.path.join(save, "summary.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+PEAK = """import resource, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    code = e.code
+print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _before(tmp, folder, model, images, batch):
+    """The version BEFORE on the same images, in a git worktree: (images/s from its own timing line, peak
+    RSS MB of its process). It kept every map until the end and ran one step after another."""
+    import re
+    wt = os.path.join(tmp, "before")
+    if not os.path.isdir(wt):
+        subprocess.run(["git", "worktree", "add", "--detach", wt, BEFORE], cwd=ROOT, capture_output=True, check=True)
+    wrapper = os.path.join(tmp, "peak.py")
+    with open(wrapper, "w", encoding="utf-8") as f:
+        f.write(PEAK)
+    save = os.path.join(tmp, f"before_{folder}_{batch}_{os.path.basename(images)}")
+    r = _run([sys.executable, wrapper, "infer.py", "--model_dir", model, "--img_path", images, "--save_dir", save,
+              "--batch_size", str(batch), "--save_vis", "False", "--use_mkldnn", "True", "--cpu_threads", "2"],
+             os.path.join(wt, folder))
+    n, secs = re.search(r"(\d+) image\(s\) in ([\d.]+) s", r.stdout).groups()
+    return int(n) / float(secs), float(re.search(r"PEAK ([\d.]+)", r.stdout).group(1))
+
+
+def _peer(python, method, images):
+    r = _run([python, PEER, method.lower(), images, "--backbone", "resnet18", "--size", str(SIZE), "--threads", "2"],
+             os.path.dirname(PEER))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def deploy_rows(quick=False, peer_python=None):
+    n_max = 200 if quick else 1000
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data, sets = _images(tmp, n_max)
+        models = _models(tmp, data)
+        best = {}
+        for method, model in models.items():
+            folder = FOLDERS[method]
+            for backend in ("paddle", "onnxruntime", "openvino"):
+                for batch in (1, 8):
+                    got = {n: _infer(folder, model, d, os.path.join(tmp, f"res_{method}_{backend}_{batch}_{n}"),
+                                     backend, batch) for n, d in sets.items()}
+                    big, small = got[n_max], got[min(sets)]
+                    speed = big["images"] / big["seconds"]
+                    best[method] = max(best.get(method, (0, "")), (speed, f"{backend}, batch {batch}"))
+                    growth = 100 * (big["peak_rss_mb"] / small["peak_rss_mb"] - 1)
+                    few = min(sets)
+                    rows.append({"method": method, "what": f"infer.py --backend {backend}, batch {batch}, {n_max} "
+                                 f"images", "value": f"{speed:.1f} img/s",
+                                 "note": f"peak RSS {big['peak_rss_mb']:.0f} MB ({small['peak_rss_mb']:.0f} MB for "
+                                         f"{few} images, {growth:+.1f} %); {small['images'] / small['seconds']:.1f}"
+                                         f" img/s for {few}"})
+            # where the time goes: one step after another vs overlapped (Paddle Inference + oneDNN, batch 8)
+            for label, extra in (("stages in turn (--workers 0)", ["--workers", "0"]), ("overlapped (default)", [])):
+                s = _infer(folder, model, sets[min(sets)], os.path.join(tmp, f"stages_{method}_{label[:5]}"),
+                           "paddle", 8, extra)
+                t = s["timings"]
+                rows.append({"method": method, "what": f"where the time goes, {label}, paddle batch 8, "
+                             f"{s['images']} images", "value": f"{s['images'] / s['seconds']:.1f} img/s",
+                             "note": ", ".join(f"{k} {v:.2f} s" for k, v in t.items()) +
+                                     f" (sum {sum(t.values()):.2f} s in {s['seconds']:.2f} s of wall time)"})
+            try:
+                for n, d in sets.items():
+                    speed, rss = _before(tmp, folder, model, d, 8)
+                    rows.append({"method": method, "what": f"before ({BEFORE}): infer.py, Paddle Inference + oneDNN,"
+                                 f" batch 8, {n} images", "value": f"{speed:.1f} img/s",
+                                 "note": f"peak RSS {rss:.0f} MB"})
+            except (subprocess.CalledProcessError, RuntimeError, AttributeError) as e:
+                rows.append({"method": method, "what": f"before ({BEFORE})", "value": "not measured",
+                             "note": str(e).splitlines()[0][:120]})
+            if peer_python:
+                for n, d in sets.items():
+                    p = _peer(peer_python, method, d)
+                    rows.append({"method": method, "what": f"anomalib 2.7 OpenVINOInferencer (peer), {n} images",
+                                 "value": f"{p['images_per_s']:.1f} img/s", "note": f"peak RSS {p['peak_rss_mb']} MB"})
+                    if n == n_max:
+                        rows.append({"method": method, "what": "ours (best backend) vs the peer, same images",
+                                     "value": f"x{best[method][0] / p['images_per_s']:.2f}",
+                                     "note": f"{best[method][0]:.1f} img/s ({best[method][1]}) vs "
+                                             f"{p['images_per_s']:.1f} img/s"})
+            else:
+                rows.append({"method": method, "what": "anomalib 2.7 OpenVINOInferencer (peer)", "value": "not run",
+                             "note": "pass --peer_python (a venv with ../shared/peer's requirements)"})
+        if os.path.isdir(os.path.join(tmp, "before")):
+            subprocess.run(["git", "worktree", "remove", "--force", os.path.join(tmp, "before")], cwd=ROOT,
+                           capture_output=True)
+    return rows
