@@ -109,10 +109,52 @@ def _before(tmp, folder, model, images, batch):
     return int(n) / float(secs), float(re.search(r"PEAK ([\d.]+)", r.stdout).group(1))
 
 
-def _peer(python, method, images):
-    r = _run([python, PEER, method.lower(), images, "--backbone", "resnet18", "--size", str(SIZE), "--threads", "2"],
-             os.path.dirname(PEER))
+# the peer with OpenVINO's precision pinned to f32: its default on a CPU with bf16 units is bf16
+F32 = """import runpy, sys
+import openvino as ov
+_compile = ov.Core.compile_model
+def compile_model(self, *args, **kwargs):
+    kwargs["config"] = dict(kwargs.get("config") or {}, INFERENCE_PRECISION_HINT="f32")
+    return _compile(self, *args, **kwargs)
+ov.Core.compile_model = compile_model
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _peer(python, method, images, tmp, f32=False):
+    """anomalib's deployment (../shared/peer/anomalib_deploy.py) on ``images``, run in ``tmp`` (it writes
+    an openvino_cache folder where it runs); with ``f32``, OpenVINO pinned to f32."""
+    cmd = [python, PEER, method.lower(), images, "--backbone", "resnet18", "--size", str(SIZE), "--threads", "2"]
+    if f32:
+        wrapper = os.path.join(tmp, "peer_f32.py")
+        with open(wrapper, "w", encoding="utf-8") as f:
+            f.write(F32)
+        cmd = [python, wrapper] + cmd[1:]
+    r = _run(cmd, tmp)
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _precision():
+    """OpenVINO's default inference precision on this CPU (bf16 where the CPU has bf16 units)."""
+    try:
+        import openvino as ov
+        name = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")).split("'")[1]
+        return {"bfloat16": "bf16", "float32": "f32"}.get(name, name)
+    except Exception:  # noqa: BLE001 - only a note
+        return "unknown"
+
+
+def _agreement(a, b):
+    """Largest and median relative difference of the image scores of two runs over the same images."""
+    import numpy as np
+
+    def scores(folder):
+        with open(os.path.join(folder, "predictions.jsonl"), encoding="utf-8") as f:
+            return {r["path"]: r["score"] for r in map(json.loads, f)}
+    sa, sb = scores(a), scores(b)
+    d = np.array([abs(sa[k] - sb[k]) / max(abs(sa[k]), 1e-12) for k in sa])
+    return float(d.max()), float(np.median(d))
 
 
 def deploy_rows(quick=False, peer_python=None):
@@ -121,30 +163,38 @@ def deploy_rows(quick=False, peer_python=None):
     with tempfile.TemporaryDirectory() as tmp:
         data, sets = _images(tmp, n_max)
         models = _models(tmp, data)
-        best = {}
+        few = min(sets)
         for method, model in models.items():
             folder = FOLDERS[method]
-            for backend in ("paddle", "onnxruntime", "openvino"):
-                for batch in (1, 8):
-                    got = {n: _infer(folder, model, d, os.path.join(tmp, f"res_{method}_{backend}_{batch}_{n}"),
-                                     backend, batch) for n, d in sets.items()}
-                    big, small = got[n_max], got[min(sets)]
-                    speed = big["images"] / big["seconds"]
-                    best[method] = max(best.get(method, (0, "")), (speed, f"{backend}, batch {batch}"))
-                    growth = 100 * (big["peak_rss_mb"] / small["peak_rss_mb"] - 1)
-                    few = min(sets)
-                    rows.append({"method": method, "what": f"infer.py --backend {backend}, batch {batch}, {n_max} "
-                                 f"images", "value": f"{speed:.1f} img/s",
-                                 "note": f"peak RSS {big['peak_rss_mb']:.0f} MB ({small['peak_rss_mb']:.0f} MB for "
-                                         f"{few} images, {growth:+.1f} %); {small['images'] / small['seconds']:.1f}"
-                                         f" img/s for {few}"})
-            # where the time goes: one step after another vs overlapped (Paddle Inference + oneDNN, batch 8)
-            for label, extra in (("stages in turn (--workers 0)", ["--workers", "0"]), ("overlapped (default)", [])):
-                s = _infer(folder, model, sets[min(sets)], os.path.join(tmp, f"stages_{method}_{label[:5]}"),
+            best = {}
+            runs = [(b, bs, "fp32") for b in ("paddle", "onnxruntime", "openvino") for bs in (1, 8)]
+            runs.append(("openvino", 8, "fp16"))
+            for backend, batch, precision in runs:
+                tag = f"{method}_{backend}_{batch}_{precision}"
+                got = {n: _infer(folder, model, d, os.path.join(tmp, f"res_{tag}_{n}"), backend, batch,
+                                 ["--precision", precision]) for n, d in sets.items()}
+                big, small = got[n_max], got[few]
+                speed = big["images"] / big["seconds"]
+                key = "bf16" if precision == "fp16" else "f32"
+                best[key] = max(best.get(key, (0, "")), (speed, f"{backend}, batch {batch}"))
+                growth = 100 * (big["peak_rss_mb"] / small["peak_rss_mb"] - 1)
+                label = " --precision fp16 (bf16)" if precision == "fp16" else ""
+                rows.append({"method": method, "what": f"infer.py --backend {backend}{label}, batch {batch}, {n_max} "
+                             "images", "value": f"{speed:.1f} img/s",
+                             "note": f"peak RSS {big['peak_rss_mb']:.0f} MB ({small['peak_rss_mb']:.0f} MB for "
+                                     f"{few} images, {growth:+.1f} %); {small['images'] / small['seconds']:.1f}"
+                                     f" img/s for {few}"})
+            worst, median = _agreement(os.path.join(tmp, f"res_{method}_openvino_8_fp32_{n_max}"),
+                                       os.path.join(tmp, f"res_{method}_openvino_8_fp16_{n_max}"))
+            rows.append({"method": method, "what": "image scores, OpenVINO bf16 vs fp32, same images",
+                         "value": f"{100 * median:.2g} % median", "note": f"largest {100 * worst:.2g} % (relative)"})
+            # where the time goes: every stage in turn in one thread, then overlapped (Paddle Inference, batch 8)
+            for label, extra in (("in turn (--workers 0)", ["--workers", "0"]), ("overlapped (default)", [])):
+                s = _infer(folder, model, sets[few], os.path.join(tmp, f"stages_{method}_{label[:5]}"),
                            "paddle", 8, extra)
                 t = s["timings"]
-                rows.append({"method": method, "what": f"where the time goes, {label}, paddle batch 8, "
-                             f"{s['images']} images", "value": f"{s['images'] / s['seconds']:.1f} img/s",
+                rows.append({"method": method, "what": f"the stages {label}, paddle batch 8, {s['images']} images",
+                             "value": f"{s['images'] / s['seconds']:.1f} img/s",
                              "note": ", ".join(f"{k} {v:.2f} s" for k, v in t.items()) +
                                      f" (sum {sum(t.values()):.2f} s in {s['seconds']:.2f} s of wall time)"})
             try:
@@ -156,19 +206,23 @@ def deploy_rows(quick=False, peer_python=None):
             except (subprocess.CalledProcessError, RuntimeError, AttributeError) as e:
                 rows.append({"method": method, "what": f"before ({BEFORE})", "value": "not measured",
                              "note": str(e).splitlines()[0][:120]})
-            if peer_python:
-                for n, d in sets.items():
-                    p = _peer(peer_python, method, d)
-                    rows.append({"method": method, "what": f"anomalib 2.7 OpenVINOInferencer (peer), {n} images",
-                                 "value": f"{p['images_per_s']:.1f} img/s", "note": f"peak RSS {p['peak_rss_mb']} MB"})
-                    if n == n_max:
-                        rows.append({"method": method, "what": "ours (best backend) vs the peer, same images",
-                                     "value": f"x{best[method][0] / p['images_per_s']:.2f}",
-                                     "note": f"{best[method][0]:.1f} img/s ({best[method][1]}) vs "
-                                             f"{p['images_per_s']:.1f} img/s"})
-            else:
+            if not peer_python:
                 rows.append({"method": method, "what": "anomalib 2.7 OpenVINOInferencer (peer)", "value": "not run",
                              "note": "pass --peer_python (a venv with ../shared/peer's requirements)"})
+                continue
+            default = _precision()
+            for f32 in (False, True):
+                for n, d in sets.items():
+                    p = _peer(peer_python, method, d, tmp, f32)
+                    prec = "f32 (pinned)" if f32 else f"its default precision here, {default}"
+                    rows.append({"method": method, "what": f"anomalib 2.7 OpenVINOInferencer (peer), {prec}, {n} "
+                                 "images", "value": f"{p['images_per_s']:.1f} img/s",
+                                 "note": f"peak RSS {p['peak_rss_mb']} MB"})
+                    if n == n_max:
+                        ours = best["f32" if f32 else ("bf16" if default == "bf16" else "f32")]
+                        rows.append({"method": method, "what": f"ours (best backend) vs the peer, {prec}",
+                                     "value": f"x{ours[0] / p['images_per_s']:.2f}",
+                                     "note": f"{ours[0]:.1f} img/s ({ours[1]}) vs {p['images_per_s']:.1f} img/s"})
         if os.path.isdir(os.path.join(tmp, "before")):
             subprocess.run(["git", "worktree", "remove", "--force", os.path.join(tmp, "before")], cwd=ROOT,
                            capture_output=True)

@@ -83,3 +83,34 @@ def test_two_shards_share_the_jobs_and_their_folders_merge_into_one_table(tmp_pa
 def test_run_all_rejects_a_bad_shard(tmp_path, shard):
     r = _run("--shard", shard, "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"))
     assert r.returncode == 2 and "--shard takes i/n" in r.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_whole_run(tmp_path):
+    """SIGTERM (a process manager) stops run_all_mvtec.sh as a whole: the train.py in progress gets it too
+    (its lock is free again at once), the next category never starts, no marker is written, exit 143."""
+    import signal
+    import time
+
+    from adcommon.outputs import folder_lock
+    from shared_data.synthetic import generate
+    data = tmp_path / "data"
+    generate(str(data), ["brick", "tablet"], seed=0, image_size=64, n_train=8, n_test_good=2, n_test_defect=2)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.Popen(["bash", os.path.join(ROOT, "scripts", "run_all_mvtec.sh"), "--methods", "stfpm",
+                             "--categories", "brick,tablet", "--data_dir", str(data), "--output_dir", str(out),
+                             "--pretrained", "none", "--epochs", "500", "--extra", "--image_size 64"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = out / "stfpm" / "brick" / ".lock"
+    t0 = time.time()
+    while not lock.exists() and proc.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "error: terminated", err
+    with folder_lock(str(out / "stfpm" / "brick")):   # nobody holds it: the training stopped with the script
+        pass
+    assert "error: terminated" in (out / "stfpm" / "brick" / "run.log").read_text()
+    assert not (out / "stfpm" / "brick" / "run_all.done").exists() and not (out / "stfpm" / "tablet").exists()
