@@ -171,6 +171,7 @@ def predictor_throughput(quick=False):
     """Exported R18 PaDiM through Paddle Inference: images/s, post-processing share, hardware share."""
     import paddle
 
+    from adcommon import contract
     from adcommon.benchmark import count_flops, gemm_flops_per_s, predictor_speed
     from adcommon.export import export_inference
     from adcommon.predictor import Predictor
@@ -186,7 +187,7 @@ def predictor_throughput(quick=False):
     spec = engine.postprocess_spec(224)
     with tempfile.TemporaryDirectory() as tmp:
         export_inference(model, os.path.join(tmp, "inference"), [None, 3, 224, 224],
-                         engine.deploy_meta({"model_args": dict(model.model_args, postprocess=spec)}))
+                         contract.bind(engine).deploy_meta({"model_args": dict(model.model_args, postprocess=spec)}))
         for bs in (1, 8):
             x = np.random.default_rng(0).standard_normal((bs, 3, 224, 224)).astype(np.float32)
             for mkl in (False, True):

@@ -37,6 +37,7 @@ def _train_row(backbone, pretrained, size, batch, steps, sspcab=True):
 
 
 def _predictor_rows(model, size, repeats, threads):
+    from adcommon import contract
     from adcommon.export import export_inference
     from adcommon.predictor import Predictor
     from sspcab import engine
@@ -48,7 +49,8 @@ def _predictor_rows(model, size, repeats, threads):
         prec.set_value(np.eye(d, dtype=np.float32))
     with tempfile.TemporaryDirectory() as tmp:
         a = model.model_args
-        meta = engine.deploy_meta({"model_args": dict(a, postprocess=engine.postprocess_spec(size, a["image_score"]))})
+        spec = engine.postprocess_spec(size, a["image_score"])
+        meta = contract.bind(engine).deploy_meta({"model_args": dict(a, postprocess=spec)})
         export_inference(model, os.path.join(tmp, "inference"), [None, 3, size, size], meta)
         for onednn in (True, False):
             pred = Predictor(os.path.join(tmp, "inference"), use_mkldnn=onednn, cpu_threads=threads)
@@ -69,7 +71,7 @@ def _predictor_rows(model, size, repeats, threads):
 def run(quick=False):
     """Timing rows for this machine (no assertions: numbers depend on the hardware and its load)."""
     from adcommon import cli
-    from adcommon.pipeline import machine
+    from adcommon.provenance import machine
     cli.set_device("cpu")  # every core, as the scripts
     steps, repeats = (2, 2) if quick else (5, 10)
     info = machine()

@@ -64,8 +64,9 @@ def train_speeds(model, data, batch):
 def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
     import paddle
 
+    from adcommon import contract
     from adcommon.export import export_inference
-    from adcommon.pipeline import postprocess
+    from adcommon.maps import postprocess
     from adcommon.predictor import Predictor
     from stfpm import engine
     from stfpm.model import STFPM
@@ -94,10 +95,10 @@ def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
              **dict(s, note="teacher forward + student forward and backward, counted as 4 forwards"))
 
     spec = engine.postprocess_spec(image_size)
-    run = engine.runner(model)
+    run = contract.forward_runner(model)
     with tempfile.TemporaryDirectory() as d:
         export_inference(model, os.path.join(d, "inference"), [None, 3, image_size, image_size],
-                         engine.deploy_meta({"model_args": dict(model.model_args, postprocess=spec)}))
+                         contract.bind(engine).deploy_meta({"model_args": dict(model.model_args, postprocess=spec)}))
         runners = {"dygraph": run}
         for mk in (False, True):
             p = Predictor(os.path.join(d, "inference"), use_mkldnn=mk)  # threads: cli.cpu_threads()

@@ -257,8 +257,8 @@ def time_per_call(fn, repeats=5, warmup=1):
 
 def predictor_speed(pred, x, spec, repeats=5, warmup=1):
     """(images/s of ``pred.run(x)``, post-processing time as a share of it) for an exported model:
-    the predictor's median time per batch, then adcommon.pipeline.postprocess on its outputs."""
-    from .pipeline import postprocess
+    the predictor's median time per batch, then adcommon.maps.postprocess on its outputs."""
+    from .maps import postprocess
     t_inf = time_per_call(lambda: pred.run(x), repeats=repeats, warmup=warmup)
     outs = pred.run(x)
     t_post = time_per_call(lambda: postprocess(outs, spec), repeats=3, warmup=1)

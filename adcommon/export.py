@@ -13,9 +13,8 @@ import yaml
 
 from shared_data.errors import UserError, make_temp_dir, write_text_atomic
 
-from .outputs import EXPORT_NAMES
+from .outputs import EXPORT_NAMES, MODEL_FILES
 
-MODEL_FILES = ("inference.json", "inference.pdmodel")
 EXPORT_FILES = EXPORT_NAMES - {"inference.yml"}   # what an export may write besides inference.yml
 
 

@@ -18,8 +18,9 @@ from shared_data import dataset as D
 from shared_data.errors import UserError, printable
 
 from . import stream
-from .pipeline import postprocess, save_panel, vis_range
+from .maps import postprocess, vis_range
 from .results import SUFFIX, ResultsFolder
+from .visualize import save_panel
 
 EXIT_UNREADABLE = 3   # predict.py / infer.py: every readable image scored, at least one could not be read
 

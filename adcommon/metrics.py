@@ -15,7 +15,7 @@ import numpy as np
 
 from shared_data.errors import UserError
 
-__all__ = ["SingleClassError", "image_auroc", "pixel_auroc", "aupro", "f1_max", "evaluate"]
+__all__ = ["SingleClassError", "image_auroc", "pixel_auroc", "aupro", "f1_max", "all_metrics"]
 
 
 class SingleClassError(UserError):
@@ -67,7 +67,7 @@ def _pixels(masks, maps):
     s = _maps_3d(maps, "anomaly maps")
     if m.shape != s.shape:
         raise UserError(f"masks {m.shape} and anomaly maps {s.shape} differ in shape; resize the maps "
-                        "to the ground-truth size (adcommon.pipeline.upsample) before scoring")
+                        "to the ground-truth size (adcommon.maps.upsample) before scoring")
     s = _finite_scores(s, "anomaly maps")
     return m > 0, s
 
@@ -248,7 +248,7 @@ def aupro(masks, maps, fpr_limit=0.3):
 # ----------------------------------------------------------------------------- everything at once
 
 
-def evaluate(labels, scores, masks=None, maps=None, fpr_limit=0.3, threshold=None):
+def all_metrics(labels, scores, masks=None, maps=None, fpr_limit=0.3, threshold=None):
     """All metrics in one dict (the pixel sort is shared by pixel AUROC and AUPRO).
 
     Keys: image_auroc, pixel_auroc, aupro, f1_max (oracle F1 at the best test threshold),

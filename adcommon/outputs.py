@@ -29,6 +29,7 @@ _TEMP = re.compile(r"^\..+\.\d+-[^.]*\.tmp(\.[^.]+)?$")   # shared_data.errors.a
 
 # What each kind of folder holds besides per-image files; a folder of one kind is never written as another.
 VAL_NAMES = {"metrics.json", "scores.csv", "vis", "report.html"}
+MODEL_FILES = ("inference.json", "inference.pdmodel")   # the graph: Paddle 3 (PIR) writes .json, Paddle 2.6 .pdmodel
 EXPORT_NAMES = {"inference.json", "inference.pdmodel", "inference.pdiparams", "inference.pdiparams.info",
                 "inference.yml", "inference.onnx"}
 RESULT_NAMES = {"scores.csv", "predictions.jsonl", "report.html", "auto_log.log", "run.json", "summary.json"}
@@ -92,9 +93,7 @@ def _signed(folder, kind, names):
             with open(os.path.join(folder, "inference.yml"), encoding="utf-8") as f:
                 meta = yaml.safe_load(f)
             return isinstance(meta, dict) and "postprocess" in meta and "outputs" in meta
-        except (OSError, ValueError, ImportError):
-            return False
-        except Exception:  # noqa: BLE001 - a malformed YAML file is not ours
+        except Exception:  # noqa: BLE001 - unreadable or malformed YAML (OSError, yaml.YAMLError): not ours
             return False
     if kind == "results":
         return "predictions.jsonl" in names or "scores.csv" in names

@@ -11,7 +11,7 @@ import yaml
 from shared_data.errors import UserError
 
 from .cli import cpu_threads as _cli_threads
-from .export import MODEL_FILES
+from .outputs import MODEL_FILES
 
 
 def load_meta(model_dir, check=True):

@@ -148,3 +148,27 @@ def save_roc(labels, scores, path, title=None):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+def verdict(score, threshold):
+    return "anomalous" if threshold is not None and score >= threshold else "normal"
+
+
+def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_threshold=None,
+               region_only_if_anomalous=False, clean=True):
+    """One picture: image | overlay | predicted mask | ground truth (when given).
+
+    The verdict uses the image ``threshold``; the predicted region uses ``map_threshold`` when the map
+    has other units than the score (default: ``threshold``). ``region_only_if_anomalous`` draws the
+    region only for images over the image threshold (maps scaled per image always have a hot spot).
+    """
+    if threshold is None:
+        title = f"score {score:.3f} (no threshold)"
+    else:
+        title = f"score {score:.3f} / thr {threshold:.3f}: {verdict(score, threshold).upper()}"
+    region = map_threshold if map_threshold is not None else threshold
+    if region is None:
+        region = vmax
+    if region_only_if_anomalous and threshold is not None and score < threshold:
+        region = float("inf")
+    save_png(path, panel(rgb, amap, region, vmin, vmax, gt_mask=gt_mask, title=title), clean)

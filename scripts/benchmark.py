@@ -1,7 +1,7 @@
 """One benchmark table for the whole suite: metrics speed, each method's training / inference speed,
 memory, post-processing share and hardware share, on the machine it runs on.
 
-    python scripts/benchmark.py [--quick] [--methods padim,stfpm,kdad,sspcab] [--out output/benchmark.md]
+    python scripts/benchmark.py [--quick] [--methods a,b (default: all of methods.tsv)] [--out output/benchmark.md]
                                 [--readme README.md]
 
 Hardware share = the backbone's FLOPs x images/s / this machine's float32 matrix-multiply rate
@@ -19,9 +19,8 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from adcommon import methods  # noqa: E402
 from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noqa: E402
-
-FOLDERS = {"padim": "PaDiM-Paddle", "stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 
 
 def scaling_rows(quick):
@@ -97,12 +96,12 @@ def make_benchmark_maps(n=150, size=256, seed=0):
 
 def metrics_rows():
     from adcommon.benchmark import time_per_call
-    from adcommon.metrics import aupro, evaluate, pixel_auroc
+    from adcommon.metrics import all_metrics, aupro, pixel_auroc
     labels, masks, maps = make_benchmark_maps()
     rows = []
     for name, fn, goal in (("pixel AUROC", lambda: pixel_auroc(masks, maps), "goal < 1 s"),
                            ("AUPRO (FPR<=0.3)", lambda: aupro(masks, maps), "goal < 2 s"),
-                           ("evaluate() all metrics", lambda: evaluate(labels, maps.reshape(len(maps), -1).max(1),
+                           ("all_metrics()", lambda: all_metrics(labels, maps.reshape(len(maps), -1).max(1),
                                                                        masks, maps), "")):
         t = time_per_call(fn, repeats=3, warmup=1)
         rows.append({"method": "metrics", "what": f"{name}, 150 maps of 256x256", "value": f"{t:.2f} s",
@@ -114,8 +113,8 @@ def machine_rows():
     import paddle
 
     from adcommon.benchmark import gemm_flops_per_s
-    from adcommon.pipeline import _cpu_name
-    return [{"method": "machine", "what": f"{_cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    from adcommon.provenance import cpu_name
+    return [{"method": "machine", "what": f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                                            f"Paddle {paddle.__version__}",
              "value": f"{gemm_flops_per_s() / 1e9:.0f} GFLOP/s", "gemm_gflop_per_s": gemm_flops_per_s() / 1e9,
              "note": f"float32 GEMM (numpy, 2048^2); load average at start {os.getloadavg()[0]:.2f}"}]
@@ -141,7 +140,7 @@ def training_shares(rows):
 
 
 def method_rows(method, quick):
-    path = os.path.join(ROOT, FOLDERS[method], "bench.py")
+    path = os.path.join(methods.get(method).path, "bench.py")
     if not os.path.isfile(path):
         return [{"method": method, "what": "no bench.py yet", "value": "—", "note": ""}]
     sys.path.insert(0, os.path.dirname(path))
@@ -184,7 +183,7 @@ def to_markdown(rows, cmd, seconds):
 def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    p.add_argument("--methods", default="padim,stfpm,kdad,sspcab")
+    p.add_argument("--methods", default=",".join(methods.names()))
     p.add_argument("--out", default=os.path.join("output", "benchmark.md"))
     p.add_argument("--readme", default=None, help="replace the benchmark block of this Markdown file")
     p.add_argument("--from_json", default=None, help="format rows saved by an earlier run instead of measuring")
@@ -233,7 +232,7 @@ def main(argv=None):
             rows += method_rows(m, args.quick)
         seconds = time.perf_counter() - t0
     cmd = "python scripts/benchmark.py" + (" --quick" if args.quick else "") + \
-          (f" --methods {args.methods}" if args.methods != "padim,stfpm,kdad,sspcab" else "")
+          (f" --methods {args.methods}" if args.methods != ",".join(methods.names()) else "")
     if not args.from_json:
         write_text_atomic(os.path.splitext(args.out)[0] + ".json",
                           json.dumps({"rows": rows, "seconds": seconds}, indent=1, default=str))

@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import yaml  # noqa: E402
 
+from adcommon import methods  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
 
-METHODS = ["stfpm", "padim", "kdad", "sspcab"]
 METRICS = [("image_auroc", "Image AUROC"), ("pixel_auroc", "Pixel AUROC"), ("aupro", "AUPRO (FPR<=0.3)"),
            ("paper_localization_auroc", "Localization AUROC, paper's definition"),
            ("image_auroc_patch_max", "Image AUROC, max of the patch map (SSPCAB's other image score)"),
@@ -96,7 +96,8 @@ def _provenance(cats):
 def tables(runs):
     """(markdown, csv rows) for every method and metric present."""
     md, rows = io.StringIO(), []
-    for method in [m for m in METHODS if m in runs] + sorted(set(runs) - set(METHODS)):
+    known = methods.names()
+    for method in [m for m in known if m in runs] + sorted(set(runs) - set(known)):
         cats = runs[method]
         names = sorted(cats)
         md.write(f"### {method}\n\n_{_provenance(cats)}_\n\n")

@@ -18,9 +18,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adcommon import methods  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
-FOLDERS = {"stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 # The quick-start recipes (scripts/quickstart.sh) run for longer.
 RECIPES = {
     "stfpm": ["--backbone", "efficientnet_lite0", "--image_size", "128", "--batch_size", "8", "--epochs", "40"],
@@ -73,7 +73,7 @@ def plot(method, category, x, loss, held, metrics, seconds, png):
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", required=True, choices=sorted(FOLDERS))
+    p.add_argument("--method", required=True, choices=sorted(RECIPES))
     p.add_argument("--category", default="brick")
     p.add_argument("--data_dir", default=os.path.join(ROOT, "data", "synthetic"))
     p.add_argument("--output_dir", default=os.path.join(ROOT, "output", "convergence"))
@@ -82,7 +82,7 @@ def main(argv=None):
     p.add_argument("--replot", action="store_true",
                    help="draw the PNG again from the last run's convergence.json and metrics.json (no training)")
     a = p.parse_args(argv)
-    folder = os.path.join(ROOT, FOLDERS[a.method])
+    folder = methods.get(a.method).path
     out = os.path.abspath(os.path.join(a.output_dir, a.method))
     data = os.path.abspath(a.data_dir)
     if not os.path.isdir(os.path.join(data, a.category)):
@@ -105,7 +105,7 @@ def main(argv=None):
     for script, flags in (("train.py", RECIPES[a.method] + a.extra.split()), ("val.py", [])):
         r = subprocess.run([sys.executable, script] + common + flags, cwd=folder)
         if r.returncode:
-            raise UserError(f"{FOLDERS[a.method]}/{script} failed (exit {r.returncode})")
+            raise UserError(f"{methods.get(a.method).folder}/{script} failed (exit {r.returncode})")
     seconds = time.time() - t0
     import paddle
     ck = paddle.load(os.path.join(out, a.category, "model.pdparams"))

@@ -19,9 +19,9 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adcommon import methods  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
-FOLDERS = {"padim": "PaDiM-Paddle", "stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 LITE = ["--backbone", "efficientnet_lite0"]
 TRAIN = {
     "padim": LITE + ["--image_size", "128", "--crop_size", "112"],
@@ -65,7 +65,7 @@ def _checkpoint_sums(path):
 
 
 def fingerprint(method, data, work):
-    folder = os.path.join(ROOT, FOLDERS[method])
+    folder = methods.get(method).path
     out = os.path.join(work, method)
     common = ["--data_dir", data, "--category", "brick", "--output_dir", out]
     _run(folder, "train.py", common + TRAIN[method] + ["--seed", "3"])
@@ -111,7 +111,7 @@ def compare(a, b, rtol=1e-4, path=""):
 def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
-    p.add_argument("--methods", default="padim,stfpm,kdad,sspcab")
+    p.add_argument("--methods", default=",".join(methods.names()))
     p.add_argument("--compare", default=None, help="an earlier fingerprint: print every difference")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:

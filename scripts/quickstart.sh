@@ -12,7 +12,8 @@ CATEGORIES="brick,tablet"
 OUT="output/quickstart"
 DATA="data/synthetic"
 INSTALL=1
-METHODS="padim,stfpm,kdad,sspcab"
+. "$ROOT/scripts/methods.sh"  # the method table: method_names, folder_of, quickstart_flags
+METHODS=$(method_names)
 CORES=$("$PY" -c 'import os; print(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())')
 JOBS=""
 while [ $# -gt 0 ]; do
@@ -45,18 +46,9 @@ fi
 echo "== synthetic data in $DATA"
 "$PY" -m shared_data.synthetic --data_dir "$DATA" --categories ${CATEGORIES//,/ }
 
-# Recipes that fit ~12 minutes on 2 cores with the offline EfficientNet-Lite0; the scripts' own
-# defaults are the papers' settings. Why each differs (measured on other seeds of the synthetic data,
-# never on these test sets) is in the README's quick-start section.
-train_flags() {
-    case "$1" in
-        padim) echo "--backbone efficientnet_lite0" ;;
-        stfpm) echo "--backbone efficientnet_lite0 --image_size 128 --batch_size 8 --epochs 6" ;;
-        kdad) echo "--backbone efficientnet_lite0 --batch_size 16 --epochs 20 --localization_method discrepancy --image_score map_max" ;;
-        sspcab) echo "--backbone efficientnet_lite0 --image_size 192 --batch_size 8 --steps 100 --frozen_stages layer3" ;;
-    esac
-}
-. "$ROOT/scripts/methods.sh"  # folder_of
+# The recipes (methods.tsv's quickstart column) fit ~12 minutes on 2 cores with the offline
+# EfficientNet-Lite0; the scripts' own defaults are the papers' settings. Why each differs (measured on
+# other seeds of the synthetic data, never on these test sets) is in the README's quick-start section.
 
 chain() {  # method category: train -> val -> predict -> export -> infer, log in <out>/<m>/<c>/quickstart.log
     local m=$1 c=$2 dir o log t0=$SECONDS
@@ -67,7 +59,7 @@ chain() {  # method category: train -> val -> predict -> export -> infer, log in
     if ! (
         set -e
         cd "$dir"
-        "$PY" train.py --data_dir "$DATA" --category "$c" --output_dir "$o" $(train_flags "$m")
+        "$PY" train.py --data_dir "$DATA" --category "$c" --output_dir "$o" $(quickstart_flags "$m")
         "$PY" val.py --data_dir "$DATA" --category "$c" --output_dir "$o" --save_vis True
         "$PY" predict.py --output_dir "$o" --category "$c" --img_path "$DATA/$c/test" --save_dir "$o/$c/predict"
         "$PY" export_model.py --output_dir "$o" --category "$c"

@@ -20,9 +20,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adcommon import methods  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
 
-FOLDERS = {"stfpm": "STFPM-Paddle", "kdad": "KDAD-Paddle", "sspcab": "SSPCAB-Paddle"}
 LITE = ["--backbone", "efficientnet_lite0"]
 # (label, train.py flags, val.py flags); the first rows are the earlier quick start's recipe
 STUDIES = {
@@ -77,7 +77,7 @@ def _run(folder, script, args):
 def run_variant(method, k, flags, val_flags, data, cat, out_root, trained):
     """Train (once per distinct flag list: ``trained`` maps it to its output folder), then evaluate into
     a folder of this variant's own. Returns metrics.json with the training seconds."""
-    folder = os.path.join(ROOT, FOLDERS[method])
+    folder = methods.get(method).path
     key = (cat, tuple(flags))
     if key not in trained:
         out = os.path.join(out_root, method, f"train{len(trained)}")

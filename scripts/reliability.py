@@ -24,13 +24,14 @@ from typing import Callable, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adcommon import methods  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
-FOLDERS = ["PaDiM-Paddle", "STFPM-Paddle", "KDAD-Paddle", "SSPCAB-Paddle"]
+FOLDERS = [m.folder for m in methods.table()]
 TOOLS = "shared_data"   # the data tools, run as `python -m shared_data.<tool>` from the repository
 COLUMNS = FOLDERS + [TOOLS]
-METHOD = {"PaDiM-Paddle": "padim", "STFPM-Paddle": "stfpm", "KDAD-Paddle": "kdad", "SSPCAB-Paddle": "sspcab"}
-RESUMABLE = {"STFPM-Paddle", "KDAD-Paddle", "SSPCAB-Paddle"}
+METHOD = {m.folder: m.name for m in methods.table()}
+RESUMABLE = {m.folder for m in methods.table() if m.resumable}
 CLEAN = "clean error, nothing left behind"
 ODD = os.fsdecode(b"odd\xff")   # a folder name that is not UTF-8 (the byte 0xff)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train + evaluate every method on every category, then gather one results table.
 #
-#   bash scripts/run_all_mvtec.sh [--methods stfpm,padim,kdad,sspcab] [--categories carpet,grid,...]
+#   bash scripts/run_all_mvtec.sh [--methods a,b (default: every method of methods.tsv)] [--categories carpet,grid,...]
 #        [--data_dir data/mvtec] [--output_dir output] [--gpus 0,1,...] [--epochs N] [--steps N]
 #        [--backbone NAME --pretrained X] [--extra "--image_size 128 ..."] [--force] [--shard i/n]
 #
@@ -18,7 +18,8 @@
 set -u
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON=${PYTHON:-python3}
-METHODS="stfpm,padim,kdad,sspcab"
+. "$ROOT/scripts/methods.sh"  # the method table: method_names, folder_of
+METHODS=$(method_names)
 CATEGORIES="carpet,grid,leather,tile,wood,bottle,cable,capsule,hazelnut,metal_nut,pill,screw,toothbrush,transistor,zipper"
 DATA_DIR="data/mvtec"
 OUTPUT_DIR="output"
@@ -56,24 +57,16 @@ SHARD_N=${SHARD#*/}
 DATA_DIR=$(cd "${DATA_DIR}" 2>/dev/null && pwd) || { echo "error: --data_dir not found: $DATA_DIR" >&2; exit 2; }
 mkdir -p "${OUTPUT_DIR}" && OUTPUT_DIR=$(cd "${OUTPUT_DIR}" && pwd)
 
-. "$ROOT/scripts/methods.sh"  # folder_of
-
-# Method-specific training flags. Expected numbers (paper / seed Paddle port, MVTec mean):
+# The training flags of a method: the common ones, --epochs / --steps where its train.py has that flag
+# (the expected numbers per method are in the README's results section).
 train_flags() {
-    local m=$1 f=""
+    local m=$1 f="" script
+    script="${ROOT}/$(folder_of "$m")/train.py"
     [ -n "${BACKBONE}" ] && f="$f --backbone ${BACKBONE}"
     [ -n "${PRETRAINED}" ] && f="$f --pretrained ${PRETRAINED}"
     [ -n "${EXTRA}" ] && f="$f ${EXTRA}"
-    case "$m" in
-        # STFPM, ResNet-18, 100 epochs: paper image 95.5 / pixel 97.0 / PRO 92.1; Paddle port image 93.7 / pixel 96.7
-        stfpm) [ -n "${EPOCHS}" ] && f="$f --epochs ${EPOCHS}" ;;
-        # PaDiM: R18-Rd100 image 90.5 / pixel 96.5 (reference repo); WR50-Rd550 95.5 / 97.3; Paddle port R18 92.5 / 96.6
-        padim) ;;
-        # KDAD, VGG-16 expert, 601 epochs: paper detection 87.74 / localization 90.71; Paddle port 88.30 / 90.94
-        kdad) [ -n "${EPOCHS}" ] && f="$f --epochs ${EPOCHS}" ;;
-        # CutPaste 3-way + SSPCAB: SSPCAB paper image 96.1 (CutPaste 3-way 95.2); Paddle ports 96.3 / 96.9 (test-selected)
-        sspcab) [ -n "${STEPS}" ] && f="$f --steps ${STEPS}" ;;
-    esac
+    [ -n "${EPOCHS}" ] && grep -q 'add_argument("--epochs"' "$script" && f="$f --epochs ${EPOCHS}"
+    [ -n "${STEPS}" ] && grep -q 'add_argument("--steps"' "$script" && f="$f --steps ${STEPS}"
     echo "$f"
 }
 
@@ -81,7 +74,7 @@ IFS=',' read -r -a METHOD_LIST <<< "${METHODS}"
 IFS=',' read -r -a CAT_LIST <<< "${CATEGORIES}"
 IFS=',' read -r -a GPU_LIST <<< "${GPUS}"
 for m in "${METHOD_LIST[@]}"; do
-    [ -n "$(folder_of "$m")" ] || { echo "error: unknown method '$m' (stfpm, padim, kdad, sspcab)" >&2; exit 2; }
+    [ -n "$(folder_of "$m")" ] || { echo "error: unknown method '$m' ($(method_names | sed 's/,/, /g'))" >&2; exit 2; }
 done
 
 STATUS_DIR=$(mktemp -d)

@@ -40,4 +40,4 @@ VENV=.venv-paddle26
 # the libraries' fast tests, then each paper's smoke-marked tests (incl. PaDiM's export/infer chain)
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" tests
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m smoke \
-    $(for d in PaDiM-Paddle STFPM-Paddle KDAD-Paddle SSPCAB-Paddle; do [ -d "$d/tests" ] && echo "$d/tests"; done)
+    $(. scripts/methods.sh; for m in $(method_names | tr , ' '); do d=$(folder_of "$m"); [ -d "$d/tests" ] && echo "$d/tests"; done)

@@ -5,10 +5,11 @@ import sys
 
 import pytest
 
+from adcommon import methods
 from shared_data.errors import RANGES, ArgumentParser, Range
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FOLDERS = ["PaDiM-Paddle", "STFPM-Paddle", "KDAD-Paddle", "SSPCAB-Paddle"]
+FOLDERS = [m.folder for m in methods.table()]
 
 
 def _parse(capsys, *argv, **limits):

@@ -7,7 +7,7 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from adcommon import metrics
-from adcommon.metrics import SingleClassError, aupro, evaluate, f1_max, image_auroc, pixel_auroc
+from adcommon.metrics import SingleClassError, all_metrics, aupro, f1_max, image_auroc, pixel_auroc
 from shared_data.errors import UserError
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz
@@ -168,14 +168,14 @@ def test_f1_max_equals_threshold_sweep():
     assert 2 * (pred & (y == 1)).sum() / (pred.sum() + y.sum()) == pytest.approx(f1, abs=1e-12)
 
 
-# ----------------------------------------------------------------------------- evaluate
+# ----------------------------------------------------------------------------- all_metrics
 
 
 def test_evaluate_matches_single_functions_and_threshold_keys():
     masks, maps = random_case(2, n=5, h=16, w=16)
     labels = (masks.reshape(5, -1) > 0).any(1).astype(int)
     scores = maps.reshape(5, -1).max(1)
-    r = evaluate(labels, scores, masks, maps, threshold=0.8)
+    r = all_metrics(labels, scores, masks, maps, threshold=0.8)
     assert r["image_auroc"] == image_auroc(labels, scores)
     assert r["pixel_auroc"] == pytest.approx(pixel_auroc(masks, maps), abs=1e-15)
     assert r["aupro"] == pytest.approx(aupro(masks, maps), abs=1e-15)
@@ -187,18 +187,18 @@ def test_evaluate_matches_single_functions_and_threshold_keys():
     assert r["f1_at_threshold"] == pytest.approx(2 * p * rec / (p + rec))
     assert r["fpr_at_threshold"] == pytest.approx((pred & ~y).sum() / (~y).sum())
     assert r["notes"] == []
-    assert "f1_at_threshold" not in evaluate(labels, scores, masks, maps)
+    assert "f1_at_threshold" not in all_metrics(labels, scores, masks, maps)
 
 
 def test_evaluate_degenerate_gives_none_with_notes():
     masks, maps = random_case(0)
-    r = evaluate([0, 0, 0, 0], [1, 2, 3, 4], np.zeros_like(masks), maps)
+    r = all_metrics([0, 0, 0, 0], [1, 2, 3, 4], np.zeros_like(masks), maps)
     assert r["image_auroc"] is None and r["pixel_auroc"] is None and r["aupro"] is None
     assert r["f1_max"] is None and len(r["notes"]) >= 2
-    r = evaluate([0, 0, 1, 1], [1, 2, 3, 4])  # no masks: image metrics only
+    r = all_metrics([0, 0, 1, 1], [1, 2, 3, 4])  # no masks: image metrics only
     assert r["image_auroc"] == 1.0 and r["pixel_auroc"] is None and r["aupro"] is None
     assert any("mask" in n for n in r["notes"])
-    r = evaluate([1, 1], [1, 2], np.ones((2, 3, 3)), np.ones((2, 3, 3)))  # all anomalous
+    r = all_metrics([1, 1], [1, 2], np.ones((2, 3, 3)), np.ones((2, 3, 3)))  # all anomalous
     assert r["image_auroc"] is None and r["pixel_auroc"] is None and r["f1_max"] == 1.0
     assert not any(isinstance(v, float) and np.isnan(v) for v in r.values())
 
@@ -224,7 +224,7 @@ def test_bad_inputs_raise_user_error():
         pixel_auroc(masks, bad)
     bad[1, 2, 3] = np.inf
     with pytest.raises(UserError, match="inf"):
-        evaluate([0, 1, 1, 1], [1, 2, 3, 4], masks, bad)
+        all_metrics([0, 1, 1, 1], [1, 2, 3, 4], masks, bad)
     with pytest.raises(UserError, match="NaN"):
         image_auroc([0, 1], [0.5, float("nan")])
     with pytest.raises(UserError, match="labels"):
@@ -243,6 +243,6 @@ def test_pixel_metrics_fast_enough():
     masks[75:, 100:130, 60:110] = 1
     maps = rng.random(masks.shape, dtype=np.float32) + 0.5 * masks
     t0 = time.perf_counter()
-    r = evaluate(np.r_[np.zeros(75), np.ones(75)], maps.max((1, 2)), masks, maps)
+    r = all_metrics(np.r_[np.zeros(75), np.ones(75)], maps.max((1, 2)), masks, maps)
     assert time.perf_counter() - t0 < 5.0
     assert 0.5 < r["pixel_auroc"] <= 1.0 and 0.0 < r["aupro"] <= 1.0

@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from adcommon.pipeline import fmt_metric, summary_line, threshold_from_normals
+from adcommon.evaluation import fmt_metric, summary_line
+from adcommon.maps import threshold_from_normals
 
 
 def test_fmt_metric_handles_missing_and_nan():
@@ -50,12 +51,12 @@ def test_robust_threshold_edge_cases():
 
 
 def test_val_outputs_are_built_aside_and_replace_the_previous_ones(tmp_path):
-    from adcommon.pipeline import _built_aside
+    from adcommon.evaluation import built_aside
     out = tmp_path / "cat"
     out.mkdir()
     (out / "model.pdparams").write_bytes(b"m")
     for run in ("first", "second"):
-        with _built_aside(str(out), "val") as work:
+        with built_aside(str(out), "val") as work:
             os.makedirs(os.path.join(work, "vis"))
             with open(os.path.join(work, "vis", f"{run}.png"), "w") as f:
                 f.write(run)
@@ -64,7 +65,7 @@ def test_val_outputs_are_built_aside_and_replace_the_previous_ones(tmp_path):
     assert sorted(os.listdir(out)) == ["metrics.json", "model.pdparams", "vis"]
     assert os.listdir(out / "vis") == ["second.png"] and (out / "metrics.json").read_text() == "second"
     with pytest.raises(KeyboardInterrupt):
-        with _built_aside(str(out), "val") as work:
+        with built_aside(str(out), "val") as work:
             with open(os.path.join(work, "metrics.json"), "w") as f:
                 f.write("third")
             raise KeyboardInterrupt

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from adcommon.pipeline import anomaly_maps, combine, gaussian_blur, image_scores, upsample
+from adcommon.maps import anomaly_maps, combine, gaussian_blur, image_scores, upsample
 from shared_data.errors import UserError
 
 
@@ -106,7 +106,7 @@ def test_map_size_combines_at_intermediate_resolution():
     import paddle
     import paddle.nn.functional as F
 
-    from adcommon.pipeline import anomaly_maps
+    from adcommon.maps import anomaly_maps
     rng = np.random.default_rng(3)
     raw = [rng.random((2, 1, s, s)).astype(np.float32) for s in (16, 8, 4)]
     got = anomaly_maps(raw, 64, "product", map_size=16)

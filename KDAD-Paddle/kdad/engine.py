@@ -10,7 +10,7 @@ from tqdm import tqdm
 from adcommon import checkpoint as C
 from adcommon import distributed as D
 from adcommon.compiled import CompiledForward
-from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
+from adcommon.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import ImageCache
 
 from .localization import detect, localize, paper_localization_auroc, soft_masks

@@ -61,7 +61,7 @@ def test_val_predict_export_infer_agree(trained, tmp_path):
 def test_predictor_matches_dygraph_raw_and_postprocessed(trained, tmp_path, kind):
     """Raw outputs and post-processed maps of Paddle Inference vs the dygraph model (val.py's path)."""
     from adcommon import pipeline
-    from adcommon.pipeline import postprocess
+    from adcommon.maps import postprocess
     from adcommon.predictor import Predictor
     from kdad import engine
     from kdad.localization import localize
@@ -143,8 +143,8 @@ def test_map_max_image_score_from_training_to_the_exported_model(syn_root, tmp_p
     from kdad_testutil import TRAIN_ARGS, one_line_error
 
     from adcommon import pipeline
+    from adcommon.maps import postprocess, threshold_from_normals
     from adcommon.metrics import image_auroc
-    from adcommon.pipeline import postprocess, threshold_from_normals
     from kdad import engine
     from kdad.localization import discrepancy
     from shared_data.dataset import MVTecAD, train_split

@@ -1,5 +1,5 @@
-"""PaDiM's part of the method lifecycle (adcommon.pipeline): build, fit with out-of-fold calibration,
-the runner of the deployed graph, and its deployment description."""
+"""PaDiM's engine (the method contract, adcommon.contract): build, and the fit with out-of-fold
+calibration; the runner and the deployment description are the contract's defaults."""
 import sys
 import time
 
@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from adcommon import distributed as D
 from adcommon.checkpoint import save_checkpoint
-from adcommon.pipeline import postprocess, threshold_from_normals, vis_range
+from adcommon.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches
 from shared_data.errors import UserError
 
@@ -17,6 +17,7 @@ from .gaussian import GaussianAccumulator
 from .model import PaDiM
 
 METHOD = "padim"
+OUTPUTS = ["distance_map"]  # the exported graph's (adcommon.contract)
 SIGMA = 4.0  # reference: scipy gaussian_filter(sigma=4) on the 224 x 224 map
 
 
@@ -128,24 +129,3 @@ def build(model_args):
     a = model_args
     return PaDiM(a["backbone"], pretrained="none", d=a["d"], image_size=a["image_size"], crop_size=a.get("crop_size"),
                  seed=a["seed"])
-
-
-def runner(model, ck=None, options=None):
-    """batch (B, 3, S, S) numpy -> [distance map (B, 1, h, w)] (what the exported graph returns)."""
-    model.eval()
-
-    @paddle.no_grad()
-    def run(x):
-        return [model(paddle.to_tensor(x)).numpy()]
-    return run
-
-
-def deploy_meta(ck, options=None):
-    """What a deployment needs besides the graph (inference.yml; predict.py uses the same dict)."""
-    a = ck["model_args"]
-    return {"method": METHOD, "category": ck.get("category"),
-            "preprocess": {"image_size": a["image_size"], "crop_size": a.get("crop_size"),
-                           "mean": a["mean"], "std": a["std"]},
-            "postprocess": a["postprocess"], "outputs": ["distance_map"],
-            "threshold": ck.get("threshold"), "vis_range": ck.get("vis_range"),
-            "model_args": {k: v for k, v in a.items() if k != "postprocess"}}

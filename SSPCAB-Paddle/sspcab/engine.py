@@ -1,4 +1,5 @@
-"""Training loop, density fitting, checkpoints and the deployment description (what the scripts share)."""
+"""CutPaste + SSPCAB's engine (the method contract, adcommon.contract): the training loop, the density
+fit and the checkpoints; the runner and the deployment description are the contract's defaults."""
 import math
 import sys
 import time
@@ -9,7 +10,8 @@ from tqdm import tqdm
 
 from adcommon import checkpoint as C
 from adcommon import distributed as D
-from adcommon.pipeline import postprocess, run_batches, threshold_from_normals, vis_range
+from adcommon.evaluation import run_batches
+from adcommon.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches, to_tensor
 from shared_data.errors import UserError
 
@@ -19,6 +21,7 @@ from .loss import class_labels, total_loss
 from .model import ProjectionNet
 
 METHOD = "sspcab"
+OUTPUTS = ["score", "patch_map"]  # the exported graph's (adcommon.contract)
 PIXEL_NOTE = " (ours)"  # neither paper localises: the patch map is ours
 SUMMARY_EXTRA = ("image_auroc_patch_max", "image_auroc_pooled")  # the other image score's AUROC
 SIGMA = 4.0          # Gaussian smoothing of the upsampled patch map (as PaDiM; CutPaste smooths its patch maps too)
@@ -278,16 +281,6 @@ def upgrade(ck, path):
     return ck
 
 
-def runner(model, ck=None, options=None):
-    """batch (B, 3, S, S) numpy -> [GDE score (B,), patch map (B, 1, h, w)] (what the exported graph returns)."""
-    model.eval()
-
-    @paddle.no_grad()
-    def run(x):
-        return [t.numpy() for t in model(paddle.to_tensor(x))]
-    return run
-
-
 def extra_metrics(ck, ds, raw, maps, scores, options=None):
     """Both image scores, whichever decides: the pooled GDE (output 0) and the map's maximum."""
     from adcommon.metrics import SingleClassError, image_auroc
@@ -300,13 +293,3 @@ def extra_metrics(ck, ds, raw, maps, scores, options=None):
         other_auroc = None
     return {"image_score": IMAGE_SCORE_DOC[kind], f"image_auroc_{other_name}": other_auroc,
             "localization": LOCALIZATION}
-
-
-def deploy_meta(ck, options=None):
-    """What a deployment needs besides the graph (inference.yml; predict.py uses the same dict)."""
-    a = ck["model_args"]
-    return {"method": METHOD, "category": ck.get("category"),
-            "preprocess": {"image_size": a["image_size"], "crop_size": None, "mean": a["mean"], "std": a["std"]},
-            "postprocess": a["postprocess"], "outputs": ["score", "patch_map"],
-            "threshold": ck.get("threshold"), "vis_range": ck.get("vis_range"),
-            "model_args": {k: v for k, v in a.items() if k != "postprocess"}}

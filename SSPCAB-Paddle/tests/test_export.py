@@ -70,7 +70,7 @@ def test_maps_match_dygraph(exported, mkldnn):
     import paddle
 
     from adcommon import pipeline
-    from adcommon.pipeline import postprocess
+    from adcommon.maps import postprocess
     from adcommon.predictor import Predictor
     from shared_data.dataset import MVTecAD
     from sspcab import engine

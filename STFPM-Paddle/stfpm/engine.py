@@ -1,5 +1,5 @@
-"""STFPM's part of the method lifecycle (adcommon.pipeline): build, training with held-out selection,
-the runner of the deployed graph, and its deployment description.
+"""STFPM's engine (the method contract, adcommon.contract): build, and the training with held-out
+selection; the runner and the deployment description are the contract's defaults.
 
 Training follows the official code (docs/reference.md#stfpm-training): SGD lr 0.4, momentum 0.9, weight
 decay 1e-4, batch 32, 100 epochs, 80/20 split of train/good; after every epoch the student is scored on
@@ -18,14 +18,14 @@ from tqdm import tqdm
 from adcommon import checkpoint as C
 from adcommon import distributed as D
 from adcommon.compiled import CompiledForward
-from adcommon.pipeline import postprocess, threshold_from_normals, vis_range_of
+from adcommon.maps import postprocess, threshold_from_normals, vis_range_of
 from shared_data.dataset import ImageCache
 
 from .loss import stfpm_loss
 from .model import STFPM
 
 METHOD = "stfpm"
-OUTPUTS = ["layer1_distance", "layer2_distance", "layer3_distance"]
+OUTPUTS = ["layer1_distance", "layer2_distance", "layer3_distance"]  # the graph's (adcommon.contract)
 TEACHER_CACHE_MB = 4096   # cache the teacher's features of the training images up to this size
 # Backbones whose student trains faster as a static oneDNN graph than eagerly (README benchmark:
 # ResNet-18 1.8x; EfficientNet-Lite0 slower, its depthwise convolutions are slow in oneDNN's backward).
@@ -212,23 +212,3 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
         ck.update(train=stats, complete=True)
         C.rewrite_checkpoint(os.path.join(out_dir, C.MODEL), ck)
     return stats
-
-
-def runner(model, ck=None, options=None):
-    """batch (B, 3, S, S) numpy -> the 3 raw layer maps as numpy (what the exported graph returns)."""
-    model.eval()
-
-    @paddle.no_grad()
-    def run(x):
-        return [m.numpy() for m in model(paddle.to_tensor(x))]
-    return run
-
-
-def deploy_meta(ck, options=None):
-    """What a deployment needs besides the graph (inference.yml; predict.py uses the same dict)."""
-    a = ck["model_args"]
-    return {"method": METHOD, "category": ck.get("category"),
-            "preprocess": {"image_size": a["image_size"], "crop_size": None, "mean": a["mean"], "std": a["std"]},
-            "postprocess": a["postprocess"], "outputs": list(OUTPUTS),
-            "threshold": ck.get("threshold"), "vis_range": ck.get("vis_range"),
-            "model_args": {k: v for k, v in a.items() if k != "postprocess"}}

@@ -8,9 +8,9 @@ paddle = pytest.importorskip("paddle")
 
 from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
 
-from adcommon import pipeline  # noqa: E402
+from adcommon import contract, pipeline  # noqa: E402
 from adcommon.export import export_inference  # noqa: E402
-from adcommon.pipeline import postprocess  # noqa: E402
+from adcommon.maps import postprocess  # noqa: E402
 from adcommon.predictor import Predictor, load_meta  # noqa: E402
 from stfpm import engine  # noqa: E402
 
@@ -32,7 +32,8 @@ def test_export_matches_dygraph(tmp_path, mkldnn):
     with paddle.no_grad():
         ref = [m.numpy() for m in model(paddle.to_tensor(x))]
     d = str(tmp_path / "inference")
-    meta = engine.deploy_meta({"model_args": dict(model.model_args, postprocess=engine.postprocess_spec(IMAGE_SIZE))})
+    spec = engine.postprocess_spec(IMAGE_SIZE)
+    meta = contract.bind(engine).deploy_meta({"model_args": dict(model.model_args, postprocess=spec)})
     export_inference(model, d, [None, 3, IMAGE_SIZE, IMAGE_SIZE], meta)
     out = Predictor(d, use_mkldnn=mkldnn, cpu_threads=1).run(x)
     assert [o.shape for o in out] == [(3, 1, 16, 16), (3, 1, 8, 8), (3, 1, 4, 4)]  # 3 maps, not 6 features

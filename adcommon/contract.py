@@ -1,0 +1,177 @@
+"""The method contract, written once: what a method's ``engine`` module provides to the shared mains
+(adcommon.pipeline: val.py, predict.py, export_model.py; adcommon.deploy: infer.py). docs/design.md and
+CONTRIBUTING.md point here.
+
+An engine is a module (``<package>/engine.py`` of the method's folder, listed in methods.tsv). The
+required parts are in ``Engine``; the optional ones have defaults in ``Method``, which the mains use, so
+no main asks an engine what it has. ``check(engine)`` lists what an engine gets wrong
+(tests/test_contract.py runs it on every method of the table).
+
+A checkpoint ``ck`` is the dict of adcommon.checkpoint: ``model_args`` (the architecture, incl. the
+post-processing spec under ``postprocess``, adcommon.maps), ``state_dict``, ``threshold``,
+``vis_range``, ``category``, and the method's own entries. ``options`` is a dict of a run's choices
+that change the graph or its outputs (KDAD's localization method), or None.
+"""
+import inspect
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, runtime_checkable
+
+RunFn = Callable[[Any], List[Any]]   # images (B, 3, S, S) float32 numpy -> list of numpy outputs
+
+# what deploy_meta must give (inference.yml; predict.py and val.py read the same dict)
+META_KEYS = ("method", "preprocess", "postprocess", "outputs", "threshold", "vis_range", "model_args")
+PREPROCESS_KEYS = ("image_size", "crop_size", "mean", "std")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """The required parts of an engine module."""
+
+    METHOD: str
+    """The method's name in checkpoints, metrics.json and output folders (methods.tsv's name)."""
+
+    def build(self, model_args: Dict[str, Any]) -> Any:
+        """The untrained Layer of the architecture in ``model_args`` (weights come from a checkpoint)."""
+
+
+class Method:
+    """An engine seen through the contract: its own parts where it has them, else the defaults below.
+
+    Optional parts of an engine, with their defaults:
+
+    OUTPUTS                       names of the exported graph's outputs (needed by the default deploy_meta)
+    runner(model, ck, options)    fn(images) -> list of numpy outputs, exactly what the exported graph
+                                  returns, eval mode. Default: the model's forward, every output
+    deploy_meta(ck, options)      what a deployment needs besides the graph: META_KEYS, preprocess with
+                                  PREPROCESS_KEYS (+ map_threshold, region_only_if_anomalous for maps in
+                                  other units than the score). Default: from model_args and OUTPUTS
+    export_layer(model, ck, options)   the Layer to trace. Default: the model
+    extra_metrics(ck, ds, raw, maps, scores, options)   method-specific metrics.json entries. Default: none
+    upgrade(ck, path)             read checkpoints of earlier versions. Default: as they are
+    result_dir(out, ck, options)  val.py's folder. Default: the category's folder ``out``
+    PIXEL_NOTE                    " (ours)" where the papers do not localise. Default: ""
+    SUMMARY_EXTRA                 metrics.json keys added to val.py's summary line. Default: none
+
+    Training is each method's own (train.py calls its engine: PaDiM fits, the others train over epochs
+    or steps); the checkpoint it writes holds what the parts above read.
+    """
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.name = engine.METHOD
+        self.pixel_note = getattr(engine, "PIXEL_NOTE", "")
+        self.summary_extra = tuple(getattr(engine, "SUMMARY_EXTRA", ()))
+
+    def __repr__(self):
+        return f"Method({self.name})"
+
+    def build(self, model_args):
+        return self.engine.build(model_args)
+
+    def runner(self, model, ck, options=None) -> RunFn:
+        if hasattr(self.engine, "runner"):
+            return self.engine.runner(model, ck, options)
+        return forward_runner(model)
+
+    def deploy_meta(self, ck, options=None):
+        if hasattr(self.engine, "deploy_meta"):
+            return self.engine.deploy_meta(ck, options)
+        return standard_meta(self.name, ck, self.engine.OUTPUTS)
+
+    def export_layer(self, model, ck, options=None):
+        f = getattr(self.engine, "export_layer", None)
+        return f(model, ck, options) if f else model
+
+    def extra_metrics(self, ck, ds, raw, maps, scores, options=None):
+        f = getattr(self.engine, "extra_metrics", None)
+        return f(ck, ds, raw, maps, scores, options) if f else {}
+
+    def upgrade(self, ck, path):
+        f = getattr(self.engine, "upgrade", None)
+        return f(ck, path) if f else ck
+
+    def result_dir(self, out, ck, options=None):
+        f = getattr(self.engine, "result_dir", None)
+        return f(out, ck, options) if f else out
+
+
+def bind(engine):
+    """A Method from an engine module (a Method is returned as it is)."""
+    return engine if isinstance(engine, Method) else Method(engine)
+
+
+def forward_runner(model) -> RunFn:
+    """The default runner: the model's forward in eval mode without gradients, each output as numpy."""
+    import paddle
+    model.eval()
+
+    @paddle.no_grad()
+    def run(x):
+        out = model(paddle.to_tensor(x))
+        return [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
+    return run
+
+
+def standard_meta(name, ck, outputs: Sequence[str]):
+    """The default deploy_meta: preprocessing from model_args (a centre crop where it has crop_size),
+    its stored post-processing spec, the outputs' names, the checkpoint's threshold and picture range."""
+    a = ck["model_args"]
+    return {"method": name, "category": ck.get("category"),
+            "preprocess": {"image_size": a["image_size"], "crop_size": a.get("crop_size"),
+                           "mean": a["mean"], "std": a["std"]},
+            "postprocess": a["postprocess"], "outputs": list(outputs),
+            "threshold": ck.get("threshold"), "vis_range": ck.get("vis_range"),
+            "model_args": {k: v for k, v in a.items() if k != "postprocess"}}
+
+
+_OPTIONAL_FUNCTIONS = {"runner": 3, "deploy_meta": 2, "export_layer": 3, "extra_metrics": 6, "upgrade": 2,
+                       "result_dir": 3}
+
+
+def _takes(fn, n):
+    """Whether ``fn`` can be called with n positional arguments."""
+    try:
+        inspect.signature(fn).bind(*range(n))
+        return True
+    except TypeError:
+        return False
+
+
+def check(engine) -> List[str]:
+    """What ``engine`` gets wrong about the contract, one sentence each (empty: it obeys)."""
+    where = getattr(engine, "__name__", repr(engine))
+    problems = []
+    if not isinstance(getattr(engine, "METHOD", None), str) or not engine.METHOD:
+        problems.append(f"{where}: METHOD must be the method's name (a string)")
+    build = getattr(engine, "build", None)
+    if not callable(build) or not _takes(build, 1):
+        problems.append(f"{where}: build(model_args) is required")
+    for name, n in _OPTIONAL_FUNCTIONS.items():
+        f = getattr(engine, name, None)
+        if f is not None and (not callable(f) or not _takes(f, n)):
+            problems.append(f"{where}: {name} must take {n} arguments (adcommon.contract.Method)")
+    if getattr(engine, "deploy_meta", None) is None:
+        outs = getattr(engine, "OUTPUTS", None)
+        if not outs or not all(isinstance(o, str) for o in outs):
+            problems.append(f"{where}: OUTPUTS (the graph's output names) is needed without a deploy_meta")
+    if not isinstance(getattr(engine, "PIXEL_NOTE", ""), str):
+        problems.append(f"{where}: PIXEL_NOTE must be a string")
+    if not all(isinstance(k, str) for k in getattr(engine, "SUMMARY_EXTRA", ())):
+        problems.append(f"{where}: SUMMARY_EXTRA must be metrics.json keys (strings)")
+    return problems
+
+
+def check_meta(meta: Dict[str, Any], n_outputs: Optional[int] = None) -> List[str]:
+    """What a deploy_meta dict lacks (and, given the runner's number of outputs, whether its output
+    names and post-processing spec fit them)."""
+    problems = [f"deploy_meta lacks {k}" for k in META_KEYS if k not in meta]
+    pre = meta.get("preprocess") or {}
+    problems += [f"deploy_meta's preprocess lacks {k}" for k in PREPROCESS_KEYS if k not in pre]
+    if n_outputs is not None and "outputs" in meta:
+        if len(meta["outputs"]) != n_outputs:
+            problems.append(f"deploy_meta names {len(meta['outputs'])} outputs, the runner returns {n_outputs}")
+        spec = meta.get("postprocess") or {}
+        used = list(spec.get("map_outputs") or []) + \
+            ([spec["score_output"]] if spec.get("score_output") is not None else [])
+        if any(not 0 <= i < n_outputs for i in used):
+            problems.append(f"the post-processing spec uses outputs {used} of {n_outputs}")
+    return problems

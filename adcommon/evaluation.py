@@ -1,0 +1,140 @@
+"""The test split's result files: metrics.json (written last: its presence means the evaluation finished),
+scores.csv, and with pictures or report.html; the summary line val.py prints. The lifecycle
+(adcommon.pipeline.evaluate) runs the model and calls ``save_val_outputs``."""
+import contextlib
+import os
+import time
+
+import numpy as np
+
+from .files import save_json, write_scores_csv
+from .maps import vis_range
+from .provenance import git_commit, machine
+from .regions import crop_note
+from .visualize import save_panel, verdict
+
+
+def run_batches(fn, dataset, batch_size):
+    """Apply ``fn(images (B,3,S,S) numpy) -> list of numpy outputs`` over a dataset; concat per output.
+
+    Returns (outputs, seconds). Masks/labels are read from the dataset separately, so the
+    dataset's images are decoded once here.
+    """
+    outs, t = None, 0.0
+    for i in range(0, len(dataset), batch_size):
+        xb = np.stack([dataset[j][0] for j in range(i, min(i + batch_size, len(dataset)))])
+        t0 = time.perf_counter()
+        res = fn(xb)
+        t += time.perf_counter() - t0
+        outs = [[r] for r in res] if outs is None else [o + [r] for o, r in zip(outs, res)]
+    return [np.concatenate(o) for o in outs], t
+
+
+def fmt_metric(v):
+    """A metric for a one-line summary: four decimals, 'n/a' when it cannot be computed."""
+    return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{v:.4f}"
+
+
+def summary_line(category, res, path, pixel_note="", **more):
+    """The line val.py prints per category: image / pixel AUROC, AUPRO, any extra metrics, where it went."""
+    parts = [f"Category: {category}", f"Image AUROC: {fmt_metric(res.get('image_auroc'))}",
+             f"Pixel AUROC{pixel_note}: {fmt_metric(res.get('pixel_auroc'))}",
+             f"AUPRO{pixel_note}: {fmt_metric(res.get('aupro'))}"]
+    parts += [f"{k.replace('_', ' ').replace('auroc', 'AUROC')}: {fmt_metric(v)}" for k, v in more.items()]
+    return "\t".join(parts) + f"\t-> {path}"
+
+
+def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=None, save_vis=False,
+                     vrange=None, fpr_limit=0.3, map_threshold=None, region_only_if_anomalous=False, report=False):
+    """Metrics on the test split -> metrics.json and scores.csv (and pictures with save_vis; pictures and
+    report.html with report).
+
+    Metrics use the raw scores: the references' min-max over the test set is monotonic, so AUROC,
+    AUPRO and F1-max are unchanged by it. ``map_threshold`` (pictures only) is for maps whose units
+    differ from the image score's (KDAD's per-image scaled gradient maps); default: ``threshold``.
+    """
+    from .metrics import all_metrics
+    labels = dataset.labels
+    masks = None
+    if maps is not None and dataset.has_masks:
+        masks = np.stack([dataset.load_mask(i) for i in range(len(dataset))])
+    res = all_metrics(labels, scores, masks=masks, maps=maps, fpr_limit=fpr_limit, threshold=threshold)
+    res = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in res.items()}
+    out = {"method": method, "category": dataset.category, "data_dir": os.path.abspath(dataset.root),
+           "n_test": int(len(labels)), "n_anomalous": int(labels.sum()), "threshold": threshold}
+    out.update(res)
+    out.update(extra or {})
+    out["machine"] = machine()
+    out["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    out["commit"] = git_commit()
+    rows = [(s.path, s.label, float(sc)) + ((verdict(sc, threshold),) if threshold is not None else ())
+            for s, sc in zip(dataset.samples, scores)]
+    header = ("path", "label", "score") + (("verdict",) if threshold is not None else ())
+    # built aside and moved in when complete (metrics.json last: its presence means the evaluation
+    # finished), so an interrupted run never mixes its files with the previous run's
+    with built_aside(out_dir, "val") as work:
+        write_scores_csv(os.path.join(work, "scores.csv"), rows, header)
+        pictures = {}
+        if save_vis or report:
+            from .visualize import save_roc
+            vis_dir = os.path.join(work, "vis")
+            save_roc(labels, scores, os.path.join(vis_dir, "roc.png"), title=f"{method} {dataset.category}")
+            if maps is not None:
+                from .outputs import result_name
+                from .results import SUFFIX
+                lo, hi = vrange or vis_range(maps[labels == 0], threshold if map_threshold is None else map_threshold)
+                test_root = os.path.join(dataset.root, dataset.category, "test")
+                for i in range(len(dataset)):
+                    s = dataset.samples[i]
+                    name = result_name(s.path, test_root) + SUFFIX["picture"]
+                    rgb, amap, gt = _panel_frame(dataset, i, maps[i], masks)
+                    save_panel(os.path.join(vis_dir, name), rgb, amap, scores[i], threshold, lo, hi, gt,
+                               map_threshold, region_only_if_anomalous)
+                    pictures[i] = f"vis/{name}"
+        if report:
+            from .report import write_report
+            records = [{"path": s.path, "score": float(sc), "label": s.kind, "picture": pictures.get(i),
+                        "verdict": verdict(sc, threshold) if threshold is not None else None}
+                       for i, (s, sc) in enumerate(zip(dataset.samples, scores))]
+            write_report(work, records, threshold, out, title=f"{method} {dataset.category}: test split",
+                         note=crop_note(dataset.image_size, dataset.crop_size))
+        save_json(os.path.join(work, "metrics.json"), out)
+    return out
+
+
+def _panel_frame(dataset, i, amap, masks):
+    """(image, map, ground truth) of test image i for its picture: with a centre crop, the whole resized
+    image with the map on the inspected square (NaN around it, framed in the picture), else as scored."""
+    from shared_data.dataset import load_image, load_mask, resize_image, resize_mask
+
+    from .regions import to_image
+    S, C = dataset.image_size, dataset.crop_size
+    gt = masks[i] if masks is not None else None
+    if not C or C >= S:
+        return dataset.load_rgb(i), amap, gt
+    s = dataset.samples[i]
+    if gt is not None:
+        gt = resize_mask(load_mask(s.mask_path), S) if s.mask_path else np.zeros((S, S), bool)
+    return resize_image(load_image(s.path), S), to_image(amap, S, S, S, C), gt
+
+
+@contextlib.contextmanager
+def built_aside(out_dir, stem):
+    """Yield a temporary folder in ``out_dir``; when the block succeeds, move its entries into ``out_dir``
+    (a folder replaces the folder of that name; metrics.json moves last), else remove it."""
+    import shutil
+
+    from shared_data.errors import make_temp_dir
+    work = make_temp_dir(stem, out_dir)
+    replaced = []
+    try:
+        yield work
+        for name in sorted(os.listdir(work), key=lambda n: n == "metrics.json"):
+            src, dst = os.path.join(work, name), os.path.join(out_dir, name)
+            if os.path.isdir(src) and os.path.isdir(dst):
+                replaced.append(make_temp_dir(f"old-{name}", out_dir))
+                os.replace(dst, os.path.join(replaced[-1], name))
+            os.replace(src, dst)
+    finally:
+        for d in [work] + replaced:
+            shutil.rmtree(d, ignore_errors=True)

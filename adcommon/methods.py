@@ -1,0 +1,112 @@
+"""The method table (methods.tsv at the repository root), read once: the one list of the suite's methods.
+
+    from adcommon import methods
+    methods.names()                 # ['stfpm', 'padim', 'kdad', 'sspcab'], in the table's order
+    methods.get("padim").folder     # 'PaDiM-Paddle'
+    methods.engine("padim")         # the padim.engine module (its folder put on sys.path)
+
+scripts/methods.sh reads the same file for the shell scripts. A fifth method is one line there plus its
+folder (CONTRIBUTING.md).
+"""
+import functools
+import importlib
+import os
+import sys
+from typing import List, NamedTuple
+
+from shared_data.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLE = os.path.join(ROOT, "methods.tsv")
+TRAINING = ("epochs", "fit")
+
+
+class Entry(NamedTuple):
+    """One row of the method table."""
+    name: str          # in checkpoints, metrics.json, output folders and --methods
+    folder: str        # the paper folder, relative to the repository root
+    package: str       # the package in that folder holding ``engine``
+    training: str      # 'epochs' (trained over epochs or steps, --resume) or 'fit' (one pass)
+    quickstart: str    # scripts/quickstart.sh's train.py flags
+    tiny: str          # train.py flags of a seconds-long check run (random weights, small size)
+
+    @property
+    def path(self):
+        """The paper folder's absolute path."""
+        return os.path.join(ROOT, self.folder)
+
+    @property
+    def resumable(self):
+        return self.training == "epochs"
+
+
+def parse(text, where=TABLE):
+    """The methods of a table's text: tab-separated lines, '#' comments and blank lines skipped."""
+    rows, seen = [], set()
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = line.rstrip("\n").split("\t")
+        if len(cells) < 4:
+            raise UserError(f"{where}:{n}: expected name, folder, package, training, quick-start and tiny flags "
+                            f"separated by tabs, got {line!r}")
+        name, folder, package, training = (c.strip() for c in cells[:4])
+        if training not in TRAINING:
+            raise UserError(f"{where}:{n}: training must be one of {', '.join(TRAINING)}, got {training!r}")
+        if name in seen:
+            raise UserError(f"{where}:{n}: method {name!r} listed twice")
+        seen.add(name)
+        flags = [c.strip() for c in cells[4:6]] + [""] * (6 - len(cells))
+        rows.append(Entry(name, folder, package, training, *flags))
+    return rows
+
+
+@functools.lru_cache(maxsize=1)
+def table() -> List[Entry]:
+    try:
+        with open(TABLE, encoding="utf-8") as f:
+            return parse(f.read())
+    except FileNotFoundError:
+        raise UserError(f"the method table {TABLE} is missing: adcommon runs from its repository "
+                        "(pip install -e .)") from None
+
+
+def names():
+    return [m.name for m in table()]
+
+
+def folders():
+    """{name: folder} in the table's order."""
+    return {m.name: m.folder for m in table()}
+
+
+def get(name):
+    for m in table():
+        if m.name == name:
+            return m
+    raise UserError(f"unknown method {name!r}: one of {', '.join(names())} (methods.tsv)")
+
+
+def of_folder(folder):
+    """The method whose paper folder is ``folder`` (a name like 'PaDiM-Paddle' or a path ending in it)."""
+    base = os.path.basename(os.path.normpath(folder))
+    for m in table():
+        if m.folder == base:
+            return m
+    raise UserError(f"{folder} is not a paper folder of methods.tsv")
+
+
+def parse_list(text):
+    """--methods a,b: the named methods in the given order, each checked against the table."""
+    chosen = [s.strip() for s in str(text).split(",") if s.strip()]
+    for n in chosen:
+        get(n)
+    return chosen
+
+
+def engine(name):
+    """The engine module of a method (``<package>.engine``), its paper folder first on sys.path."""
+    m = get(name)
+    if m.path not in sys.path:
+        sys.path.insert(0, m.path)
+    return importlib.import_module(f"{m.package}.engine")

@@ -1,0 +1,143 @@
+"""The method contract (adcommon.contract) and the method table (methods.tsv): every method of the table
+has its folder and obeys the contract, and a model it trains fits its own deployment description."""
+import os
+import shlex
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from adcommon import contract, methods
+from adcommon.testing import tiny_synthetic
+from shared_data.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = methods.names()
+
+
+# ----------------------------------------------------------------------------- the table
+def test_the_table_and_the_paper_folders_agree():
+    folders = sorted(d for d in os.listdir(ROOT) if os.path.isfile(os.path.join(ROOT, d, "train.py")))
+    assert sorted(m.folder for m in methods.table()) == folders
+    for m in methods.table():
+        assert os.path.isfile(os.path.join(m.path, m.package, "engine.py")), m
+        for script in ("train.py", "val.py", "predict.py", "export_model.py", "infer.py"):
+            assert os.path.isfile(os.path.join(m.path, script)), (m.folder, script)
+
+
+def test_the_shell_reads_the_same_table():
+    out = subprocess.run(["bash", "-c", ". scripts/methods.sh; method_names; for m in $(method_names | tr , ' '); "
+                          "do folder_of $m; quickstart_flags $m; done"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == ",".join(NAMES)
+    assert out[1:] == [v for m in methods.table() for v in (m.folder, m.quickstart)]
+
+
+def test_table_errors_name_the_line():
+    with pytest.raises(UserError, match=r"t.tsv:2: training must be one of"):
+        methods.parse("# comment\na\tA-Paddle\ta\tsometimes\t\t\n", "t.tsv")
+    with pytest.raises(UserError, match="listed twice"):
+        methods.parse("a\tA\ta\tfit\nx\tX\tx\tfit\na\tB\tb\tfit\n", "t.tsv")
+    with pytest.raises(UserError, match="separated by tabs"):
+        methods.parse("a A a fit\n", "t.tsv")
+    with pytest.raises(UserError, match="unknown method 'nope'"):
+        methods.parse_list("padim,nope")
+    rows = methods.parse("a\tA-Paddle\tpa\tfit\n")   # the flag columns may be left out
+    assert rows[0].quickstart == "" and rows[0].tiny == "" and not rows[0].resumable
+
+
+# ----------------------------------------------------------------------------- the contract, statically
+@pytest.mark.parametrize("name", NAMES)
+def test_every_engine_obeys_the_contract(name):
+    engine = methods.engine(name)
+    assert contract.check(engine) == []
+    assert isinstance(engine, contract.Engine)
+    assert engine.METHOD == name
+    assert contract.bind(engine).name == name
+
+
+def _engine(**parts):
+    base = {"METHOD": "toy", "build": lambda model_args: None, "OUTPUTS": ["map"]}
+    base.update(parts)
+    return types.SimpleNamespace(**{k: v for k, v in base.items() if v is not None})
+
+
+def test_check_names_what_an_engine_gets_wrong():
+    assert contract.check(_engine()) == []
+    assert any("METHOD" in p for p in contract.check(_engine(METHOD=None)))
+    assert any("build(model_args)" in p for p in contract.check(_engine(build=None)))
+    assert any("build(model_args)" in p for p in contract.check(_engine(build=lambda: None)))
+    assert any("runner must take 3" in p for p in contract.check(_engine(runner=lambda model: None)))
+    assert any("OUTPUTS" in p for p in contract.check(_engine(OUTPUTS=None)))
+    assert contract.check(_engine(OUTPUTS=None, deploy_meta=lambda ck, options=None: {})) == []
+    assert any("SUMMARY_EXTRA" in p for p in contract.check(_engine(SUMMARY_EXTRA=(1,))))
+
+
+def test_the_defaults_of_the_optional_parts():
+    m = contract.bind(_engine())
+    assert contract.bind(m) is m
+    ck = {"model_args": {"image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "backbone": "x",
+                         "postprocess": {"out_size": 32}}, "threshold": 1.5, "category": "brick"}
+    meta = m.deploy_meta(ck)
+    assert meta["preprocess"] == {"image_size": 32, "crop_size": None, "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert meta["outputs"] == ["map"] and meta["threshold"] == 1.5 and "postprocess" not in meta["model_args"]
+    assert contract.check_meta(meta) == []
+    assert contract.check_meta({"method": "toy"}) and contract.check_meta(meta, 2)
+    assert m.result_dir("out/brick", ck) == "out/brick" and m.upgrade(ck, "p") is ck
+    assert m.extra_metrics(ck, None, None, None, None) == {} and m.export_layer("layer", ck) == "layer"
+    assert m.pixel_note == "" and m.summary_extra == ()
+
+
+def test_the_default_runner_is_the_forward_in_eval_mode():
+    paddle = pytest.importorskip("paddle")
+
+    class Two(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.bn = paddle.nn.BatchNorm2D(3)
+
+        def forward(self, x):
+            y = self.bn(x)
+            return y.mean(axis=[1, 2, 3]), y[:, :1]
+
+    layer = Two()
+    layer.train()
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    score, amap = contract.forward_runner(layer)(x)
+    assert not layer.training and score.shape == (2,) and amap.shape == (2, 1, 4, 4)
+    np.testing.assert_allclose(amap[:, 0], x[:, 0] / np.sqrt(1 + 1e-5), rtol=1e-5)   # running stats: 0, 1
+
+
+# ----------------------------------------------------------------------------- the contract, on trained models
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_synthetic(tmp_path_factory, 128, 10, 2, 2, name="contract")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_a_trained_model_fits_its_deployment_description(name, data, tmp_path):
+    """The table's tiny run of every method, then the contract's parts on its checkpoint: the runner's
+    outputs are the ones deploy_meta names, and the post-processing spec turns them into maps and scores."""
+    from adcommon.maps import postprocess
+    from adcommon.pipeline import load
+    m = methods.get(name)
+    r = subprocess.run([sys.executable, "train.py", "--data_dir", data, "--category", "brick", "--output_dir",
+                        str(tmp_path), *shlex.split(m.tiny)], cwd=m.path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    engine = methods.engine(name)
+    model, ck = load(engine, str(tmp_path / "brick" / "model.pdparams"))
+    method = contract.bind(engine)
+    meta = method.deploy_meta(ck)
+    side = meta["preprocess"]["crop_size"] or meta["preprocess"]["image_size"]
+    x = np.random.default_rng(0).standard_normal((2, 3, side, side)).astype(np.float32)
+    outs = method.runner(model, ck)(x)
+    assert contract.check_meta(meta, len(outs)) == []
+    assert all(o.shape[0] == 2 for o in outs)
+    maps, scores = postprocess(outs, meta["postprocess"])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    assert maps.shape == (2, meta["postprocess"]["out_size"], meta["postprocess"]["out_size"])
+    assert meta["method"] == name and meta["model_args"] == {k: v for k, v in ck["model_args"].items()
+                                                             if k != "postprocess"}
