@@ -12,8 +12,8 @@ import numpy as np
 
 from shared_data.errors import UserError, run_cli  # noqa: F401 (re-exported: every script uses them)
 
-__all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_speed_args", "add_workers_arg",
-           "add_result_args", "crop_arg", "resolve_crop",
+__all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_compile_arg", "add_threshold_args",
+           "add_workers_arg", "add_result_args", "crop_arg", "resolve_crop",
            "set_seed", "cpu_threads", "set_device", "categories_arg", "writable_dir", "training_categories",
            "make_logger", "training_output", "peak_rss_mb", "UserError", "run_cli"]
 
@@ -61,11 +61,18 @@ def resolve_crop(crop, image_size, category):
     return None if crop in (None, "none") else int(crop)
 
 
-def add_speed_args(p):
-    """Training speed flags of the trained methods: neither changes the numbers beyond float noise."""
+def add_compile_arg(p):
+    """--compile, the training speed flag of the trained methods: it changes no number beyond float noise."""
     p.add_argument("--compile", type=auto_or_bool, default="auto",
                    help="run the network's training step as a static oneDNN graph (CPU, Paddle >= 3): "
                         "auto = where it is faster for this backbone (README benchmarks), True, False")
+    return p
+
+
+def add_threshold_args(p):
+    """--threshold_quantile and --threshold_rule: the threshold from normal scores (adcommon.maps)."""
+    p.add_argument("--threshold_quantile", type=float, default=0.99,
+                   help="the share of normal images below the threshold")
     p.add_argument("--threshold_rule", default="robust", choices=["robust", "quantile"],
                    help="threshold from held-out normal scores: robust = log-normal fit by median and MAD; "
                         "quantile = empirical quantile (with ~30 normals: their maximum)")

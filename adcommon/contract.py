@@ -1,6 +1,6 @@
 """The method contract, written once: what a method's ``engine`` module provides to the shared mains
-(adcommon.pipeline: val.py, predict.py, export_model.py; adcommon.deploy: infer.py). docs/design.md and
-CONTRIBUTING.md point here.
+(adcommon.training: train.py; adcommon.pipeline: val.py, predict.py, export_model.py; adcommon.deploy:
+infer.py). docs/design.md and CONTRIBUTING.md point here.
 
 An engine is a module (``<package>/engine.py`` of the method's folder, listed in methods.tsv). The
 required parts are in ``Engine``; the optional ones have defaults in ``Method``, which the mains use, so
@@ -32,6 +32,17 @@ class Engine(Protocol):
     def build(self, model_args: Dict[str, Any]) -> Any:
         """The untrained Layer of the architecture in ``model_args`` (weights come from a checkpoint)."""
 
+    def train_category(self, args: Any, category: str, out: str, log: Callable[[str], None],
+                       main: bool) -> Optional[Dict[str, Any]]:
+        """The training half: train (or fit) a model of ``args`` (train.py's flags) on the normal training
+        images of ``category``, calibrate it on held-out normal images (threshold, picture range; never
+        the test split), and, on the process that writes (``main``), write ``out``/model.pdparams through
+        adcommon.checkpoint: model_args with the post-processing spec, the weights and buffers, threshold,
+        vis_range and the training's statistics. A resumable method continues from its training state
+        under --resume. Returns what args.yml should record besides the flags (values the method
+        resolved, e.g. an automatic crop), or None. adcommon.training.train_main calls it inside the
+        claimed, locked folder, with ``log`` writing train.log and the seed set."""
+
 
 class Method:
     """An engine seen through the contract: its own parts where it has them, else the defaults below.
@@ -48,18 +59,26 @@ class Method:
     extra_metrics(ck, ds, raw, maps, scores, options)   method-specific metrics.json entries. Default: none
     upgrade(ck, path)             read checkpoints of earlier versions. Default: as they are
     result_dir(out, ck, options)  val.py's folder. Default: the category's folder ``out``
+    TITLE, SUMMARY                the method's name and a sentence on what it does, for people (notebooks,
+                                  docs). Default: METHOD in capitals, ""
     PIXEL_NOTE                    " (ours)" where the papers do not localise. Default: ""
     SUMMARY_EXTRA                 metrics.json keys added to val.py's summary line. Default: none
 
-    Training is each method's own (train.py calls its engine: PaDiM fits, the others train over epochs
-    or steps); the checkpoint it writes holds what the parts above read.
+    and for training (adcommon.training.train_main):
+    PROGRESS                      "epoch" or "step": what a resumable training counts (its flag is
+                                  --epochs / --steps, its state last.pdparams). Default: None, a fit
+    prepare_args(args)            check and complete train.py's flags before any work. Default: nothing
+    val_settings(args)            (batch size, options) of train.py --val. Default: (--batch_size or 32, None)
     """
 
     def __init__(self, engine):
         self.engine = engine
         self.name = engine.METHOD
+        self.title = getattr(engine, "TITLE", engine.METHOD.upper())
+        self.summary = getattr(engine, "SUMMARY", "")
         self.pixel_note = getattr(engine, "PIXEL_NOTE", "")
         self.summary_extra = tuple(getattr(engine, "SUMMARY_EXTRA", ()))
+        self.progress = getattr(engine, "PROGRESS", None)
 
     def __repr__(self):
         return f"Method({self.name})"
@@ -93,6 +112,18 @@ class Method:
         f = getattr(self.engine, "result_dir", None)
         return f(out, ck, options) if f else out
 
+    def train_category(self, args, category, out, log, main=True):
+        return self.engine.train_category(args, category, out, log, main)
+
+    def prepare_args(self, args):
+        f = getattr(self.engine, "prepare_args", None)
+        if f:
+            f(args)
+
+    def val_settings(self, args):
+        f = getattr(self.engine, "val_settings", None)
+        return f(args) if f else (getattr(args, "batch_size", 32), None)
+
 
 def bind(engine):
     """A Method from an engine module (a Method is returned as it is)."""
@@ -124,7 +155,7 @@ def standard_meta(name, ck, outputs: Sequence[str]):
 
 
 _OPTIONAL_FUNCTIONS = {"runner": 3, "deploy_meta": 2, "export_layer": 3, "extra_metrics": 6, "upgrade": 2,
-                       "result_dir": 3}
+                       "result_dir": 3, "prepare_args": 1, "val_settings": 1}
 
 
 def _takes(fn, n):
@@ -145,6 +176,11 @@ def check(engine) -> List[str]:
     build = getattr(engine, "build", None)
     if not callable(build) or not _takes(build, 1):
         problems.append(f"{where}: build(model_args) is required")
+    train = getattr(engine, "train_category", None)
+    if not callable(train) or not _takes(train, 5):
+        problems.append(f"{where}: train_category(args, category, out, log, main) is required")
+    if getattr(engine, "PROGRESS", None) not in (None, "epoch", "step"):
+        problems.append(f"{where}: PROGRESS must be 'epoch', 'step' or None")
     for name, n in _OPTIONAL_FUNCTIONS.items():
         f = getattr(engine, name, None)
         if f is not None and (not callable(f) or not _takes(f, n)):
@@ -153,8 +189,9 @@ def check(engine) -> List[str]:
         outs = getattr(engine, "OUTPUTS", None)
         if not outs or not all(isinstance(o, str) for o in outs):
             problems.append(f"{where}: OUTPUTS (the graph's output names) is needed without a deploy_meta")
-    if not isinstance(getattr(engine, "PIXEL_NOTE", ""), str):
-        problems.append(f"{where}: PIXEL_NOTE must be a string")
+    for name in ("PIXEL_NOTE", "TITLE", "SUMMARY"):
+        if not isinstance(getattr(engine, name, ""), str):
+            problems.append(f"{where}: {name} must be a string")
     if not all(isinstance(k, str) for k in getattr(engine, "SUMMARY_EXTRA", ())):
         problems.append(f"{where}: SUMMARY_EXTRA must be metrics.json keys (strings)")
     return problems

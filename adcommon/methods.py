@@ -6,7 +6,9 @@
     methods.engine("padim")         # the padim.engine module (its folder put on sys.path)
 
 scripts/methods.sh reads the same file for the shell scripts. A fifth method is one line there plus its
-folder (CONTRIBUTING.md).
+folder (``python scripts/new_method.py`` writes both from a template; CONTRIBUTING.md). $ADSUITE_METHODS
+names another table (its folders relative to it), as tests/test_contract.py does for a method made in a
+temporary folder.
 """
 import functools
 import importlib
@@ -18,6 +20,12 @@ from shared_data.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = os.path.join(ROOT, "methods.tsv")
+ENV = "ADSUITE_METHODS"
+
+
+def table_path():
+    """The method table in use: $ADSUITE_METHODS, else the repository's methods.tsv."""
+    return os.environ.get(ENV) or TABLE
 TRAINING = ("epochs", "fit")
 
 
@@ -32,15 +40,15 @@ class Entry(NamedTuple):
 
     @property
     def path(self):
-        """The paper folder's absolute path."""
-        return os.path.join(ROOT, self.folder)
+        """The paper folder's absolute path (relative to the table's folder)."""
+        return os.path.join(os.path.dirname(os.path.abspath(table_path())), self.folder)
 
     @property
     def resumable(self):
         return self.training == "epochs"
 
 
-def parse(text, where=TABLE):
+def parse(text, where="methods.tsv"):
     """The methods of a table's text: tab-separated lines, '#' comments and blank lines skipped."""
     rows, seen = [], set()
     for n, line in enumerate(text.splitlines(), 1):
@@ -61,13 +69,17 @@ def parse(text, where=TABLE):
     return rows
 
 
-@functools.lru_cache(maxsize=1)
 def table() -> List[Entry]:
+    return _read(table_path())
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path):
     try:
-        with open(TABLE, encoding="utf-8") as f:
-            return parse(f.read())
+        with open(path, encoding="utf-8") as f:
+            return parse(f.read(), path)
     except FileNotFoundError:
-        raise UserError(f"the method table {TABLE} is missing: adcommon runs from its repository "
+        raise UserError(f"the method table {path} is missing: adcommon runs from its repository "
                         "(pip install -e .)") from None
 
 

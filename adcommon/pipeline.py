@@ -19,10 +19,10 @@ from .maps import postprocess
 from .regions import aspect_note, crop_note
 
 
-def load(method, path):
-    """(model in eval mode, checkpoint) from a checkpoint of ``method`` (its engine module): the
+def load(engine, path):
+    """(model in eval mode, checkpoint) from a checkpoint of ``engine``'s method (adcommon.contract): the
     architecture comes from the checkpoint's model_args, every tensor must fit."""
-    method = bind(method)
+    method = bind(engine)
     ck = C.load_checkpoint(path, method.name)
     if ck.get("kind") == "train_state":
         step = (ck.get("progress") or {})
@@ -52,12 +52,12 @@ def training_summary(ck):
     return {k: v for k, v in stats.items() if k not in ("history", "holdout_scores")}
 
 
-def evaluate(method, model, ck, data_dir, category, out_dir, batch_size=32, save_vis=False, options=None,
+def evaluate(engine, model, ck, data_dir, category, out_dir, batch_size=32, save_vis=False, options=None,
              report=False):
     """The test split of ``category`` through the model -> out_dir/metrics.json, scores.csv (+ pictures,
     + report.html). Says in a line when a centre crop leaves a border unscored, or images are stretched
     to the model's square. Returns the metrics dict."""
-    method = bind(method)
+    method = bind(engine)
     from shared_data.dataset import MVTecAD, image_size_of
     meta = method.deploy_meta(ck, options)
     p = meta["preprocess"]
@@ -79,10 +79,10 @@ def evaluate(method, model, ck, data_dir, category, out_dir, batch_size=32, save
                             region_only_if_anomalous=meta.get("region_only_if_anomalous", False), report=report)
 
 
-def export(method, model, ck, out_dir, options=None, onnx=False):
+def export(engine, model, ck, out_dir, options=None, onnx=False):
     """The model's deployable graph + inference.yml (``onnx``: + inference.onnx) into out_dir
     (adcommon.export). Returns inference.yml's path."""
-    method = bind(method)
+    method = bind(engine)
     from .export import export_inference
     meta = method.deploy_meta(ck, options)
     # whether the model comes from a finished training: infer.py warns about an unfinished one
@@ -93,19 +93,19 @@ def export(method, model, ck, out_dir, options=None, onnx=False):
     return export_inference(layer, out_dir, [None, 3, size, size], meta, onnx=onnx)
 
 
-def report(method, category, res, path):
+def summary(engine, category, res, path):
     """The line val.py (and train.py --val) prints for a category: summary_line with the engine's
     PIXEL_NOTE and the metrics.json keys it names in SUMMARY_EXTRA."""
-    method = bind(method)
+    method = bind(engine)
     more = {k: res[k] for k in method.summary_extra if k in res}
     return summary_line(category, res, path, method.pixel_note, **more)
 
 
-def val_main(method, args, options=None):
+def val_main(engine, args, options=None):
     """The whole val.py: every category of --category, the checkpoint of each (or --model_path), results
     into --save_dir if the script has it, else the engine's ``result_dir`` (optional), else the category's
     folder; that folder and the checkpoint's are held while it runs (adcommon.outputs)."""
-    method = bind(method)
+    method = bind(engine)
     from . import cli
     from .outputs import output_folder
     cli.set_image_limit(args)
@@ -125,16 +125,16 @@ def val_main(method, args, options=None):
                            also_lock=[os.path.dirname(os.path.abspath(ckpt)), out]):
             res = evaluate(method, model, ck, args.data_dir, cat, dest, args.batch_size, args.save_vis, options,
                            getattr(args, "report", False))
-        print(report(method, cat, res, os.path.join(dest, "metrics.json")))
+        print(summary(method, cat, res, os.path.join(dest, "metrics.json")))
     return 0
 
 
-def predict_main(method, args, options=None):
+def predict_main(engine, args, options=None):
     """The whole predict.py: images (a file, a folder, a glob) through a checkpoint -> the results folder
     --save_dir (default <checkpoint's folder>/predict; adcommon.results), held with the checkpoint's
     folder while it runs. ``--threshold`` and ``--map_threshold`` override the stored image and map
     thresholds. Returns the exit code (adcommon.infer.exit_code)."""
-    method = bind(method)
+    method = bind(engine)
     from . import cli
     from .files import find_images
     from .infer import exit_code, predict_dir, predict_images, scored_line
@@ -170,11 +170,11 @@ def predict_main(method, args, options=None):
     return exit_code(summary)
 
 
-def export_main(method, args, options=None):
+def export_main(engine, args, options=None):
     """The whole export_model.py: <checkpoint's folder>/inference (or --save_dir), held with the
     checkpoint's folder while it is written. ``options``: a dict, or a function of the checkpoint giving
     one (KDAD's map follows the checkpoint's localization method)."""
-    method = bind(method)
+    method = bind(engine)
     from .outputs import output_folder
     ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
     model, ck = load(method, ckpt)

@@ -1,5 +1,6 @@
 """What users see, in one JSON file: for each method, a short seeded run of its five scripts on tiny
-synthetic data (train -> val -> predict -> export -> infer), and every number they write.
+synthetic data (train -> val -> predict -> export -> infer; train.py with the method table's tiny
+flags), and every number they write.
 
     python scripts/fingerprint.py --out before.json            # before a refactor
     python scripts/fingerprint.py --out after.json --compare before.json
@@ -12,6 +13,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -22,13 +24,6 @@ sys.path.insert(0, ROOT)
 from adcommon import methods  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
-LITE = ["--backbone", "efficientnet_lite0"]
-TRAIN = {
-    "padim": LITE + ["--image_size", "128", "--crop_size", "112"],
-    "stfpm": LITE + ["--image_size", "64", "--batch_size", "4", "--epochs", "2"],
-    "kdad": LITE + ["--image_size", "64", "--batch_size", "4", "--epochs", "2", "--eval_interval", "1"],
-    "sspcab": LITE + ["--image_size", "128", "--batch_size", "2", "--steps", "3", "--log_interval", "1"],
-}
 SKIP = {"date", "machine", "commit", "timing", "data_dir", "train", "training", "fit", "peak_rss_mb"}
 
 
@@ -68,7 +63,7 @@ def fingerprint(method, data, work):
     folder = methods.get(method).path
     out = os.path.join(work, method)
     common = ["--data_dir", data, "--category", "brick", "--output_dir", out]
-    _run(folder, "train.py", common + TRAIN[method] + ["--seed", "3"])
+    _run(folder, "train.py", common + shlex.split(methods.get(method).tiny) + ["--seed", "3"])
     _run(folder, "val.py", common)
     cat = os.path.join(out, "brick")
     with open(os.path.join(cat, "metrics.json"), encoding="utf-8") as f:

@@ -13,32 +13,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adcommon import contract, methods  # noqa: E402
 from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noqa: E402
 
-# method: (folder, title, what it does, quick-start flags, tiny flags (NB_TINY=1, the test suite))
-METHODS = {
-    "padim": ("PaDiM-Paddle", "PaDiM (Patch Distribution Modeling)",
-              "PaDiM fits one Gaussian per feature-map position on the normal images (no training, one pass) "
-              "and scores a test image by the Mahalanobis distance of each patch.",
-              "--backbone efficientnet_lite0", "--backbone efficientnet_lite0 --image_size 128"),
-    "stfpm": ("STFPM-Paddle", "STFPM (Student-Teacher Feature Pyramid Matching)",
-              "STFPM trains a student network to reproduce a frozen ImageNet teacher's features on normal images; "
-              "where they disagree, the image is anomalous.",
-              "--backbone efficientnet_lite0 --image_size 128 --batch_size 8 --epochs 6",
-              "--backbone efficientnet_lite0 --image_size 128 --batch_size 8 --epochs 2"),
-    "kdad": ("KDAD-Paddle", "KDAD (Multiresolution Knowledge Distillation)",
-             "KDAD distils a frozen expert network into a smaller cloner on normal images; the cloner's "
-             "disagreement with the expert scores the image, and its maps locate the defect.",
-             "--backbone efficientnet_lite0 --batch_size 16 --epochs 20 --localization_method discrepancy "
-             "--image_score map_max",
-             "--backbone efficientnet_lite0 --batch_size 8 --epochs 2 --localization_method discrepancy "
-             "--image_score map_max"),
-    "sspcab": ("SSPCAB-Paddle", "CutPaste with the SSPCAB block",
-               "CutPaste learns to tell normal images from ones with a pasted patch (3-way self-supervision, "
-               "with the SSPCAB block), then scores images with a Gaussian density of its features.",
-               "--backbone efficientnet_lite0 --image_size 192 --batch_size 8 --steps 100 --frozen_stages layer3",
-               "--backbone efficientnet_lite0 --image_size 128 --batch_size 8 --steps 6 --frozen_stages layer3"),
-}
+METHODS = methods.names()
 
 
 def _cell(kind, text):
@@ -52,7 +30,8 @@ def _cell(kind, text):
 
 
 def notebook(method):
-    folder, title, what, flags, tiny = METHODS[method]
+    entry, engine = methods.get(method), contract.bind(methods.engine(method))
+    folder, title, what, flags, tiny = entry.folder, engine.title, engine.summary, entry.quickstart, entry.tiny
     cells = [
         _cell("markdown", f"""
 # {title}: end to end on synthetic MVTec-layout data

@@ -56,10 +56,13 @@ def test_every_engine_obeys_the_contract(name):
     assert isinstance(engine, contract.Engine)
     assert engine.METHOD == name
     assert contract.bind(engine).name == name
+    # the table's training column says what the engine's PROGRESS says (the scripts read the table)
+    assert methods.get(name).resumable == (contract.bind(engine).progress is not None)
 
 
 def _engine(**parts):
-    base = {"METHOD": "toy", "build": lambda model_args: None, "OUTPUTS": ["map"]}
+    base = {"METHOD": "toy", "build": lambda model_args: None, "OUTPUTS": ["map"],
+            "train_category": lambda args, category, out, log, main: None}
     base.update(parts)
     return types.SimpleNamespace(**{k: v for k, v in base.items() if v is not None})
 
@@ -69,6 +72,8 @@ def test_check_names_what_an_engine_gets_wrong():
     assert any("METHOD" in p for p in contract.check(_engine(METHOD=None)))
     assert any("build(model_args)" in p for p in contract.check(_engine(build=None)))
     assert any("build(model_args)" in p for p in contract.check(_engine(build=lambda: None)))
+    assert any("train_category" in p for p in contract.check(_engine(train_category=None)))
+    assert any("PROGRESS" in p for p in contract.check(_engine(PROGRESS="epochs")))
     assert any("runner must take 3" in p for p in contract.check(_engine(runner=lambda model: None)))
     assert any("OUTPUTS" in p for p in contract.check(_engine(OUTPUTS=None)))
     assert contract.check(_engine(OUTPUTS=None, deploy_meta=lambda ck, options=None: {})) == []
@@ -87,7 +92,9 @@ def test_the_defaults_of_the_optional_parts():
     assert contract.check_meta({"method": "toy"}) and contract.check_meta(meta, 2)
     assert m.result_dir("out/brick", ck) == "out/brick" and m.upgrade(ck, "p") is ck
     assert m.extra_metrics(ck, None, None, None, None) == {} and m.export_layer("layer", ck) == "layer"
-    assert m.pixel_note == "" and m.summary_extra == ()
+    assert m.pixel_note == "" and m.summary_extra == () and m.progress is None
+    args = types.SimpleNamespace(batch_size=7)
+    assert m.val_settings(args) == (7, None) and m.prepare_args(args) is None
 
 
 def test_the_default_runner_is_the_forward_in_eval_mode():
@@ -141,3 +148,43 @@ def test_a_trained_model_fits_its_deployment_description(name, data, tmp_path):
     assert maps.shape == (2, meta["postprocess"]["out_size"], meta["postprocess"]["out_size"])
     assert meta["method"] == name and meta["model_args"] == {k: v for k, v in ck["model_args"].items()
                                                              if k != "postprocess"}
+
+
+# ----------------------------------------------------------------------------- a fifth method
+@pytest.mark.slow
+def test_a_fifth_method_from_the_template_runs_through_the_shared_mains(data, tmp_path, monkeypatch):
+    """scripts/new_method.py writes a method's folder and its table line in a temporary folder; with
+    nothing edited elsewhere, its five scripts run train -> val -> export -> infer through the shared
+    mains, and its engine obeys the contract."""
+    suite, table = tmp_path / "suite", tmp_path / "suite" / "methods.tsv"
+    suite.mkdir()
+    r = subprocess.run([sys.executable, "scripts/new_method.py", "--name", "toy", "--dest", str(suite), "--table",
+                        str(table)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    again = subprocess.run([sys.executable, "scripts/new_method.py", "--name", "toy", "--dest", str(suite),
+                            "--table", str(table)], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 2 and "already lists a method 'toy'" in again.stderr   # nothing overwritten
+    monkeypatch.setenv(methods.ENV, str(table))
+    (m,) = methods.table()
+    assert (m.name, m.folder, m.package) == ("toy", "TOY-Paddle", "toy") and os.path.isdir(m.path)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out, res = tmp_path / "out", tmp_path / "res"
+
+    def run(script, *args):
+        p = subprocess.run([sys.executable, script, *map(str, args)], cwd=m.path, env=env, capture_output=True,
+                           text=True)
+        assert p.returncode == 0, (script, p.stderr[-2000:])
+        return p.stdout
+
+    run("train.py", "--data_dir", data, "--category", "brick", "--output_dir", out, *shlex.split(m.tiny))
+    assert "Image AUROC" in run("val.py", "--data_dir", data, "--category", "brick", "--output_dir", out)
+    run("export_model.py", "--category", "brick", "--output_dir", out)
+    run("infer.py", "--model_dir", out / "brick" / "inference", "--img_path", os.path.join(data, "brick", "test"),
+        "--save_dir", res)
+    import json
+    metrics = json.loads((out / "brick" / "metrics.json").read_text())
+    assert metrics["method"] == "toy" and 0 <= metrics["image_auroc"] <= 1 and metrics["threshold"] is not None
+    lines = (res / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(x)["score"] is not None for x in lines)
+    engine = methods.engine("toy")
+    assert contract.check(engine) == [] and engine.METHOD == "toy"

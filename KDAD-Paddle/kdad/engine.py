@@ -1,4 +1,5 @@
-"""Training loop, checkpoints and deployment description of KDAD (what train/val/predict/export share)."""
+"""KDAD's engine (the method contract, adcommon.contract): the cloner's training, the held-out
+calibration, checkpoints, and the runner and deployment description of its localization methods."""
 import os
 import sys
 import time
@@ -19,6 +20,9 @@ from .loss import distill_loss
 from .model import KDAD, TRAIN_LAYERS
 
 METHOD = "kdad"
+TITLE = "KDAD (Multiresolution Knowledge Distillation)"   # for people: notebooks and docs (adcommon.contract)
+SUMMARY = ("KDAD distils a frozen expert network into a smaller cloner on normal images; the cloner's disagreement "
+           "with the expert scores the image, and its maps locate the defect.")
 # the paper's own localization number; the image AUROC of the other image score (map maximum or the paper's)
 SUMMARY_EXTRA = ("paper_localization_auroc", "image_auroc_map_max", "image_auroc_loss")
 SIGMA = 4.0                 # reference: gaussian_filter(sigma=4) on the 128 x 128 map
@@ -47,14 +51,14 @@ def image_score_of(model_args):
     return model_args.get("image_score", "loss")
 
 
-def check_image_score(image_score, method):
+def check_image_score(image_score, localization):
     """One line when the image score cannot come from the run's maps: map_max needs discrepancy maps
-    (``method`` None: detection only, no maps)."""
-    if image_score == "map_max" and method != "discrepancy":
+    (``localization`` None: detection only, no maps)."""
+    if image_score == "map_max" and localization != "discrepancy":
         from shared_data.errors import UserError
         raise UserError("image_score map_max scores an image by the maximum of its discrepancy map: it needs "
                         "--localization_method discrepancy"
-                        + (" and --localization_test True" if method is None else f" (got {method})"))
+                        + (" and --localization_test True" if localization is None else f" (got {localization})"))
 
 
 def build(model_args, pretrained="none"):
@@ -127,6 +131,70 @@ def shared_detection_scores(model, images, batch_size=32):
 
 
 # ------------------------------------------------------------------ training
+
+
+PROGRESS = "epoch"   # --epochs, resumable from last.pdparams
+
+
+def prepare_args(args):
+    """train.py's flags: the ones not given from --config, then the paper's; checked before any work."""
+    from shared_data.errors import UserError
+
+    from .config import apply_config
+    apply_config(args)
+    for name in ("epochs", "batch_size", "image_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1")
+    if not 0 <= args.holdout_ratio < 1:
+        raise UserError("--holdout_ratio must be in [0, 1)")
+    check_image_score(args.image_score, args.localization_method)
+
+
+def val_settings(args):
+    """train.py --val: val.py's batch (16: the gradient maps hold both networks' activations per image)
+    and the run's localization flags."""
+    return 16, {"localization": args.localization_method, "localization_test": bool(args.localization_test),
+                "seed": args.seed}
+
+
+def train_category(args, category, out, log, main=True):
+    """The training half of the contract (adcommon.training): the cloner trained on ``category``'s
+    normal images (``train``, --resume from last.pdparams), then the threshold and picture ranges from
+    the held-out normal images (``holdout_calibration``), written to out/model.pdparams."""
+    from adcommon import cli
+    from adcommon.compiled import resolve
+    from shared_data.dataset import train_split
+    resume = C.training_state(os.path.join(out, C.STATE), METHOD, log, args.resume)
+    # built from the flags; a resumed run refuses a state written with other ones (restore_training)
+    model = build({"backbone": args.backbone, "image_size": args.image_size, "lamda": args.lamda,
+                   "use_bias": args.use_bias, "equal_network_size": args.equal_network_size,
+                   "direction_loss_only": args.direction_loss_only, "feature_scale": args.feature_scale,
+                   "cloner_pools": args.cloner_pools, "image_score": args.image_score}, args.pretrained)
+    s = model.model_args["image_size"]
+    # [0, 1] inputs, no normalisation (the reference's)
+    fit_ds, hold_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=s, crop_size=None,
+                                  mean=None, std=None)
+    n_hold = len(hold_ds) if hold_ds is not None else 0
+    compiled = resolve(args.compile, COMPILE_BY_DEFAULT)
+    log(f"KDAD {category}: expert {args.backbone} ({model.model_args['weights']}), cloner "
+        f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_hold} held-out normal images, "
+        f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}, "
+        f"expert features scaled: {model.model_args['feature_scale']}, "
+        f"cloner pools: {model.model_args['cloner_pools']}, image score: {args.image_score}, "
+        f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
+    fit, hold = stack_images(fit_ds), stack_images(hold_ds)
+    stats = train(model, fit, hold, out, log, args.epochs, args.batch_size, args.lr, args.seed, args.eval_interval,
+                  args.save_interval, resume, args.cache_expert, args.select, compiled=compiled)
+    if not main:
+        return None
+    calib = holdout_calibration(model, hold, args.batch_size, args.threshold_quantile, args.threshold_rule)
+    stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
+    path = os.path.join(out, C.MODEL)
+    save(path, model, category, calib, stats, args.experiment_name, localization=args.localization_method)
+    thr = calib["threshold"]
+    log(f"saved {path}; threshold {'none (no held-out images)' if thr is None else f'{thr:.4f}'}, "
+        f"{stats['train_images_per_s']} train images/s, peak RSS {stats['peak_rss_mb']} MB")
+    return None
 
 
 def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
@@ -303,9 +371,9 @@ def localization_of(ck, flag=None):
     return flag or ck.get("localization_method") or "gradients"
 
 
-def map_kind(method):
+def map_kind(localization):
     """Maps of smooth_grad / gbp share the gradient post-processing (one map output, sigma 4)."""
-    return "discrepancy" if method == "discrepancy" else "gradients"
+    return "discrepancy" if localization == "discrepancy" else "gradients"
 
 
 def _options(ck, options):
@@ -313,27 +381,27 @@ def _options(ck, options):
     ``localization`` (default: the checkpoint's, else ``fallback``, else the paper's gradients),
     ``localization_test`` (False: scores only)."""
     o = options or {}
-    method = None if o.get("localization_test") is False else \
+    localization = None if o.get("localization_test") is False else \
         o.get("localization") or ck.get("localization_method") or o.get("fallback") or "gradients"
-    check_image_score(image_score_of(ck["model_args"]), method)
-    return method, o.get("smooth_grad_n", 50), o.get("seed", 0)
+    check_image_score(image_score_of(ck["model_args"]), localization)
+    return localization, o.get("smooth_grad_n", 50), o.get("seed", 0)
 
 
 def runner(model, ck, options=None):
     """batch (B, 3, S, S) numpy -> [score, map outputs...] of the run's localization method."""
-    method, n, seed = _options(ck, options)
+    localization, n, seed = _options(ck, options)
     model.eval()
 
     def run(x):
-        return localize(model, x, method, n, seed) if method else detect(model, x)
+        return localize(model, x, localization, n, seed) if localization else detect(model, x)
     return run
 
 
 def result_dir(out, ck, options=None):
     """val.py's folder: the checkpoint's own localization method writes next to it, another one into a
     subfolder named after it (so two evaluations never overwrite each other)."""
-    method = _options(ck, options)[0]
-    return out if method in (None, localization_of(ck)) else os.path.join(out, method)
+    localization = _options(ck, options)[0]
+    return out if localization in (None, localization_of(ck)) else os.path.join(out, localization)
 
 
 def extra_metrics(ck, ds, raw, maps, scores, options=None):
@@ -342,19 +410,19 @@ def extra_metrics(ck, ds, raw, maps, scores, options=None):
     score that does not decide: with the paper's score, the discrepancy map's maximum (discrepancy maps
     only: gradient maps are scaled per image); with image_score map_max, the paper's detection score."""
     from adcommon.metrics import SingleClassError, image_auroc
-    method = _options(ck, options)[0]
+    localization = _options(ck, options)[0]
     kind = image_score_of(ck["model_args"])
     paper = other = None
-    if maps is not None and ds.has_masks and method not in (None, "discrepancy"):
+    if maps is not None and ds.has_masks and localization not in (None, "discrepancy"):
         idx, gt = soft_masks(ds, ck["model_args"]["image_size"])
         paper = paper_localization_auroc(maps[idx], gt)
-    if kind == "map_max" or (maps is not None and method == "discrepancy"):
+    if kind == "map_max" or (maps is not None and localization == "discrepancy"):
         try:
             other = image_auroc(ds.labels, raw[0] if kind == "map_max" else maps.reshape(len(maps), -1).max(1))
         except SingleClassError:
             pass
     other_name = "loss" if kind == "map_max" else "map_max"
-    return {"localization_method": method, "paper_localization_auroc": paper,
+    return {"localization_method": localization, "paper_localization_auroc": paper,
             "image_score": IMAGE_SCORE_DOC[kind],
             f"image_auroc_{other_name}": other,
             f"image_auroc_{other_name}_note": f"the image AUROC of {IMAGE_SCORE_DOC[other_name]} "
@@ -373,22 +441,22 @@ def export_layer(model, ck, options=None):
 def deploy_meta(ck, options=None):
     """What a deployment needs besides the graph (inference.yml; predict.py and val.py use the same dict)."""
     a = ck["model_args"]
-    method = _options(ck, options)[0]
-    if method is None:  # detection only (val.py --localization_test False)
+    localization = _options(ck, options)[0]
+    if localization is None:  # detection only (val.py --localization_test False)
         spec, outputs = {"map_outputs": [], "score_output": 0}, ["score"]
     else:
-        kind = map_kind(method)
+        kind = map_kind(localization)
         spec = postprocess_spec(kind, a["image_size"], image_score_of(a))
         outputs = ["score", "discrepancy_pool3", "discrepancy_pool4", "discrepancy_pool5"] \
             if kind == "discrepancy" else ["score", "gradient_map"]
-    return {"method": METHOD, "category": ck.get("category"), "localization": method,
+    return {"method": METHOD, "category": ck.get("category"), "localization": localization,
             "preprocess": {"image_size": a["image_size"], "crop_size": None, "mean": None, "std": None},
             "postprocess": spec, "outputs": outputs,
             "threshold": ck.get("threshold"),
-            "map_threshold": (ck.get("map_thresholds") or {}).get(method),
-            "vis_range": (ck.get("vis_ranges") or {}).get(method),
+            "map_threshold": (ck.get("map_thresholds") or {}).get(localization),
+            "vis_range": (ck.get("vis_ranges") or {}).get(localization),
             # Paddle Inference's oneDNN kernels cannot run the backward ops of the gradient graph
-            "graph_has_gradients": method is not None and map_kind(method) == "gradients",
+            "graph_has_gradients": localization is not None and map_kind(localization) == "gradients",
             # gradient maps are scaled per image (every image has a hot spot): draw the region only
             # for images over the image threshold
             "region_only_if_anomalous": True,

@@ -109,19 +109,19 @@ def discrepancy(model, x):
     return [s.numpy()] + [m.numpy() for m in maps]
 
 
-def localize(model, x, method="gradients", smooth_n=50, seed=0):
-    """Raw outputs for a batch (numpy (B, 3, S, S) in [0, 1]) with the given method; the model must be
+def localize(model, x, localization="gradients", smooth_n=50, seed=0):
+    """Raw outputs for a batch (numpy (B, 3, S, S) in [0, 1]) with the given localization; the model must be
     in eval mode. Gradient methods must not run under paddle.no_grad()."""
-    if method == "gradients":
+    if localization == "gradients":
         return vanilla(model, x)
-    if method == "smooth_grad":
+    if localization == "smooth_grad":
         return smooth_grad(model, x, smooth_n, seed=seed)
-    if method == "gbp":
+    if localization == "gbp":
         return guided_backprop(model, x)
-    if method == "discrepancy":
+    if localization == "discrepancy":
         return discrepancy(model, x)
     from shared_data.errors import UserError
-    raise UserError(f"unknown localization method {method!r}; choose one of {', '.join(METHODS)}")
+    raise UserError(f"unknown localization method {localization!r}; choose one of {', '.join(METHODS)}")
 
 
 def detect(model, x):

@@ -1,5 +1,6 @@
 """PaDiM's engine (the method contract, adcommon.contract): build, and the fit with out-of-fold
 calibration; the runner and the deployment description are the contract's defaults."""
+import os
 import sys
 import time
 
@@ -7,6 +8,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from adcommon import cli
 from adcommon import distributed as D
 from adcommon.checkpoint import save_checkpoint
 from adcommon.maps import postprocess, threshold_from_normals, vis_range
@@ -17,6 +19,9 @@ from .gaussian import GaussianAccumulator
 from .model import PaDiM
 
 METHOD = "padim"
+TITLE = "PaDiM (Patch Distribution Modeling)"   # for people: notebooks and docs (adcommon.contract)
+SUMMARY = ("PaDiM fits one Gaussian per feature-map position on the normal images (no training, one pass) and scores "
+           "a test image by the Mahalanobis distance of each patch.")
 OUTPUTS = ["distance_map"]  # the exported graph's (adcommon.contract)
 SIGMA = 4.0  # reference: scipy gaussian_filter(sigma=4) on the 224 x 224 map
 
@@ -122,6 +127,44 @@ def save(path, model, stats, category):
     args = dict(model.model_args, postprocess=postprocess_spec(input_size(model.model_args)))
     save_checkpoint(path, METHOD, args, model.state_dict(), category=category, threshold=stats["threshold"],
                     vis_range=stats["vis_range"], fit=stats)
+
+
+DEPTHS = {18: "resnet18", 50: "wide_resnet50_2"}   # the seed's --depth
+
+
+def prepare_args(args):
+    """train.py's seed aliases: --depth, --holdout_ratio (r > 0 means round(1 / r) folds)."""
+    if args.depth:
+        args.backbone = DEPTHS[args.depth]
+    if args.holdout_ratio is not None:
+        args.folds = int(round(1 / args.holdout_ratio)) if args.holdout_ratio > 0 else 0
+
+
+def train_category(args, category, out, log, main=True):
+    """The training half of the contract (adcommon.training): the Gaussians of ``category``'s normal
+    images and the threshold from their out-of-fold scores (``fit``), written to out/model.pdparams.
+    Every process of the launcher fits its share; the one that writes saves."""
+    from shared_data.dataset import MVTecAD
+    crop = cli.resolve_crop(args.crop_size, args.image_size, category)
+    model = PaDiM(args.backbone, args.pretrained, args.d, args.image_size, crop, args.seed)
+    a = model.model_args
+    train_ds = MVTecAD(args.data_dir, category, "train", image_size=a["image_size"], crop_size=a["crop_size"],
+                       mean=a["mean"], std=a["std"])
+    if len(train_ds) < 2:   # a mean and a covariance per position need two images at the very least
+        raise UserError(f"PaDiM needs at least 2 training images to fit its Gaussians; "
+                        f"{os.path.join(args.data_dir, category, 'train', 'good')} has {len(train_ds)}")
+    log(f"PaDiM {category}: {args.backbone} ({a['weights']}), d={a['d']}, {len(train_ds)} normal images, "
+        f"threshold from {args.folds}-fold out-of-fold scores")
+    stats = fit(model, train_ds, args.batch_size, args.num_workers, args.folds, args.threshold_quantile,
+                args.threshold_rule, args.seed, log)
+    peaks = D.all_gather(round(cli.peak_rss_mb(), 1))   # every process's peak memory
+    stats["peak_rss_mb"] = max(peaks)
+    if len(peaks) > 1:
+        stats["peak_rss_mb_per_process"] = peaks
+    if main:
+        save(os.path.join(out, "model.pdparams"), model, stats, category)
+        log(f"saved {os.path.join(out, 'model.pdparams')} (peak RSS {stats['peak_rss_mb']} MB)")
+    return {"crop_size": crop}
 
 
 def build(model_args):

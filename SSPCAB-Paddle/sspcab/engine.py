@@ -1,6 +1,7 @@
 """CutPaste + SSPCAB's engine (the method contract, adcommon.contract): the training loop, the density
 fit and the checkpoints; the runner and the deployment description are the contract's defaults."""
 import math
+import os
 import sys
 import time
 
@@ -21,6 +22,9 @@ from .loss import class_labels, total_loss
 from .model import ProjectionNet
 
 METHOD = "sspcab"
+TITLE = "CutPaste with the SSPCAB block"   # for people: notebooks and docs (adcommon.contract)
+SUMMARY = ("CutPaste learns to tell normal images from ones with a pasted patch (3-way self-supervision, with the "
+           "SSPCAB block), then scores images with a Gaussian density of its features.")
 OUTPUTS = ["score", "patch_map"]  # the exported graph's (adcommon.contract)
 PIXEL_NOTE = " (ours)"  # neither paper localises: the patch map is ours
 SUMMARY_EXTRA = ("image_auroc_patch_max", "image_auroc_pooled")  # the other image score's AUROC
@@ -246,6 +250,77 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
         f"in {stats['fit_seconds']} s; threshold "
         f"{'none' if threshold is None else round(threshold, 4)} from {n_hold} held-out normals")
     return stats
+
+
+PROGRESS = "step"   # --steps (parameter updates), resumable from last.pdparams
+
+
+def prepare_args(args):
+    """train.py's seed aliases (--cuda, --pretrained_resnet, --no-pretrained) and checks, before any work."""
+    if args.cuda is not None:
+        args.device = "gpu" if args.cuda else "cpu"
+    if args.pretrained_resnet is not None:
+        args.pretrained = "imagenet" if args.pretrained_resnet else "none"
+    if args.no_pretrained:
+        args.pretrained = "none"
+    for name in ("batch_size", "image_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.steps < 0:
+        raise UserError(f"--steps must be >= 0 (0: no training, the GDE of ImageNet features), got {args.steps}")
+    if not 0 <= args.holdout_ratio < 1:
+        raise UserError(f"--holdout_ratio must be in [0, 1), got {args.holdout_ratio}")
+
+
+def val_settings(args):
+    """train.py --val: val.py's batch (32), whatever the training batch."""
+    return 32, None
+
+
+def train_category(args, category, out, log, main=True):
+    """The training half of the contract (adcommon.training): CutPaste (+ SSPCAB) trained on
+    ``category``'s normal images (``train``, --resume from last.pdparams), then the Gaussian densities
+    and the threshold from the held-out normal images (``fit_density``), written to out/model.pdparams
+    (which supersedes the training state)."""
+    from adcommon import cli
+    from shared_data.dataset import ImageCache, train_split
+    if args.test_epochs:
+        log("--test_epochs ignored: the final model is the model (no selection on test labels)")
+    model = ProjectionNet(args.backbone, args.pretrained, args.head_layer, args.variant, not args.no_sspcab,
+                          args.image_size, args.sspcab_kernel, args.sspcab_dilation, patch_layer=args.patch_layer,
+                          image_score=args.image_score)
+    a = model.model_args
+    fit_ds, hold_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=a["image_size"],
+                                  mean=a["mean"], std=a["std"])
+    what = (f"CutPaste + SSPCAB (at {a['sspcab_site']}, lambda {args.sspcab_lambda})" if a["sspcab"]
+            else "CutPaste (no SSPCAB)")
+    log(f"{what} {args.variant} {category}: {a['backbone']} ({a['weights']}); "
+        f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out "
+        f"normal images at {args.image_size} px; {args.steps} updates of {args.batch_size} x "
+        f"{VARIANTS[args.variant]} images")
+    if args.steps == 0 and a["sspcab"]:
+        log("warning: --steps 0 keeps SSPCAB at its random initialisation; add --no_sspcab for the "
+            "untrained ImageNet-feature baseline")
+    state = os.path.join(out, C.STATE)
+    if hold_ds is not None:
+        ImageCache(hold_ds)  # read the held-out images now: a bad one fails before training, not after
+    train_stats = train(model, ImageCache(fit_ds).rgb, args.steps, args.batch_size, args.lr, args.momentum,
+                        args.weight_decay, args.freeze_steps, args.sspcab_lambda, args.seed, args.num_workers, state,
+                        args.save_interval, args.resume, args.log_interval, log,
+                        holdout=(fit_ds, hold_ds) if hold_ds else None, eval_interval=args.eval_interval,
+                        frozen_stages=args.frozen_stages)
+    if not main:
+        return None   # the density fit, the threshold and every file: rank 0
+    fit_stats = fit_density(model, fit_ds, hold_ds, batch_size=min(args.batch_size, 32),
+                            threshold_quantile=args.threshold_quantile, seed=args.seed, log=log,
+                            threshold_rule=args.threshold_rule)
+    train_stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
+    save(os.path.join(out, C.MODEL), model, category, fit_stats, train_stats)
+    if os.path.exists(state):
+        os.remove(state)  # the fitted model supersedes the resumable state
+    log(f"saved {os.path.join(out, C.MODEL)} ({train_stats['train_seconds']} s training, "
+        f"{train_stats['train_images_per_s']} img/s, peak RSS {train_stats['peak_rss_mb']} MB)")
+    return None
 
 
 def save(path, model, category, fit_stats, train_stats):

@@ -20,11 +20,15 @@ from adcommon import distributed as D
 from adcommon.compiled import CompiledForward
 from adcommon.maps import postprocess, threshold_from_normals, vis_range_of
 from shared_data.dataset import ImageCache
+from shared_data.errors import UserError
 
 from .loss import stfpm_loss
 from .model import STFPM
 
 METHOD = "stfpm"
+TITLE = "STFPM (Student-Teacher Feature Pyramid Matching)"   # for people: notebooks and docs (adcommon.contract)
+SUMMARY = ("STFPM trains a student network to reproduce a frozen ImageNet teacher's features on normal images; where "
+           "they disagree, the image is anomalous.")
 OUTPUTS = ["layer1_distance", "layer2_distance", "layer3_distance"]  # the graph's (adcommon.contract)
 TEACHER_CACHE_MB = 4096   # cache the teacher's features of the training images up to this size
 # Backbones whose student trains faster as a static oneDNN graph than eagerly (README benchmark:
@@ -37,6 +41,46 @@ def postprocess_spec(image_size):
     product over the 3 layers there, the product bilinear to the input size; no blur; score = max."""
     return {"out_size": int(image_size), "combine": "product", "sigma": None, "map_outputs": [0, 1, 2],
             "score_output": None, "map_size": int(image_size) // 4}
+
+
+PROGRESS = "epoch"   # --epochs, resumable from last.pdparams
+DEPTHS = {18: "resnet18"}  # the seed's --depth; 34/50/101 have no backbone here
+
+
+def prepare_args(args):
+    """train.py's checks and seed alias (--depth), before any work."""
+    if args.depth:
+        args.backbone = DEPTHS[args.depth]
+    if args.image_size % 32 or args.image_size < 32:
+        raise UserError(f"--image_size must be a positive multiple of 32, got {args.image_size}")
+    if args.epochs < 1 or args.batch_size < 1:
+        raise UserError("--epochs and --batch_size must be >= 1")
+
+
+def train_category(args, category, out, log, main=True):
+    """The training half of the contract (adcommon.training): the student trained on ``category``'s
+    normal images, the best epoch on the held-out ones kept (``train``: candidate.pdparams, promoted to
+    model.pdparams when the run ends), --resume from last.pdparams."""
+    from adcommon import cli
+    from adcommon.compiled import resolve
+    from shared_data.dataset import train_split
+    resume = C.training_state(os.path.join(out, C.STATE), METHOD, log, args.resume)
+    # built from the flags; a resumed run refuses a state written with other ones (restore_training)
+    model = STFPM(args.backbone, args.pretrained, args.image_size)
+    a = model.model_args
+    fit_ds, hold_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=a["image_size"],
+                                  crop_size=None, mean=a["mean"], std=a["std"])
+    compiled = resolve(args.compile, a["backbone"] in COMPILE_BY_DEFAULT)
+    log(f"STFPM {category}: teacher {a['weights']}, student {a['backbone']} random init, {a['image_size']}px, "
+        f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out normal images, "
+        f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}, "
+        f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student")
+    stats = train(model, fit_ds, hold_ds, out, category, args.epochs, args.batch_size, args.lr, args.momentum,
+                  args.weight_decay, args.seed, resume, args.threshold_quantile, log,
+                  threshold_rule=args.threshold_rule, compiled=compiled, cache_teacher=args.cache_teacher)
+    if main:
+        log(f"saved {os.path.join(out, C.MODEL)} (selected epoch {stats['selected_epoch']}, "
+            f"{stats['train_seconds']:.1f} s training, peak RSS {cli.peak_rss_mb():.0f} MB)")
 
 
 def build(model_args):
