@@ -110,8 +110,8 @@ def unfinished_warning(meta, where):
 
 def infer_main(argv, model_name):
     """The whole infer.py: an exported model over images into a results folder, auto_log benchmark."""
+    from .autolog import get_autologger
     from .backends import make_runner
-    from .benchmark import get_autologger
     from .infer import exit_code, predict_images, scored_line
     from .outputs import image_root, output_folder
     from .predictor import load_meta

@@ -20,9 +20,9 @@ import numpy as np
 import paddle
 import pytest
 
-import adcommon.backbones as B
-import adcommon.weights as W
-from adcommon.torch_state import LEGACY_MAGIC, load_torch_state_dict
+import adcommon.nets.backbones as B
+import adcommon.nets.weights as W
+from adcommon.nets.torch_state import LEGACY_MAGIC, load_torch_state_dict
 from shared_data.errors import UserError
 
 ACCEPT_CAT = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -11,7 +11,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from adcommon.backbones import KDAD_VGG_INDICES, VGG16_CFG, build_backbone, build_vgg16_features
+from adcommon.nets.backbones import KDAD_VGG_INDICES, VGG16_CFG, build_backbone, build_vgg16_features
 
 from .localization import discrepancy_maps, percentile_normalise
 from .loss import distill_score

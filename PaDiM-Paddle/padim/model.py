@@ -8,7 +8,7 @@ import random
 import paddle
 import paddle.nn as nn
 
-from adcommon.backbones import build_backbone
+from adcommon.nets.backbones import build_backbone
 from shared_data.errors import UserError
 
 # Paper: ResNet-18 layer1-3 has 448 channels, a random subset of d=100 is kept; Wide-ResNet-50 1792 -> 550.

@@ -12,7 +12,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from adcommon.backbones import build_backbone
+from adcommon.nets.backbones import build_backbone
 from shared_data.errors import UserError
 
 from .cutpaste import VARIANTS
@@ -114,7 +114,7 @@ class ProjectionNet(nn.Layer):
         """Keep the backbone's stem and every stage up to ``upto`` (layer1..layer3) at their ImageNet
         weights and BatchNorm statistics for the whole run (eval mode, no gradients): the quick-start
         recipe; the paper fine-tunes everything. Backward then stops at the first trainable stage."""
-        from adcommon.backbones import _LITE0_STAGE_END
+        from adcommon.nets.backbones import _LITE0_STAGE_END
         net = self.backbone.net
         k = int(upto[-1])
         if self.model_args["backbone"] == "efficientnet_lite0":

@@ -7,7 +7,7 @@ graph breaks Paddle 3's oneDNN predictor (docs/reference.md#interpolate-breaks-t
 """
 import paddle.nn as nn
 
-from adcommon.backbones import build_backbone
+from adcommon.nets.backbones import build_backbone
 
 from .loss import layer_distance
 

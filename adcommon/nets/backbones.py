@@ -4,7 +4,7 @@
 returns a list of feature maps in the order of ``layers`` (``layer1``..``layer4`` at stride
 4/8/16/32, ``pooled`` = global average of the last stage, shape (N, C)), computing only as deep
 as needed. ``build_vgg16_features`` gives KDAD's VGG-16 ``features`` outputs by index. Their weights
-come from ``adcommon.weights`` (``--pretrained``).
+come from ``adcommon.nets.weights`` (``--pretrained``).
 """
 import paddle
 import paddle.nn as nn
