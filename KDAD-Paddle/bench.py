@@ -111,6 +111,15 @@ def predictor_throughput(quick=False):
     return rows
 
 
+def scaling(quick=False):
+    """The scale-out row (scripts/benchmark.py): training images/s with 1 and 2 processes, eager (the
+    compiled step does not run under the launcher)."""
+    from adcommon.benchmark import train_scaling
+    n, epochs = (24, 1) if quick else (64, 2)
+    flags = ["--backbone", "efficientnet_lite0", "--image_size", "128", "--compile", "False"]
+    return train_scaling(HERE, "KDAD", flags, ["--epochs", str(epochs)], f"{n} images x {epochs} epochs, eager", n)
+
+
 def run(quick=False):
     from adcommon import cli
     cli.set_device("cpu")  # every core, as the scripts

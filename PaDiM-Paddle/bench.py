@@ -54,7 +54,7 @@ def fit_memory(quick=False):
     return rows
 
 
-def fit_scaling(quick=False, processes=(1, 2)):
+def scaling(quick=False, processes=(1, 2)):
     """PaDiM's fit (R18 d=100, 256 -> crop 224, random init) on the same images with 1 and N processes
     under paddle.distributed.launch: wall time of the whole train.py, the fit's own time, and each
     process's peak memory."""

@@ -68,6 +68,15 @@ def _predictor_rows(model, size, repeats, threads):
     return rows
 
 
+def scaling(quick=False):
+    """The scale-out row (scripts/benchmark.py): training images/s with 1 and 2 processes."""
+    from adcommon.benchmark import train_scaling
+    n, steps = (24, 4) if quick else (64, 16)
+    return train_scaling(os.path.dirname(os.path.abspath(__file__)), "CutPaste + SSPCAB",
+                         ["--backbone", "resnet18", "--pretrained", "none", "--image_size", "128"],
+                         ["--steps", str(steps)], f"{steps} updates x 3 views", n)
+
+
 def run(quick=False):
     """Timing rows for this machine (no assertions: numbers depend on the hardware and its load)."""
     from adcommon import cli

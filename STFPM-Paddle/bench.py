@@ -116,6 +116,16 @@ def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
                 _row(rows, "postprocess_share", t_post / (t_model + t_post), "fraction", **s)
 
 
+def scaling(quick=False):
+    """The scale-out row (scripts/benchmark.py): training images/s with 1 and 2 processes, eager (the
+    compiled step does not run under the launcher)."""
+    from adcommon.benchmark import train_scaling
+    n, epochs = (24, 1) if quick else (64, 2)
+    flags = ["--backbone", "resnet18", "--pretrained", "none", "--image_size", "128", "--compile", "False"]
+    return train_scaling(os.path.dirname(os.path.abspath(__file__)), "STFPM", flags, ["--epochs", str(epochs)],
+                         f"{n} images x {epochs} epochs, eager", n)
+
+
 def run(quick=False):
     """Benchmark rows (see module docstring). quick: ResNet-18 only, 64 px, 4 images, 1 repetition."""
     import paddle

@@ -71,3 +71,35 @@ def predictor_speed(pred, x, spec, repeats=5, warmup=1):
     outs = pred.run(x)
     t_post = time_per_call(lambda: postprocess(outs, spec), repeats=3, warmup=1)
     return len(x) / t_inf, t_post / t_inf
+
+
+def train_scaling(folder, method, flags, schedule, what, n):
+    """Training images/s of the paper folder ``folder``'s train.py with 1 process and with 2 (data
+    parallel, paddle.distributed.launch, global batch 8) on the same ``n`` synthetic 128 px images
+    (train.py's own measurement, in its checkpoint): one row of the scale-out table. ``flags``: the
+    architecture, ``schedule``: --epochs / --steps, ``what``: the schedule in words."""
+    import os
+    import subprocess
+    import tempfile
+
+    import paddle
+
+    from shared_data.synthetic import generate
+
+    from .distributed import launch_command
+    speed = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        generate(data, ["brick"], seed=0, image_size=128, n_train=n, n_test_good=1, n_test_defect=1)
+        for k in (1, 2):
+            out = os.path.join(tmp, f"out{k}")
+            launch, env = launch_command(k, os.path.join(tmp, f"log{k}"))
+            cmd = launch + ["train.py", "--data_dir", data, "--category", "brick", "--output_dir", out,
+                            "--batch_size", "8"] + list(schedule) + list(flags)
+            r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                raise RuntimeError((r.stdout + r.stderr)[-800:])
+            speed[k] = paddle.load(os.path.join(out, "brick", "model.pdparams"))["train"]["train_images_per_s"]
+    return [{"method": method, "what": f"training, {' '.join(flags[:2])} 128 px, global batch 8, {what}",
+             "value": f"{speed[1]:.3g} / {speed[2]:.3g} img/s",
+             "note": f"1 / 2 processes (x{speed[2] / speed[1]:.2f}) on {os.cpu_count()} cores"}]

@@ -1,7 +1,7 @@
 """The method table (methods.tsv at the repository root), read once: the one list of the suite's methods.
 
     from adcommon import methods
-    methods.names()                 # ['stfpm', 'padim', 'kdad', 'sspcab'], in the table's order
+    methods.names()                 # every method's name, in the table's order
     methods.get("padim").folder     # 'PaDiM-Paddle'
     methods.engine("padim")         # the padim.engine module (its folder put on sys.path)
 

@@ -83,3 +83,33 @@ def backends_agree(folder, model_path, images, tmp, export_args=()):
             diff = np.nanmax(np.abs(m2 - amap)) / scale
             assert diff <= 1e-4 and np.array_equal(np.isnan(m2), np.isnan(amap)), (b, path, diff)
     return backends
+
+
+def launch(args, log_dir, cwd, timeout=600, env=None):
+    """``args`` (a script and its arguments) run by two CPU processes under paddle.distributed.launch
+    (adcommon.distributed.launch_command), in ``cwd``: the CompletedProcess."""
+    import subprocess
+
+    from .distributed import launch_command
+    cmd, base = launch_command(2, log_dir)
+    return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(base, **(env or {})))
+
+
+def alone_and_launched(script, tmp_path):
+    """``script OUT.npz`` run by one process and by two under the launcher: the two npz files."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "one.npz")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = launch([script, tmp_path / "two.npz"], tmp_path / "log", str(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:]
+    return np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+
+
+def distributed_data(tmp_path_factory):
+    """The data of the data-parallel tests: brick at 64 px, 23 training images (odd: shares differ)."""
+    from shared_data.synthetic import generate
+    root = str(tmp_path_factory.mktemp("dist_data"))
+    generate(root, ["brick"], seed=0, image_size=64, n_train=23, n_test_good=2, n_test_defect=2)
+    return root

@@ -24,57 +24,20 @@ from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noq
 
 
 def scaling_rows(quick):
-    """The scale-out table: PaDiM's fit with 1 and 2 processes (paddle.distributed.launch, gloo on CPU),
-    and what is not measured here."""
+    """The scale-out table: each method's own rows (``scaling(quick)`` in its folder's bench.py: 1 and
+    2 processes under paddle.distributed.launch, gloo on CPU), and what is not measured here."""
     from adcommon.testing import load_script
-    sys.path.insert(0, os.path.join(ROOT, "PaDiM-Paddle"))
-    try:
-        rows = load_script(os.path.join(ROOT, "PaDiM-Paddle", "bench.py")).fit_scaling(quick)
-    finally:
-        sys.path.remove(os.path.join(ROOT, "PaDiM-Paddle"))
-    rows += train_scaling(quick)
+    rows = []
+    for m in methods.table():
+        sys.path.insert(0, m.path)
+        try:
+            bench = load_script(os.path.join(m.path, "bench.py"))
+            if hasattr(bench, "scaling"):
+                rows += bench.scaling(quick)
+        finally:
+            sys.path.remove(m.path)
     rows.append({"method": "all", "what": "1 and N GPUs", "value": "not measured here",
                  "note": "no GPU on this machine"})
-    return rows
-
-
-def train_scaling(quick):
-    """Training images/s of STFPM, KDAD and CutPaste + SSPCAB with 1 process and with 2 (data parallel,
-    global batch 8), on the same synthetic images (train.py's own measurement, in its checkpoint); STFPM
-    and KDAD eager (the compiled step does not run under the launcher)."""
-    import subprocess
-    import tempfile
-
-    import paddle
-
-    from adcommon.distributed import launch_command
-    from shared_data.synthetic import generate
-    n, epochs, steps = (24, 1, 4) if quick else (64, 2, 16)
-    r18 = ["--backbone", "resnet18", "--pretrained", "none", "--image_size", "128"]
-    runs = {"STFPM": ("STFPM-Paddle", r18 + ["--compile", "False"], ["--epochs", str(epochs)],
-                      f"{n} images x {epochs} epochs, eager"),
-            "KDAD": ("KDAD-Paddle", ["--backbone", "efficientnet_lite0", "--image_size", "128", "--compile", "False"],
-                     ["--epochs", str(epochs)], f"{n} images x {epochs} epochs, eager"),
-            "CutPaste + SSPCAB": ("SSPCAB-Paddle", r18, ["--steps", str(steps)], f"{steps} updates x 3 views")}
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, "data")
-        generate(data, ["brick"], seed=0, image_size=128, n_train=n, n_test_good=1, n_test_defect=1)
-        for method, (folder, flags, schedule, what) in runs.items():
-            speed = {}
-            for k in (1, 2):
-                out = os.path.join(tmp, f"{folder}{k}")
-                launch, env = launch_command(k, os.path.join(tmp, f"log{folder}{k}"))
-                cmd = launch + ["train.py", "--data_dir", data, "--category", "brick", "--output_dir", out,
-                                "--batch_size", "8"] + schedule + flags
-                r = subprocess.run(cmd, cwd=os.path.join(ROOT, folder), capture_output=True, text=True, env=env)
-                if r.returncode != 0:
-                    raise RuntimeError((r.stdout + r.stderr)[-800:])
-                speed[k] = paddle.load(os.path.join(out, "brick", "model.pdparams"))["train"]["train_images_per_s"]
-            rows.append({"method": method,
-                         "what": f"training, {' '.join(flags[:2])} 128 px, global batch 8, {what}",
-                         "value": f"{speed[1]:.3g} / {speed[2]:.3g} img/s",
-                         "note": f"1 / 2 processes (x{speed[2] / speed[1]:.2f}) on {os.cpu_count()} cores"})
     return rows
 
 

@@ -13,6 +13,7 @@ per case, its outcome in each folder, counted from the runs, never typed.
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -94,26 +95,37 @@ def _edited_export(field):
     return prepare
 
 
-# a small run of each folder: random weights (none are downloadable here), 64 px
-SMALL = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "64", "--num_workers", "2"],
-         "STFPM-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
-         "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1"],
-         "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "2", "--num_workers", "2"]}
-# a training caught in the middle (a signal once it saved something), then finished with --resume
-LONG = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "448", "--crop_size", "none"],
-        "STFPM-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "12"],
-        "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "40", "--save_interval", "1",
-                        "--eval_interval", "20"],
-        "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "12", "--batch_size", "4",
-                          "--save_interval", "1"]}
-# a training still running while another script tries the same category (stopped by SIGTERM afterwards)
-BUSY = {"PaDiM-Paddle": ["--pretrained", "none", "--image_size", "448", "--crop_size", "none"],
-        "STFPM-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "1000"],
-        "KDAD-Paddle": ["--pretrained", "none", "--image_size", "64", "--epochs", "5000"],
-        "SSPCAB-Paddle": ["--pretrained", "none", "--image_size", "128", "--steps", "5000", "--batch_size", "4"]}
-# the file whose appearance shows that a retraining has saved something (its first epoch or step)
-FIRST_SAVE = {"PaDiM-Paddle": ".lock", "STFPM-Paddle": "candidate.pdparams", "KDAD-Paddle": "last.pdparams",
-              "SSPCAB-Paddle": "last.pdparams"}
+def _train_flags(folder):
+    """The option strings of a folder's train.py (its parser, without running it)."""
+    from adcommon.testing import load_script
+    parser = load_script(os.path.join(ROOT, folder, "train.py")).build_parser()
+    return {o for a in parser._actions for o in a.option_strings}
+
+
+def _recipes():
+    """Per folder, from the method table (its tiny flags and whether it trains over epochs or steps)
+    and the flags its train.py has: SMALL, a small run (with worker processes where the folder has
+    them); LONG, a training caught in the middle (a signal once it saved something), then finished with
+    --resume; BUSY, a training still running while another script tries the same category (stopped by
+    SIGTERM afterwards); FIRST_SAVE, the file whose appearance shows that a retraining has saved
+    something (a fit saves only at its end: its lock, taken first)."""
+    small, long_, busy, first = {}, {}, {}, {}
+    for m in methods.table():
+        f, tiny, flags = m.folder, shlex.split(m.tiny), _train_flags(m.folder)
+        small[f] = tiny + (["--num_workers", "2"] if "--num_workers" in flags else [])
+        every = ["--save_interval", "1"] if "--save_interval" in flags else []
+        if "--steps" in flags and m.resumable:
+            long_[f], busy[f] = tiny + ["--steps", "12"] + every, tiny + ["--steps", "5000"]
+        elif "--epochs" in flags and m.resumable:
+            long_[f], busy[f] = tiny + ["--epochs", "12"] + every, tiny + ["--epochs", "1000"]
+        else:   # a fit: large images make it last
+            slow = ["--image_size", "448"] + (["--crop_size", "none"] if "--crop_size" in flags else [])
+            long_[f] = busy[f] = tiny + slow
+        first[f] = "last.pdparams" if m.resumable else ".lock"
+    return small, long_, busy, first
+
+
+SMALL, LONG, BUSY, FIRST_SAVE = _recipes()
 
 
 @dataclass
@@ -389,7 +401,7 @@ def _unfinished_export(w):
 
 def _busy_train(w):
     """A retraining of the category, long enough to be running while the case runs."""
-    args = ["train.py", "--data_dir", w["big"] if w["folder"] == "PaDiM-Paddle" else w["data"],
+    args = ["train.py", "--data_dir", w["big"] if not methods.of_folder(w["folder"]).resumable else w["data"],
             "--output_dir", w["out"], "--category", "brick"] + BUSY[w["folder"]]
     return args, w["folder"], os.path.join(w["out"], "brick", ".lock"), "kill"
 

@@ -1,4 +1,4 @@
-"""Run under paddle.distributed.launch by tests/test_distributed.py (or alone as the reference): CutPaste +
+"""Run under paddle.distributed.launch by this folder's test_distributed.py (or alone as the reference): CutPaste +
 SSPCAB updates of sspcab.engine.train (ResNet-18, random start, 3-way, batch 4 x 3 views) with the
 network in float64, every process taking its share of each step; rank 0 saves the change of the weights and
 running statistics and the logged losses to argv[1].
@@ -6,15 +6,15 @@ running statistics and the logged losses to argv[1].
 float64 because the random-start ProjectionNet is ill-conditioned in float32: its one-step gradients move
 by ~0.4 % when the input is scaled by (1 + 1e-7), so a float32 comparison could not tell a wrong
 data-parallel step from rounding; in float64 the two runs must agree to ~1e-12.
-    python tests/dist_sspcab_step.py OUT.npz [STEPS] [DTYPE]
+    python SSPCAB-Paddle/tests/dist_sspcab_step.py OUT.npz [STEPS] [DTYPE]
 """
 import os
 import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "SSPCAB-Paddle")]
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # SSPCAB-Paddle
+sys.path[:0] = [os.path.dirname(HERE), HERE]
 import paddle  # noqa: E402
 
 from adcommon import distributed as D  # noqa: E402
