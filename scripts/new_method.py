@@ -207,7 +207,7 @@ def _stack(ds):
 def train_category(args, category, out, log, main=True):
     """Fit the Gaussians on the training share of train/good, set the threshold from the held-out share,
     write out/model.pdparams."""
-    fit_ds, hold_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=args.image_size,
+    fit_ds, holdout_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=args.image_size,
                                   crop_size=None, mean=None, std=None)
     model = build({"image_size": args.image_size})
     x = _stack(fit_ds)
@@ -215,18 +215,18 @@ def train_category(args, category, out, log, main=True):
     model.inv_var.set_value(1.0 / (x.var(0) + 1e-3))
     spec = postprocess_spec(args.image_size)
     threshold = vr = None
-    if hold_ds is not None and len(hold_ds):
+    if holdout_ds is not None and len(holdout_ds):
         model.eval()
         with paddle.no_grad():
-            maps, scores = postprocess([model(paddle.to_tensor(_stack(hold_ds))).numpy()], spec)
+            maps, scores = postprocess([model(paddle.to_tensor(_stack(holdout_ds))).numpy()], spec)
         threshold = threshold_from_normals(scores, args.threshold_quantile)
         vr = list(vis_range(maps, threshold))
-    log(f"__TITLE__ {category}: {len(fit_ds)} fit + {len(hold_ds) if hold_ds else 0} held-out normal images, "
+    log(f"__TITLE__ {category}: {len(fit_ds)} fit + {len(holdout_ds) if holdout_ds else 0} held-out normal images, "
         f"threshold {threshold}")
     if main:
         C.save_checkpoint(os.path.join(out, C.MODEL), METHOD, dict(model.model_args, postprocess=spec),
                           model.state_dict(), category=category, threshold=threshold, vis_range=vr,
-                          fit={"n_fit": len(fit_ds), "n_holdout": len(hold_ds) if hold_ds else 0})
+                          fit={"n_fit": len(fit_ds), "n_holdout": len(holdout_ds) if holdout_ds else 0})
     return None
 ''',
     "README.md": '''# __TITLE__

@@ -172,22 +172,22 @@ def train_category(args, category, out, log, main=True):
                    "cloner_pools": args.cloner_pools, "image_score": args.image_score}, args.pretrained)
     s = model.model_args["image_size"]
     # [0, 1] inputs, no normalisation (the reference's)
-    fit_ds, hold_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=s, crop_size=None,
+    fit_ds, holdout_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=s, crop_size=None,
                                   mean=None, std=None)
-    n_hold = len(hold_ds) if hold_ds is not None else 0
+    n_holdout = len(holdout_ds) if holdout_ds is not None else 0
     compiled = resolve(args.compile, COMPILE_BY_DEFAULT)
     log(f"KDAD {category}: expert {args.backbone} ({model.model_args['weights']}), cloner "
-        f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_hold} held-out normal images, "
+        f"{'A' if args.equal_network_size else 'B'}, {len(fit_ds)} fit + {n_holdout} held-out normal images, "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, lamda {args.lamda}, seed {args.seed}, "
         f"expert features scaled: {model.model_args['feature_scale']}, "
         f"cloner pools: {model.model_args['cloner_pools']}, image score: {args.image_score}, "
         f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
-    fit, hold = stack_images(fit_ds), stack_images(hold_ds)
-    stats = train(model, fit, hold, out, log, args.epochs, args.batch_size, args.lr, args.seed, args.eval_interval,
+    fit, holdout = stack_images(fit_ds), stack_images(holdout_ds)
+    stats = train(model, fit, holdout, out, log, args.epochs, args.batch_size, args.lr, args.seed, args.eval_interval,
                   args.save_interval, resume, args.cache_expert, args.select, compiled=compiled)
     if not main:
         return None
-    calib = holdout_calibration(model, hold, args.batch_size, args.threshold_quantile, args.threshold_rule)
+    calib = holdout_calibration(model, holdout, args.batch_size, args.threshold_quantile, args.threshold_rule)
     stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)
     path = os.path.join(out, C.MODEL)
     save(path, model, category, calib, stats, args.experiment_name, localization=args.localization_method)
@@ -197,11 +197,11 @@ def train_category(args, category, out, log, main=True):
     return None
 
 
-def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
+def train(model, images, holdout, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
           save_interval=10, resume=None, cache_expert=True, select="last", compiled=False):
     """Adam on the cloner with the distillation loss over pool2..pool5 (docs/reference.md#kdad-training).
-    ``images``, ``hold``: training and held-out normal images, float32 (N, 3, S, S) in [0, 1]
-    (``stack_images``); ``hold`` may be None.
+    ``images``, ``holdout``: training and held-out normal images, float32 (N, 3, S, S) in [0, 1]
+    (``stack_images``); ``holdout`` may be None.
 
     Every ``eval_interval`` epochs the held-out NORMAL images are scored (mean detection score; no
     test data is ever looked at). ``select='holdout'`` keeps the epoch with the lowest such mean,
@@ -277,8 +277,8 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
         bar.set_postfix(loss=f"{ep_loss:.4f}")
         if main:
             _append(log_path, f"[Train] epoch {done}/{epochs} loss {ep_loss:.4f} ({time.perf_counter() - t_ep:.2f} s)")
-        if hold is not None and (done % eval_interval == 0 or done == epochs or done == start + 1):
-            hs = shared_detection_scores(model, hold, batch_size)
+        if holdout is not None and (done % eval_interval == 0 or done == epochs or done == start + 1):
+            hs = shared_detection_scores(model, holdout, batch_size)
             rec = {"epoch": done, "loss": round(ep_loss, 6), "holdout_mean_score": float(hs.mean())}
             history.append(rec)
             msg = f"[Eval] epoch {done}: held-out normal mean score {rec['holdout_mean_score']:.4f} ({len(hs)} images)"
@@ -297,7 +297,7 @@ def train(model, images, hold, out_dir, log, epochs=601, batch_size=64, lr=1e-3,
         log(f"selected epoch {chosen} (lowest held-out normal mean score {best['score']:.4f})")
     model.eval()
     return {"epochs": epochs, "start_epoch": start, "selected_epoch": chosen, "select": select,
-            "n_fit": n, "n_holdout": 0 if hold is None else len(hold), "history": history,
+            "n_fit": n, "n_holdout": 0 if holdout is None else len(holdout), "history": history,
             "train_seconds": round(t_train, 3),
             "train_images_per_s": round(seen / t_train, 2) if t_train > 0 else None,
             "expert_cached": targets is not None, "compiled": cloner.enabled, "processes": world}

@@ -101,12 +101,12 @@ def _resume(path, model, opt, targs, log):
 
 def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_decay=3e-5, freeze_steps=20,
           sspcab_lambda=0.1, seed=0, num_workers=0, state_path=None, save_interval=100, resume=False,
-          log_interval=10, log=print, holdout=None, eval_interval=0, frozen_stages="none"):
+          log_interval=10, log=print, curve_data=None, eval_interval=0, frozen_stages="none"):
     """CutPaste training (+ lambda * L_SSPCAB): SGD with momentum, one cosine decay over ``steps``
     updates, the pretrained backbone frozen for the first ``freeze_steps`` updates.
 
     Each update sees 3 x batch_size images (one per class for 3-way). With ``eval_interval`` and
-    ``holdout`` (fit_ds, holdout_ds: normal images only) every eval_interval updates the image GDE
+    ``curve_data`` (fit_ds, holdout_ds: normal images only) every eval_interval updates the image GDE
     is fitted on fit_ds and the mean score of the held-out normals is logged (a convergence curve;
     it picks nothing). ``frozen_stages`` (layer1..layer3) keeps the backbone up to that stage at its
     ImageNet weights and BN statistics (ProjectionNet.freeze_stages). Returns training statistics.
@@ -152,8 +152,8 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
                "lr": lr_at(step, steps, lr)}
         bar.set_postfix(loss=f"{row['loss']:.4f}", ce=f"{row['ce']:.3f}", ssp=f"{row['sspcab']:.4f}",
                         acc=f"{acc:.2f}")
-        if main and eval_interval and holdout and ((step + 1) % eval_interval == 0 or step + 1 == steps):
-            row["holdout_mean_score"] = holdout_mean_score(model, *holdout)
+        if main and eval_interval and curve_data and ((step + 1) % eval_interval == 0 or step + 1 == steps):
+            row["holdout_mean_score"] = holdout_mean_score(model, *curve_data)
             model.train()
             log(f"step {step + 1}/{steps}: held-out normal mean score {row['holdout_mean_score']:.4f}")
         if (step + 1) % log_interval == 0 or step + 1 == steps or "holdout_mean_score" in row:
@@ -174,10 +174,10 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
 def holdout_mean_score(model, fit_ds, holdout_ds, batch_size=32):
     """Mean image GDE score of held-out normal images under a Gaussian fitted on fit_ds (eval mode)."""
     pooled, _ = embed_dataset(model, fit_ds, batch_size)
-    hold, _ = embed_dataset(model, holdout_ds, batch_size)
+    holdout, _ = embed_dataset(model, holdout_ds, batch_size)
     mean, prec = fit_gaussian(l2_normalize(pooled))
     from .density import mahalanobis
-    return float(mahalanobis(l2_normalize(hold), mean, prec).mean())
+    return float(mahalanobis(l2_normalize(holdout), mean, prec).mean())
 
 
 @paddle.no_grad()
@@ -222,15 +222,15 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
     t0 = time.perf_counter()
     pooled, fmaps = embed_dataset(model, fit_ds, batch_size)
     set_gaussians(model, pooled, fmaps, seed, max_patches)
-    threshold, vr, hold_scores, n_hold = None, None, [], 0
+    threshold, vr, holdout_scores, n_holdout = None, None, [], 0
     if holdout_ds is not None and len(holdout_ds):
         hp, hf = embed_dataset(model, holdout_ds, batch_size)
-        n_hold = len(hp)
+        n_holdout = len(hp)
         model.map_scale.set_value(np.ones([1], np.float32))
         raw = [model.score(paddle.to_tensor(hp)).numpy(), model.patch_map(paddle.to_tensor(hf)).numpy()]
         a = model.model_args
-        maps, hold_scores = postprocess(raw, postprocess_spec(a["image_size"], a["image_score"]))
-        threshold = threshold_from_normals(hold_scores, threshold_quantile, threshold_rule)
+        maps, holdout_scores = postprocess(raw, postprocess_spec(a["image_size"], a["image_score"]))
+        threshold = threshold_from_normals(holdout_scores, threshold_quantile, threshold_rule)
         map_threshold = threshold_from_normals(maps.reshape(len(maps), -1).max(1), threshold_quantile, threshold_rule)
         scale = threshold / map_threshold if a["image_score"] == "pooled" and map_threshold and map_threshold > 0 \
             else 1.0
@@ -239,16 +239,16 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
         pooled, fmaps = np.concatenate([pooled, hp]), np.concatenate([fmaps, hf])
         set_gaussians(model, pooled, fmaps, seed, max_patches)
     n_pos = len(pooled) * fmaps.shape[2] * fmaps.shape[3]
-    stats = {"n_fit": len(fit_ds), "n_holdout": n_hold, "n_gaussian": int(len(pooled)),
+    stats = {"n_fit": len(fit_ds), "n_holdout": n_holdout, "n_gaussian": int(len(pooled)),
              "n_patches": int(min(n_pos, max_patches) if max_patches else n_pos),
              "threshold": threshold, "threshold_quantile": threshold_quantile, "threshold_rule": threshold_rule,
              "map_scale": float(model.map_scale.numpy().reshape(-1)[0]),
-             "holdout_scores": [float(s) for s in hold_scores],
+             "holdout_scores": [float(s) for s in holdout_scores],
              "vis_range": vr, "fit_seconds": round(time.perf_counter() - t0, 3)}
     log(f"GDE fitted on {stats['n_gaussian']} images ({stats['n_patches']} {model.model_args['patch_layer']} "
         f"positions for the map) "
         f"in {stats['fit_seconds']} s; threshold "
-        f"{'none' if threshold is None else round(threshold, 4)} from {n_hold} held-out normals")
+        f"{'none' if threshold is None else round(threshold, 4)} from {n_holdout} held-out normals")
     return stats
 
 
@@ -290,28 +290,28 @@ def train_category(args, category, out, log, main=True):
                           args.image_size, args.sspcab_kernel, args.sspcab_dilation, patch_layer=args.patch_layer,
                           image_score=args.image_score)
     a = model.model_args
-    fit_ds, hold_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=a["image_size"],
+    fit_ds, holdout_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=a["image_size"],
                                   mean=a["mean"], std=a["std"])
     what = (f"CutPaste + SSPCAB (at {a['sspcab_site']}, lambda {args.sspcab_lambda})" if a["sspcab"]
             else "CutPaste (no SSPCAB)")
     log(f"{what} {args.variant} {category}: {a['backbone']} ({a['weights']}); "
-        f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out "
+        f"{len(fit_ds)} training + {len(holdout_ds) if holdout_ds else 0} held-out "
         f"normal images at {args.image_size} px; {args.steps} updates of {args.batch_size} x "
         f"{VARIANTS[args.variant]} images")
     if args.steps == 0 and a["sspcab"]:
         log("warning: --steps 0 keeps SSPCAB at its random initialisation; add --no_sspcab for the "
             "untrained ImageNet-feature baseline")
     state = os.path.join(out, C.STATE)
-    if hold_ds is not None:
-        ImageCache(hold_ds)  # read the held-out images now: a bad one fails before training, not after
+    if holdout_ds is not None:
+        ImageCache(holdout_ds)  # read the held-out images now: a bad one fails before training, not after
     train_stats = train(model, ImageCache(fit_ds).rgb, args.steps, args.batch_size, args.lr, args.momentum,
                         args.weight_decay, args.freeze_steps, args.sspcab_lambda, args.seed, args.num_workers, state,
                         args.save_interval, args.resume, args.log_interval, log,
-                        holdout=(fit_ds, hold_ds) if hold_ds else None, eval_interval=args.eval_interval,
+                        curve_data=(fit_ds, holdout_ds) if holdout_ds else None, eval_interval=args.eval_interval,
                         frozen_stages=args.frozen_stages)
     if not main:
         return None   # the density fit, the threshold and every file: rank 0
-    fit_stats = fit_density(model, fit_ds, hold_ds, batch_size=min(args.batch_size, 32),
+    fit_stats = fit_density(model, fit_ds, holdout_ds, batch_size=min(args.batch_size, 32),
                             threshold_quantile=args.threshold_quantile, seed=args.seed, log=log,
                             threshold_rule=args.threshold_rule)
     train_stats["peak_rss_mb"] = round(cli.peak_rss_mb(), 1)

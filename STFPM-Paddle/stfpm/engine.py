@@ -68,14 +68,14 @@ def train_category(args, category, out, log, main=True):
     # built from the flags; a resumed run refuses a state written with other ones (restore_training)
     model = STFPM(args.backbone, args.pretrained, args.image_size)
     a = model.model_args
-    fit_ds, hold_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=a["image_size"],
+    fit_ds, holdout_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=a["image_size"],
                                   crop_size=None, mean=a["mean"], std=a["std"])
     compiled = resolve(args.compile, a["backbone"] in COMPILE_BY_DEFAULT)
     log(f"STFPM {category}: teacher {a['weights']}, student {a['backbone']} random init, {a['image_size']}px, "
-        f"{len(fit_ds)} training + {len(hold_ds) if hold_ds else 0} held-out normal images, "
+        f"{len(fit_ds)} training + {len(holdout_ds) if holdout_ds else 0} held-out normal images, "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}, "
         f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student")
-    stats = train(model, fit_ds, hold_ds, out, category, args.epochs, args.batch_size, args.lr, args.momentum,
+    stats = train(model, fit_ds, holdout_ds, out, category, args.epochs, args.batch_size, args.lr, args.momentum,
                   args.weight_decay, args.seed, resume, args.threshold_quantile, log,
                   threshold_rule=args.threshold_rule, compiled=compiled, cache_teacher=args.cache_teacher)
     if main:
@@ -132,17 +132,17 @@ def maps_of(model, images, batch_size=32, teacher=None, indices=None):
     return np.concatenate(maps), np.concatenate(scores)
 
 
-def holdout_scores(model, hold, batch_size, teacher):
+def holdout_scores(model, holdout, batch_size, teacher):
     """(mean of the held-out anomaly maps, image scores (N,) in order, the maps' max) over every
     process's share of the held-out images (adcommon.distributed; all of them for one process)."""
-    mine = D.shard(len(hold))
-    maps, scores = maps_of(model, hold, batch_size, teacher, mine)
+    mine = D.shard(len(holdout))
+    maps, scores = maps_of(model, holdout, batch_size, teacher, mine)
     total, size = D.all_sum(np.array([maps.sum(dtype=np.float64), maps.size], np.float64))
     peak = max(D.all_gather(float(maps.max()) if maps.size else -np.inf))
-    return float(total / size), D.gather_shares(len(hold), mine, scores), peak
+    return float(total / size), D.gather_shares(len(holdout), mine, scores), peak
 
 
-def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, lr=0.4, momentum=0.9,
+def train(model, fit_ds, holdout_ds, out_dir, category, epochs=100, batch_size=32, lr=0.4, momentum=0.9,
           weight_decay=1e-4, seed=42, resume=None, threshold_quantile=0.99, log=print, threshold_rule="robust",
           compiled=False, cache_teacher=True):
     """Train the student (Eq. 4) and keep the epoch with the lowest mean held-out anomaly map.
@@ -170,16 +170,16 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
     if state["epoch"] >= epochs:
         log(f"already trained for {state['epoch']} epochs (--epochs {epochs}): nothing to do")
     fit = ImageCache(fit_ds)
-    hold = ImageCache(hold_ds) if hold_ds is not None and len(hold_ds) else None
-    if hold is None:
+    holdout = ImageCache(holdout_ds) if holdout_ds is not None and len(holdout_ds) else None
+    if holdout is None:
         log("no held-out normal images: the last epoch is kept and no threshold is set")
     n = len(fit)
-    t_fit = t_hold = None
-    mb = teacher_cache_mb(model, n + (len(hold) if hold else 0))
+    t_fit = t_holdout = None
+    mb = teacher_cache_mb(model, n + (len(holdout) if holdout else 0))
     if cache_teacher and mb <= TEACHER_CACHE_MB:
         t0 = time.perf_counter()
         t_fit = teacher_features(model, fit, batch_size)
-        t_hold = teacher_features(model, hold, batch_size) if hold is not None else None
+        t_holdout = teacher_features(model, holdout, batch_size) if holdout is not None else None
         log(f"teacher features cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
     elif cache_teacher:
         log(f"teacher features not cached: {mb:.0f} MB > {TEACHER_CACHE_MB} MB")
@@ -216,13 +216,13 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
         rec = {"epoch": epoch, "loss": float(D.all_sum(np.array([sum(losses)]))[0]) / seen,
                "images_per_s": seen / t_train, "seconds": round(t_train, 3)}
         threshold = vr = None
-        if hold is not None:
-            map_mean, scores, map_max = holdout_scores(model, hold, batch_size, t_hold)
+        if holdout is not None:
+            map_mean, scores, map_max = holdout_scores(model, holdout, batch_size, t_holdout)
             rec["holdout_score"] = map_mean  # reference: mean of the score maps of the val split
             rec["holdout_mean_score"] = float(scores.mean())  # as KDAD and SSPCAB
             threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
             vr = list(vis_range_of(map_mean, map_max, threshold))
-        improved = hold is None or state["holdout_score"] is None or rec["holdout_score"] < state["holdout_score"]
+        improved = holdout is None or state["holdout_score"] is None or rec["holdout_score"] < state["holdout_score"]
         state["train_seconds"] += t_train
         if improved:
             state["holdout_score"], state["selected_epoch"] = rec.get("holdout_score"), epoch
@@ -231,19 +231,19 @@ def train(model, fit_ds, hold_ds, out_dir, category, epochs=100, batch_size=32, 
                               threshold=threshold, vis_range=vr, selected_epoch=epoch,
                               holdout_score=rec.get("holdout_score"), threshold_quantile=threshold_quantile,
                               threshold_rule=threshold_rule,
-                              holdout_scores=[float(v) for v in scores] if hold is not None else [],
+                              holdout_scores=[float(v) for v in scores] if holdout is not None else [],
                               # until the run ends: val/predict/export say that it is an unfinished one
                               complete=False, progress={"epoch": epoch, "epochs": epochs})
         state["epoch"] = epoch
         state["history"].append(rec)
         if main:
             C.save_training_state(last_path, METHOD, model, opt, model.student, settings, state)
-        hs = f", held-out score {rec['holdout_score']:.6f}" if hold is not None else ""
+        hs = f", held-out score {rec['holdout_score']:.6f}" if holdout is not None else ""
         log(f"epoch {epoch}/{epochs}: loss {rec['loss']:.5f}{hs}, {rec['images_per_s']:.1f} img/s, "
             f"{t_train:.1f} s{' *best' if improved else ''}")
     stats = {"epochs": state["epoch"], "selected_epoch": state["selected_epoch"],
              "holdout_score": state["holdout_score"],
-             "n_fit": n, "n_holdout": len(hold) if hold else 0, "train_seconds": round(state["train_seconds"], 3),
+             "n_fit": n, "n_holdout": len(holdout) if holdout else 0, "train_seconds": round(state["train_seconds"], 3),
              "train_images_per_s": round(n * len(state["history"]) / state["train_seconds"], 2)
              if state["train_seconds"] > 0 else None,
              "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "seed": seed,
