@@ -64,16 +64,14 @@ def build_parser():
                         "discrepancy map (needs --localization_method discrepancy; README)")
     cli.add_compile_arg(p)
     cli.add_threshold_args(p)
-    p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
-    p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
+    cli.add_val_args(p, vis_aliases=["--save_picture"])
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
     from adcommon.training import train_main
     from kdad import engine
-    return train_main(engine, args)
+    return train_main(engine, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

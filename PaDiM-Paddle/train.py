@@ -37,17 +37,15 @@ def build_parser():
     p.add_argument("--holdout_ratio", type=float, default=None,
                    help=argparse.SUPPRESS)  # earlier versions' held-out share: r > 0 means round(1 / r) folds
     cli.add_threshold_args(p)
-    p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
-    p.add_argument("--save_vis", "--save_picture", dest="save_vis", type=cli.str2bool, default=False)
+    cli.add_val_args(p, vis_aliases=["--save_picture"])
     p.set_defaults(seed=1024)  # the reference's random.seed(1024) for the channel subset
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
     from adcommon.training import train_main
     from padim import engine
-    return train_main(engine, args)
+    return train_main(engine, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -61,17 +61,15 @@ def build_parser():
     p.add_argument("--eval_interval", type=int, limits=Range(0), default=0,
                    help="every N updates: mean GDE score of the held-out normals (a convergence curve; 0: off)")
     p.add_argument("--test_epochs", type=int, help="seed flag, ignored: no checkpoint selection on the test set")
-    p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
-    p.add_argument("--save_vis", type=cli.str2bool, default=False)
+    cli.add_val_args(p)
     p.set_defaults(seed=0)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
     from adcommon.training import train_main
     from sspcab import engine
-    return train_main(engine, args)
+    return train_main(engine, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -42,10 +42,7 @@ def build_parser():
                    help="compute the frozen teacher's features of the training images once (up to 4 GB)")
     p.add_argument("--resume", type=cli.str2bool, nargs="?", const=True, default=False,
                    help="continue from <output_dir>/<category>/last.pdparams")
-    p.add_argument("--val", "--train_val", dest="val", type=cli.str2bool, default=False,
-                   help="evaluate on the test split after training (never used to pick a checkpoint)")
-    p.add_argument("--save_vis", "--save_fig", dest="save_vis", type=cli.str2bool, nargs="?", const=True,
-                   default=False)
+    cli.add_val_args(p, val_aliases=["--train_val"], vis_aliases=["--save_fig"])
     for seed_only in ("--checkpoint_epoch", "--print_freq", "--result_path"):
         p.add_argument(seed_only, default=None, help=argparse.SUPPRESS)  # seed flags without a use here
     p.set_defaults(seed=42)  # the seed port's --seed 42 (the official code uses 0)

@@ -13,7 +13,7 @@ import numpy as np
 from shared_data.errors import UserError, run_cli  # noqa: F401 (re-exported: every script uses them)
 
 __all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_compile_arg", "add_threshold_args",
-           "add_workers_arg", "add_result_args", "crop_arg", "resolve_crop",
+           "add_val_args", "add_workers_arg", "add_result_args", "crop_arg", "resolve_crop",
            "set_seed", "cpu_threads", "set_device", "categories_arg", "writable_dir", "training_categories",
            "make_logger", "training_output", "peak_rss_mb", "UserError", "run_cli"]
 
@@ -66,6 +66,16 @@ def add_compile_arg(p):
     p.add_argument("--compile", type=auto_or_bool, default="auto",
                    help="run the network's training step as a static oneDNN graph (CPU, Paddle >= 3): "
                         "auto = where it is faster for this backbone (README benchmarks), True, False")
+    return p
+
+
+def add_val_args(p, val_aliases=(), vis_aliases=()):
+    """train.py's --val (evaluate the test split after training, never to choose anything) and
+    --save_vis (its pictures); the seeds' names of either as aliases."""
+    p.add_argument("--val", *val_aliases, dest="val", type=str2bool, default=False,
+                   help="evaluate on the test split after training (never used to choose anything)")
+    p.add_argument("--save_vis", *vis_aliases, dest="save_vis", type=str2bool, nargs="?", const=True, default=False,
+                   help="with --val: the pictures too")
     return p
 
 

@@ -22,14 +22,18 @@ sys.path.insert(0, ROOT)
 from adcommon import methods  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, make_dirs, run_cli, write_text_atomic  # noqa: E402
 
-HEAD = '''import argparse
-import os
+HEAD = '''import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
-from adcommon import cli  # noqa: E402
-from shared_data.errors import ArgumentParser  # noqa: E402
+from adcommon.cli import run_cli  # noqa: E402
+from adcommon.scripts import entry  # noqa: E402
+'''
+TAIL = '''
+
+if __name__ == "__main__":
+    run_cli(main)
 '''
 
 FILES = {
@@ -38,109 +42,51 @@ FILES = {
     python train.py --data_dir ../data/synthetic --category brick
 Writes <output_dir>/<category>/model.pdparams, args.yml, train.log.
 """
-__HEAD__
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon import cli  # noqa: E402
+from adcommon.cli import run_cli  # noqa: E402
+from adcommon.scripts import entry  # noqa: E402
+from shared_data.errors import ArgumentParser  # noqa: E402
+
 
 def build_parser():
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p)
+    p.set_defaults(seed=0)
     p.add_argument("--image_size", type=int, default=64)
     p.add_argument("--holdout_ratio", type=float, default=0.2, help="share of train/good that sets the threshold")
     p.add_argument("--threshold_quantile", type=float, default=0.99)
-    p.add_argument("--val", type=cli.str2bool, default=False, help="evaluate on the test split afterwards")
-    p.add_argument("--save_vis", type=cli.str2bool, default=False)
-    p.set_defaults(seed=0)
-    return p
+    return cli.add_val_args(p)
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    from adcommon.training import train_main
-    from __PKG__ import engine
-    return train_main(engine, args)
-
-
-if __name__ == "__main__":
-    cli.run_cli(main)
-''',
+main = entry("train", "__PKG__", build_parser=build_parser)
+__TAIL__''',
     "val.py": '''"""Evaluate a __TITLE__ model on the test split: metrics.json, scores.csv (and pictures).
 
     python val.py --data_dir ../data/synthetic --category brick [--save_vis True]
 """
 __HEAD__
-
-def build_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(p)
-    p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--save_vis", type=cli.str2bool, default=False)
-    cli.add_result_args(p, maps=False)
-    return p
-
-
-def main(argv=None):
-    from adcommon.pipeline import val_main
-    from __PKG__ import engine
-    return val_main(engine, build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    cli.run_cli(main)
-''',
+main = entry("val", "__PKG__", __doc__)
+__TAIL__''',
     "predict.py": '''"""Score images with a __TITLE__ checkpoint (dygraph): results folder, pictures, verdicts.
 
     python predict.py --category brick --img_path ../data/synthetic/brick/test
 """
 __HEAD__
-
-def build_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(p, data=False)
-    p.add_argument("--category", default=None, help="finds <output_dir>/<category>/model.pdparams")
-    p.add_argument("--model_path", default=None, help="checkpoint path (instead of --output_dir/--category)")
-    p.add_argument("--img_path", help="an image, a folder (recursive) or a glob")
-    p.add_argument("--save_dir", default=None, help="default <output_dir>/<category>/predict")
-    p.add_argument("--batch_size", type=int, default=1)
-    p.add_argument("--save_vis", type=cli.str2bool, default=True)
-    cli.add_result_args(p)
-    p.add_argument("--threshold", type=float, default=None, help="image-score threshold instead of the stored one")
-    return p
-
-
-def main(argv=None):
-    from adcommon.pipeline import predict_main
-    from __PKG__ import engine
-    return predict_main(engine, build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    cli.run_cli(main)
-''',
+main = entry("predict", "__PKG__", __doc__)
+__TAIL__''',
     "export_model.py": '''"""Export a __TITLE__ model for deployment: <output_dir>/<category>/inference/.
 
     python export_model.py --category brick [--onnx True]
 """
 __HEAD__
-
-def build_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(p, data=False)
-    p.add_argument("--category", default=None)
-    p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
-    p.add_argument("--save_dir", default=None, help="default <output_dir>/<category>/inference")
-    cli.add_export_args(p)
-    return p
-
-
-def main(argv=None):
-    from adcommon.pipeline import export_main
-    from __PKG__ import engine
-    return export_main(engine, build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    cli.run_cli(main)
-''',
+main = entry("export", "__PKG__", __doc__)
+__TAIL__''',
     "infer.py": '''"""Run an exported __TITLE__ model (Paddle Inference, ONNX Runtime or OpenVINO) on images.
 
     python infer.py --model_dir output/brick/inference --img_path ../data/synthetic/brick/test
@@ -273,7 +219,8 @@ def main(argv=None):
         for name, text in FILES.items():
             path = os.path.join(dest, name.replace("__PKG__", args.name))
             make_dirs(os.path.dirname(path))
-            text = text.replace("__HEAD__", HEAD.rstrip("\n") + "\n").replace("__PKG__", args.name)
+            text = text.replace("__HEAD__", HEAD.strip("\n") + "\n").replace("__TAIL__", TAIL)
+            text = text.replace("__PKG__", args.name)
             write_text_atomic(path, text.replace("__NAME__", args.name).replace("__TITLE__", title))
         old = open(table, encoding="utf-8").read() if os.path.isfile(table) else ""
         write_text_atomic(table, old + ("" if not old or old.endswith("\n") else "\n") + line)

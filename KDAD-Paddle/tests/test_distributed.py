@@ -11,16 +11,12 @@ from adcommon.testing import distributed_data, launch
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the paper folder
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return distributed_data(tmp_path_factory)
-
-
 @pytest.mark.slow
-def test_kdad_data_parallel_is_the_single_process_global_batch(data, tmp_path):
+def test_kdad_data_parallel_is_the_single_process_global_batch(tmp_path_factory, tmp_path):
     """KDAD's cloner (batch norm after its convolutions) under 2 processes vs one. Adam moves every
     weight by about the learning rate whatever the gradient's size, so float noise in near-zero
     gradients is not damped: compared at lr 1e-5, where the cloners agree to ~5e-6 after 5 steps."""
+    data = distributed_data(tmp_path_factory)
     from adcommon.checkpoint import load_checkpoint
     flags = ["--data_dir", data, "--category", "brick", "--pretrained", "none", "--image_size", 64, "--batch_size", 4,
              "--epochs", 1, "--lr", 1e-5]

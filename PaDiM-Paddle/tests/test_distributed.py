@@ -12,13 +12,9 @@ from adcommon.testing import distributed_data, launch
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the paper folder
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return distributed_data(tmp_path_factory)
-
-
 @pytest.mark.slow
-def test_padim_fit_on_two_processes_is_the_single_process_model(data, tmp_path):
+def test_padim_fit_on_two_processes_is_the_single_process_model(tmp_path_factory, tmp_path):
+    data = distributed_data(tmp_path_factory)
     from adcommon.checkpoint import load_checkpoint
     flags = ["--data_dir", data, "--category", "brick", "--pretrained", "none", "--image_size", 64,
              "--batch_size", 4]
