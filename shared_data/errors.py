@@ -51,8 +51,10 @@ def run_cli(main, argv=None):
     except UserError as e:
         _fail(str(e), 2)
     except Terminated:
+        _quiet_destructors()
         _fail("terminated", 143)
     except KeyboardInterrupt:
+        _quiet_destructors()
         _fail("interrupted", 130)
     except OSError as e:
         if e.errno not in _FILE_ERRNOS:
@@ -77,6 +79,14 @@ def printable(text):
         return text
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _quiet_destructors():
+    """After a stop by a signal: an object the signal cut short while it was being built (a progress bar,
+    say) may fail in its destructor at exit ("Exception ignored in ..."). That is not an error of the
+    run, and the one error line must stay the last word: such destructor failures are dropped."""
+    with contextlib.suppress(Exception):
+        sys.unraisablehook = lambda unraisable: None
 
 
 def _fail(message, code):

@@ -250,3 +250,35 @@ def test_sigterm_ends_in_one_line_143_and_no_temporary_file(tmp_path, import_pad
     lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
     assert r.returncode == 143 and lines == ["error: terminated"], r.stderr
     assert os.listdir(tmp_path) == []
+
+
+HALF_BUILT = """
+import sys
+sys.path.insert(0, {root!r})
+from shared_data.errors import run_cli
+
+class Bar:                      # like a progress bar cut short by the signal inside its __init__
+    def __init__(self):
+        raise KeyboardInterrupt
+        self.pos = 0
+
+    def __del__(self):
+        print(abs(self.pos))    # AttributeError at exit: 'Bar' object has no attribute 'pos'
+
+def main(argv):
+    keep = []
+    keep.append(Bar.__new__(Bar))
+    globals()["left"] = keep    # destroyed at interpreter exit, after the error line
+    Bar()
+
+run_cli(main, [])
+"""
+
+
+def test_a_destructor_failing_after_ctrl_c_does_not_follow_the_error_line():
+    """An object the signal cut short while it was built (tqdm's bar was seen in the reliability matrix)
+    fails in its destructor at exit: the error line stays the last word, with no 'Exception ignored'."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", HALF_BUILT.format(root=root)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 130 and r.stderr.strip() == "error: interrupted", r.stderr
