@@ -24,6 +24,19 @@ class SELayer(nn.Layer):
         return x * w.unsqueeze(-1).unsqueeze(-1)           # (N, C, H, W)
 
 
+def zero_pad(x, p):
+    """(N, C, H, W) -> (N, C, H + 2p, W + 2p), zeros around: F.pad's result, built from concatenations.
+    F.pad on a 4-D tensor is a pad3d op, whose fill value paddle2onnx 2.1 loses: the exported ONNX
+    graph then pads with whatever the memory held (seen: -1.8e29), so ONNX Runtime and OpenVINO gave
+    other scores than Paddle for some models (tests/test_export.py::test_the_three_backends_agree)."""
+    if p == 0:
+        return x
+    row = x[:, :, :1, :] * 0.0
+    x = paddle.concat([row] * p + [x] + [row] * p, axis=2)
+    col = x[:, :, :, :1] * 0.0
+    return paddle.concat([col] * p + [x] + [col] * p, axis=3)
+
+
 class SSPCAB(nn.Layer):
     """Masked convolution + channel attention; output (N, C, H, W) = input shape.
 
@@ -50,7 +63,7 @@ class SSPCAB(nn.Layer):
         with k' = d = 1 at (i - 2, j - 2), (i + 2, j - 2), (i - 2, j + 2), (i + 2, j + 2).
         """
         p, b = self.pad, self.border
-        x = F.pad(x, [p, p, p, p])                        # (N, C, H + 2p, W + 2p)
+        x = zero_pad(x, p)                                # (N, C, H + 2p, W + 2p)
         z = (self.conv1(x[:, :, :-b, :-b]) + self.conv2(x[:, :, b:, :-b]) +
              self.conv3(x[:, :, :-b, b:]) + self.conv4(x[:, :, b:, b:]))
         return F.relu(z)                                  # (N, C, H, W)

@@ -73,3 +73,12 @@ def test_parameter_count():
     # four C x C x k' x k' convolutions with bias + SE: C -> C/r -> C
     b = SSPCAB(512, 1, 1, 8)
     assert count_parameters(b) == 4 * (512 * 512 + 512) + (512 * 64 + 64) + (64 * 512 + 512)
+
+
+@pytest.mark.parametrize("p", [0, 1, 2, 3])
+def test_zero_pad_is_f_pad(p):
+    """The masked convolution's padding, built from concatenations so that paddle2onnx keeps its zeros
+    (its pad3d conversion loses the fill value), equals F.pad exactly."""
+    from sspcab.sspcab import zero_pad
+    x = paddle.to_tensor(np.random.default_rng(p).standard_normal((2, 5, 4, 6)).astype("float32"))
+    np.testing.assert_array_equal(zero_pad(x, p).numpy(), F.pad(x, [p, p, p, p]).numpy())
