@@ -19,7 +19,6 @@ RunFn = Callable[[Any], List[Any]]   # images (B, 3, S, S) float32 numpy -> list
 
 # what deploy_meta must give (inference.yml; predict.py and val.py read the same dict)
 META_KEYS = ("method", "preprocess", "postprocess", "outputs", "threshold", "vis_range", "model_args")
-PREPROCESS_KEYS = ("image_size", "crop_size", "mean", "std")
 
 
 @runtime_checkable
@@ -53,7 +52,8 @@ class Method:
     runner(model, ck, options)    fn(images) -> list of numpy outputs, exactly what the exported graph
                                   returns, eval mode. Default: the model's forward, every output
     deploy_meta(ck, options)      what a deployment needs besides the graph: META_KEYS, preprocess with
-                                  PREPROCESS_KEYS (+ map_threshold, region_only_if_anomalous for maps in
+                                  image_size, crop_size, mean, std (+ map_threshold,
+                                  region_only_if_anomalous for maps in
                                   other units than the score). Default: from model_args and OUTPUTS
     export_layer(model, ck, options)   the Layer to trace. Default: the model
     extra_metrics(ck, ds, raw, maps, scores, options)   method-specific metrics.json entries. Default: none
@@ -198,17 +198,17 @@ def check(engine) -> List[str]:
 
 
 def check_meta(meta: Dict[str, Any], n_outputs: Optional[int] = None) -> List[str]:
-    """What a deploy_meta dict lacks (and, given the runner's number of outputs, whether its output
-    names and post-processing spec fit them)."""
+    """What a deploy_meta dict gets wrong: a key it must give (META_KEYS), inference.yml's own checks
+    (adcommon.predictor.check_meta, what infer.py applies), and, given the runner's number of outputs,
+    whether its output names fit them."""
+    from shared_data.errors import UserError
+
+    from .predictor import check_meta as check_yml
     problems = [f"deploy_meta lacks {k}" for k in META_KEYS if k not in meta]
-    pre = meta.get("preprocess") or {}
-    problems += [f"deploy_meta's preprocess lacks {k}" for k in PREPROCESS_KEYS if k not in pre]
-    if n_outputs is not None and "outputs" in meta:
-        if len(meta["outputs"]) != n_outputs:
-            problems.append(f"deploy_meta names {len(meta['outputs'])} outputs, the runner returns {n_outputs}")
-        spec = meta.get("postprocess") or {}
-        used = list(spec.get("map_outputs") or []) + \
-            ([spec["score_output"]] if spec.get("score_output") is not None else [])
-        if any(not 0 <= i < n_outputs for i in used):
-            problems.append(f"the post-processing spec uses outputs {used} of {n_outputs}")
+    try:
+        check_yml(meta, "deploy_meta")
+    except UserError as e:
+        problems.append(str(e))
+    if n_outputs is not None and len(meta.get("outputs") or []) != n_outputs:
+        problems.append(f"deploy_meta names {len(meta.get('outputs') or [])} outputs, the runner returns {n_outputs}")
     return problems

@@ -87,9 +87,6 @@ def names():
     return [m.name for m in table()]
 
 
-def folders():
-    """{name: folder} in the table's order."""
-    return {m.name: m.folder for m in table()}
 
 
 def get(name):
@@ -108,12 +105,6 @@ def of_folder(folder):
     raise UserError(f"{folder} is not a paper folder of methods.tsv")
 
 
-def parse_list(text):
-    """--methods a,b: the named methods in the given order, each checked against the table."""
-    chosen = [s.strip() for s in str(text).split(",") if s.strip()]
-    for n in chosen:
-        get(n)
-    return chosen
 
 
 def engine(name):

@@ -109,7 +109,4 @@ def alone_and_launched(script, tmp_path):
 
 def distributed_data(tmp_path_factory):
     """The data of the data-parallel tests: brick at 64 px, 23 training images (odd: shares differ)."""
-    from shared_data.synthetic import generate
-    root = str(tmp_path_factory.mktemp("dist_data"))
-    generate(root, ["brick"], seed=0, image_size=64, n_train=23, n_test_good=2, n_test_defect=2)
-    return root
+    return tiny_synthetic(tmp_path_factory, 64, 23, 2, 2, name="dist_data")

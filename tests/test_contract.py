@@ -43,7 +43,7 @@ def test_table_errors_name_the_line():
     with pytest.raises(UserError, match="separated by tabs"):
         methods.parse("a A a fit\n", "t.tsv")
     with pytest.raises(UserError, match="unknown method 'nope'"):
-        methods.parse_list("padim,nope")
+        methods.get("nope")
     rows = methods.parse("a\tA-Paddle\tpa\tfit\n")   # the flag columns may be left out
     assert rows[0].quickstart == "" and rows[0].tiny == "" and not rows[0].resumable
 
@@ -84,7 +84,8 @@ def test_the_defaults_of_the_optional_parts():
     m = contract.bind(_engine())
     assert contract.bind(m) is m
     ck = {"model_args": {"image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "backbone": "x",
-                         "postprocess": {"out_size": 32}}, "threshold": 1.5, "category": "brick"}
+                         "postprocess": {"out_size": 32, "map_outputs": [0], "score_output": None}},
+          "threshold": 1.5, "category": "brick"}
     meta = m.deploy_meta(ck)
     assert meta["preprocess"] == {"image_size": 32, "crop_size": None, "mean": [0.5] * 3, "std": [0.5] * 3}
     assert meta["outputs"] == ["map"] and meta["threshold"] == 1.5 and "postprocess" not in meta["model_args"]
