@@ -24,8 +24,9 @@ def _fit_peak_mb(data_dir, out, backbone="resnet18", holdout_ratio=0):
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-500:])
-    import paddle
-    ck = paddle.load(os.path.join(out, "brick", "model.pdparams"))
+
+    from adcommon import pdfile
+    ck = pdfile.load(os.path.join(out, "brick", "model.pdparams"))
     return ck["fit"]["peak_rss_mb"], ck["fit"]["fit_seconds"]
 
 
@@ -60,8 +61,6 @@ def scaling(quick=False, processes=(1, 2)):
     process's peak memory."""
     import time
 
-    import paddle
-
     from adcommon.distributed import launch_command
     from shared_data.synthetic import generate
     n = 40 if quick else 160
@@ -80,7 +79,8 @@ def scaling(quick=False, processes=(1, 2)):
             wall = time.perf_counter() - t0
             if r.returncode != 0:
                 raise RuntimeError((r.stdout + r.stderr)[-800:])
-            fit = paddle.load(os.path.join(out, "brick", "model.pdparams"))["fit"]
+            from adcommon import pdfile
+            fit = pdfile.load(os.path.join(out, "brick", "model.pdparams"))["fit"]
             peaks = fit.get("peak_rss_mb_per_process") or [fit["peak_rss_mb"]]
             base = base or fit["fit_seconds"]
             rows.append({"method": "PaDiM", "what": f"fit, R18 d=100 at 224, {n} images, {k} process(es) "

@@ -82,8 +82,6 @@ def train_scaling(folder, method, flags, schedule, what, n):
     import subprocess
     import tempfile
 
-    import paddle
-
     from shared_data.synthetic import generate
 
     from .distributed import launch_command
@@ -99,7 +97,8 @@ def train_scaling(folder, method, flags, schedule, what, n):
             r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, env=env)
             if r.returncode != 0:
                 raise RuntimeError((r.stdout + r.stderr)[-800:])
-            speed[k] = paddle.load(os.path.join(out, "brick", "model.pdparams"))["train"]["train_images_per_s"]
+            from .pdfile import load as _load
+            speed[k] = _load(os.path.join(out, "brick", "model.pdparams"))["train"]["train_images_per_s"]
     return [{"method": method, "what": f"training, {' '.join(flags[:2])} 128 px, global batch 8, {what}",
              "value": f"{speed[1]:.3g} / {speed[2]:.3g} img/s",
              "note": f"1 / 2 processes (x{speed[2] / speed[1]:.2f}) on {os.cpu_count()} cores"}]

@@ -8,6 +8,8 @@ import os
 
 from shared_data.errors import UserError, atomic_path
 
+from . import pdfile
+
 __all__ = ["save_checkpoint", "load_checkpoint", "set_state_strict", "checkpoint_path", "optimizer_state",
            "load_optimizer_state", "rewrite_checkpoint", "save_training_state", "training_state",
            "restore_training", "MODEL", "CANDIDATE", "STATE", "finished_run", "promote_candidate"]
@@ -35,11 +37,12 @@ def rewrite_checkpoint(path, obj):
 
 def load_checkpoint(path, method):
     """Load a checkpoint written by save_checkpoint; one-line errors for a missing, corrupt or foreign file."""
-    import paddle
     if not path or not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path} (run train.py first)")
     try:
-        obj = paddle.load(path)
+        obj = pdfile.load(path)
+    except UserError:
+        raise
     except Exception as e:  # paddle raises a variety of types for a non-paddle file
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"cannot read checkpoint {path}: {why}") from None

@@ -37,6 +37,7 @@ class Entry(NamedTuple):
     training: str      # 'epochs' (trained over epochs or steps, --resume) or 'fit' (one pass)
     quickstart: str    # scripts/quickstart.sh's train.py flags
     tiny: str          # train.py flags of a seconds-long check run (random weights, small size)
+    real: str = ""     # train.py flags for real images on a 2-core CPU (run_all_mvtec.sh --recipe real)
 
     @property
     def path(self):
@@ -56,7 +57,7 @@ def parse(text, where="methods.tsv"):
             continue
         cells = line.rstrip("\n").split("\t")
         if len(cells) < 4:
-            raise UserError(f"{where}:{n}: expected name, folder, package, training, quick-start and tiny flags "
+            raise UserError(f"{where}:{n}: expected name, folder, package, training, quick-start, tiny and real flags "
                             f"separated by tabs, got {line!r}")
         name, folder, package, training = (c.strip() for c in cells[:4])
         if training not in TRAINING:
@@ -64,7 +65,7 @@ def parse(text, where="methods.tsv"):
         if name in seen:
             raise UserError(f"{where}:{n}: method {name!r} listed twice")
         seen.add(name)
-        flags = [c.strip() for c in cells[4:6]] + [""] * (6 - len(cells))
+        flags = [c.strip() for c in cells[4:7]] + [""] * (7 - len(cells))
         rows.append(Entry(name, folder, package, training, *flags))
     return rows
 
@@ -85,8 +86,6 @@ def _read(path):
 
 def names():
     return [m.name for m in table()]
-
-
 
 
 def get(name):

@@ -18,7 +18,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from adcommon import methods  # noqa: E402
+from adcommon import methods, pdfile  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 # The quick-start recipes (scripts/quickstart.sh) run for longer.
@@ -107,8 +107,7 @@ def main(argv=None):
         if r.returncode:
             raise UserError(f"{methods.get(a.method).folder}/{script} failed (exit {r.returncode})")
     seconds = time.time() - t0
-    import paddle
-    ck = paddle.load(os.path.join(out, a.category, "model.pdparams"))
+    ck = pdfile.load(os.path.join(out, a.category, "model.pdparams"))
     with open(os.path.join(out, a.category, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
     x, loss, held = history(a.method, ck)

@@ -21,7 +21,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from adcommon import methods  # noqa: E402
+from adcommon import methods, pdfile  # noqa: E402
 from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 SKIP = {"date", "machine", "commit", "timing", "data_dir", "train", "training", "fit", "peak_rss_mb"}
@@ -52,8 +52,7 @@ def _clean(d):
 
 def _checkpoint_sums(path):
     import numpy as np
-    import paddle
-    ck = paddle.load(path)
+    ck = pdfile.load(path)
     return {k: [round(float(np.asarray(v.numpy() if hasattr(v, "numpy") else v, np.float64).sum()), 4),
                 round(float(np.abs(np.asarray(v.numpy() if hasattr(v, "numpy") else v, np.float64)).sum()), 4)]
             for k, v in sorted(ck["state_dict"].items())}

@@ -10,3 +10,4 @@ method_names() {  # every method, comma-separated, in the table's order
 }
 folder_of() { _method_column "$1" 2; }        # method -> paper folder (empty if unknown)
 quickstart_flags() { _method_column "$1" 5; }   # method -> the quick-start train.py flags
+real_flags() { _method_column "$1" 7; }         # method -> the train.py flags for real images on 2 CPU cores

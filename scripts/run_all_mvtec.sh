@@ -2,8 +2,13 @@
 # Train + evaluate every method on every category, then gather one results table.
 #
 #   bash scripts/run_all_mvtec.sh [--methods a,b (default: every method of methods.tsv)] [--categories carpet,grid,...]
-#        [--data_dir data/mvtec] [--output_dir output] [--gpus 0,1,...] [--epochs N] [--steps N]
-#        [--backbone NAME --pretrained X] [--extra "--image_size 128 ..."] [--force] [--shard i/n]
+#        [--data_dir data/mvtec] [--output_dir output] [--recipe paper|real|quickstart] [--gpus 0,1,...]
+#        [--epochs N] [--steps N] [--backbone NAME --pretrained X] [--extra "--image_size 128 ..."] [--force] [--shard i/n]
+#
+# --recipe: paper (default) runs each train.py with its own defaults, the paper's settings; real takes each
+# method's train.py flags for real images on a 2-core CPU (methods.tsv's real column, each folder's README
+# says why), quickstart those of scripts/quickstart.sh. The flags after it (--backbone, --epochs, --extra ...)
+# come later on the command line, so they win.
 #
 # --shard i/n: this machine takes job i, i+n, i+2n, ... of the (method, category) jobs in the order
 # methods x categories (1 <= i <= n), so n machines with the same flags share the work without talking
@@ -31,6 +36,7 @@ PRETRAINED=""
 EXTRA=""
 FORCE=0
 SHARD="1/1"
+RECIPE="paper"
 while [ $# -gt 0 ]; do
     case "$1" in
         --methods) METHODS=$2; shift 2 ;;
@@ -43,15 +49,20 @@ while [ $# -gt 0 ]; do
         --backbone) BACKBONE=$2; shift 2 ;;
         --pretrained) PRETRAINED=$2; shift 2 ;;
         --extra) EXTRA=$2; shift 2 ;;
+        --recipe) RECIPE=$2; shift 2 ;;
         --force) FORCE=1; shift ;;
         --shard) SHARD=$2; shift 2 ;;
-        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,23p "$0"; exit 0 ;;
         *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 if ! [[ "${SHARD}" =~ ^[0-9]+/[0-9]+$ ]] || [ "${SHARD%/*}" -lt 1 ] || [ "${SHARD%/*}" -gt "${SHARD#*/}" ]; then
     echo "error: --shard takes i/n with 1 <= i <= n (e.g. 2/4), got ${SHARD}" >&2; exit 2
 fi
+case "${RECIPE}" in
+    paper|real|quickstart) ;;
+    *) echo "error: --recipe takes paper, real or quickstart, got '${RECIPE}'" >&2; exit 2 ;;
+esac
 SHARD_I=$(( ${SHARD%/*} - 1 ))
 SHARD_N=${SHARD#*/}
 DATA_DIR=$(cd "${DATA_DIR}" 2>/dev/null && pwd) || { echo "error: --data_dir not found: $DATA_DIR" >&2; exit 2; }
@@ -62,6 +73,8 @@ mkdir -p "${OUTPUT_DIR}" && OUTPUT_DIR=$(cd "${OUTPUT_DIR}" && pwd)
 train_flags() {
     local m=$1 f="" script
     script="${ROOT}/$(folder_of "$m")/train.py"
+    [ "${RECIPE}" = "real" ] && f="$(real_flags "$m")"
+    [ "${RECIPE}" = "quickstart" ] && f="$(quickstart_flags "$m")"
     [ -n "${BACKBONE}" ] && f="$f --backbone ${BACKBONE}"
     [ -n "${PRETRAINED}" ] && f="$f --pretrained ${PRETRAINED}"
     [ -n "${EXTRA}" ] && f="$f ${EXTRA}"
@@ -124,16 +137,20 @@ run_one() {
     mkdir -p "${out}/${c}"
     rm -f "${out}/${c}/run_all.done"
     echo "start  ${m}/${c} on ${dev} -> ${log}"
-    local t0=$SECONDS
+    local t0=$SECONDS t1
     : > "${log}"
     # shellcheck disable=SC2046 # train_flags is a list of words
     in_folder "${folder}" "${log}" ${PYTHON} train.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" \
         --device "${dev}" $(train_flags "$m") &&
+    t1=$SECONDS &&
     in_folder "${folder}" "${log}" ${PYTHON} val.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" \
         --device "${dev}"
     if [ $? -eq 0 ]; then
-        # the marker comes last: a run stopped anywhere before it is redone next time
-        echo "finished $(date '+%Y-%m-%d %H:%M:%S') in $((SECONDS - t0)) s" > "${out}/${c}/run_all.done"
+        # the marker comes last: a run stopped anywhere before it is redone next time. Its lines are YAML
+        # (collect_results.py reports the minutes of a run from them).
+        printf 'finished: %s\nrecipe: %s\ntrain_seconds: %d\nval_seconds: %d\nseconds: %d\n' \
+            "$(date '+%Y-%m-%d %H:%M:%S')" "${RECIPE}" $((t1 - t0)) $((SECONDS - t1)) $((SECONDS - t0)) \
+            > "${out}/${c}/run_all.done"
         echo "done   ${m}/${c} in $((SECONDS - t0)) s: $(tail -n 1 "${log}")"
         echo "ok" > "${STATUS_DIR}/${m}_${c}"
     else

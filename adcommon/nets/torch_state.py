@@ -214,16 +214,24 @@ def _load_zip(path):
     return _materialise(obj, path)
 
 
+def _plain(f, path):
+    """One pickle of plain data (numbers, strings, containers) from f; anything callable is refused."""
+    from ..pdfile import data_unpickler
+    return data_unpickler(f, path).load()
+
+
 def _load_legacy(path):
     with open(path, "rb") as f:
         try:
-            magic = pickle.load(f)
+            magic = _plain(f, path)
+        except UserError:
+            raise
         except Exception:
             magic = None
         if magic != LEGACY_MAGIC:
             raise UserError(f"{path} is not a PyTorch checkpoint (neither zip nor legacy format)")
-        pickle.load(f)  # protocol number (1001)
-        _sys_info = pickle.load(f)  # {'protocol_version', 'little_endian', 'type_sizes'}
+        _plain(f, path)  # protocol number (1001)
+        _sys_info = _plain(f, path)  # {'protocol_version', 'little_endian', 'type_sizes'}
         little = not isinstance(_sys_info, dict) or _sys_info.get("little_endian", True)
         storages = {}
 
@@ -240,7 +248,7 @@ def _load_legacy(path):
             return root
 
         obj = _Unpickler(f, path, storage_for).load()
-        keys = pickle.load(f)  # serialized storage keys, in the order the bytes follow
+        keys = _plain(f, path)  # serialized storage keys, in the order the bytes follow
         for key in keys:
             key = str(key)
             head = f.read(8)

@@ -16,6 +16,7 @@ import paddle
 
 from shared_data.errors import UserError, atomic_path
 
+from .. import pdfile
 from .torch_state import load_torch_state_dict, unwrap_state_dict
 
 BACKBONES = ("resnet18", "wide_resnet50_2", "efficientnet_lite0")
@@ -166,7 +167,7 @@ def load_weights_file(path):
         for candidate in dict.fromkeys([path + ".pdparams"] + caches):
             if os.path.isfile(candidate) and os.path.getmtime(candidate) >= os.path.getmtime(path):
                 try:
-                    return _to_numpy_dict(paddle.load(candidate), candidate), "torch state dict, converted"
+                    return _to_numpy_dict(pdfile.load(candidate), candidate), "torch state dict, converted"
                 except Exception:
                     pass  # unreadable cache (interrupted by a crash before atomic writes?): rebuild
         sd = convert_torch_state_dict(load_torch_state_dict(path))
@@ -179,7 +180,9 @@ def load_weights_file(path):
                 continue  # read-only folder: try the user cache; failing both, stay in memory
         return sd, "torch state dict, converted"
     try:
-        obj = paddle.load(path)
+        obj = pdfile.load(path)
+    except UserError:
+        raise
     except Exception as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"cannot read weights {path}: {why}") from None
@@ -288,7 +291,7 @@ def _efficientnet_lite0_package_weights(cache_dir):
     cache = os.path.join(cache_dir, f"efficientnet_lite0-pkg{ver}.pdparams")
     if os.path.isfile(cache) and os.path.getmtime(cache) >= os.path.getmtime(src):
         try:
-            return _to_numpy_dict(paddle.load(cache), cache), desc
+            return _to_numpy_dict(pdfile.load(cache), cache), desc
         except Exception:
             pass  # unreadable: convert again
     sd = convert_torch_state_dict(load_torch_state_dict(src))  # ~0.2 s for 4.7M parameters
