@@ -111,11 +111,19 @@ class _OnnxRunner:
                             f"--backend {self.name}")
         self.config = {"backend": self.name}
 
-    def _check(self, n_outputs, model_dir):
+    def _check(self, n_outputs, model_dir, input_shape=()):
+        """The graph against inference.yml before the first image: its output count and, where the graph
+        fixes it, its input size (OpenVINO or ONNX Runtime would otherwise run a graph of another size on
+        images preprocessed for this one, or fail on the first batch)."""
         if n_outputs != len(self.meta["outputs"]):
             raise UserError(f"{model_dir}: {ONNX_FILE} has {n_outputs} outputs, inference.yml lists "
                             f"{len(self.meta['outputs'])}: the files come from different exports; re-run "
                             "export_model.py")
+        size = self.meta["preprocess"].get("crop_size") or self.meta["preprocess"]["image_size"]
+        fixed = [d for d in list(input_shape)[2:] if isinstance(d, int) and d > 0]
+        if fixed and any(d != int(size) for d in fixed):
+            raise UserError(f"{model_dir}: inference.yml preprocesses to {size} px but {ONNX_FILE} takes "
+                            f"{'x'.join(map(str, fixed))} px: re-run export_model.py --onnx True")
 
 
 class OnnxRuntime(_OnnxRunner):
@@ -138,7 +146,7 @@ class OnnxRuntime(_OnnxRunner):
                             "--onnx True") from None
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
-        self._check(len(self.outputs), model_dir)
+        self._check(len(self.outputs), model_dir, self.session.get_inputs()[0].shape)
         self.config.update(threads=so.intra_op_num_threads, version=ort.__version__)
 
     def run(self, batch):
@@ -162,7 +170,9 @@ class OpenVino(_OnnxRunner):
         except Exception as e:  # noqa: BLE001
             raise UserError(f"cannot load {self.path} ({str(e).splitlines()[0][:160]}): re-run export_model.py "
                             "--onnx True") from None
-        self._check(len(self.model.outputs), model_dir)
+        shape = self.model.inputs[0].get_partial_shape()
+        self._check(len(self.model.outputs), model_dir,
+                    [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else ())
         self.settings = {"INFERENCE_NUM_THREADS": int(cpu_threads or _threads()),
                          "INFERENCE_PRECISION_HINT": "bf16" if precision == "fp16" else "f32",
                          "PERFORMANCE_HINT": "LATENCY"}

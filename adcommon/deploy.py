@@ -55,6 +55,7 @@ class HotFolder:
         if not os.path.isdir(folder):
             raise UserError(f"--watch needs a folder for --img_path, got {printable(folder)}")
         self.folder, self.poll = folder, max(0.05, float(poll))
+        self.warned = set()   # special files and unreadable folders: one warning each, not one a poll
 
     def chunks(self, batch_size, done):
         """Endless: lists of up to ``batch_size`` new images, and an empty list when none is ready yet."""
@@ -62,7 +63,7 @@ class HotFolder:
         last = {}                     # path -> (size, mtime) at the previous look, for files not taken
         while True:
             ready = []
-            for q in iter_images(self.folder):
+            for q in iter_images(self.folder, warned=self.warned):
                 try:
                     st = os.stat(q)
                 except OSError:   # gone again
@@ -129,7 +130,7 @@ def infer_main(argv, model_name):
         raise UserError(f"{model_dir} holds a {exported_by} model, not {model_name}: use that method's infer.py "
                         "(the graph's outputs and post-processing are the method's own)")
     watch = HotFolder(args.img_path, args.poll) if args.watch else None
-    paths = None if watch else find_images(args.img_path)
+    paths = None if watch else find_images(args.img_path, strict=args.strict)
     use_mkldnn = args.use_mkldnn
     if use_mkldnn and not args.use_gpu and args.backend == "paddle" and meta.get("graph_has_gradients"):
         # oneDNN's conv/pool backward kernels refuse inference mode (Paddle 3.3): a graph holding

@@ -12,9 +12,11 @@ import threading
 
 import numpy as np
 
+from shared_data.errors import UserError
+
 __all__ = ["launched", "init", "rank", "world_size", "is_main", "all_sum", "all_gather", "gather_shares", "barrier",
            "shard", "launch_command", "batch_share", "data_parallel", "broadcast_parameters", "all_sum_gradients",
-           "backward_share", "sync_batch_norm"]
+           "backward_share", "check_finite_loss", "sync_batch_norm"]
 
 _STATE = {"ready": False}
 
@@ -187,11 +189,23 @@ def all_sum_gradients(parameters):
                 dist.all_reduce(p.grad)
 
 
+def check_finite_loss(loss):
+    """Stop a diverged training (a NaN or infinite loss: too large a --lr, a broken image) with one line,
+    before its backward: NaN weights are never saved, and native kernels never see NaN gradients (KDAD's
+    once crashed with 'double free or corruption' and hung)."""
+    import math
+    value = float(loss)
+    if not math.isfinite(value):
+        raise UserError(f"training diverged: the loss is {value} (lower --lr, or check the images and "
+                        "settings); model.pdparams is not written")
+
+
 def backward_share(loss, weight, parameters, backward=None):
     """The backward of one training step on this process's share of the global batch (``weight``: its part
     of the batch's mean loss, batch_share), then the gradients added over the processes: every process
     holds the global batch's gradient. One process: the plain backward of ``loss``. ``backward``: the
     function that runs it (a compiled step's own), else ``loss.backward()``."""
+    check_finite_loss(loss)
     run = backward or (lambda t: t.backward())
     run(loss * weight if world_size() > 1 else loss)
     all_sum_gradients(parameters)

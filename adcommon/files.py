@@ -5,6 +5,8 @@ import glob
 import io
 import json
 import os
+import stat
+import sys
 
 import numpy as np
 import yaml
@@ -17,27 +19,62 @@ from .outputs import folder_lock  # noqa: F401 (re-exported: the lock's home bef
 __all__ = ["iter_images", "find_images", "save_yaml", "save_json", "write_scores_csv", "write_png", "folder_lock"]
 
 
-def iter_images(folder):
+def _warn(message):
+    print(f"warning: {printable(message)}", file=sys.stderr, flush=True)
+
+
+def _regular(path, warned=None):
+    """True for a regular file (or a link to one). A FIFO, socket or device named like an image is
+    skipped with a warning: opening a FIFO blocks until a writer comes, a device may never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False   # vanished or a dangling link: the image reader reports what it cannot open
+    if stat.S_ISREG(mode):
+        return True
+    if warned is None or path not in warned:
+        _warn(f"skipping {path}: not a regular file (a FIFO, socket or device)")
+        if warned is not None:
+            warned.add(path)
+    return False
+
+
+def iter_images(folder, strict=False, warned=None):
     """The image files below ``folder``, searched recursively in sorted order; hidden files and folders
-    and ground-truth masks (``*_mask.png``) skipped."""
-    for d, dirs, files in os.walk(folder):
+    and ground-truth masks (``*_mask.png``) skipped, and so are special files (with a warning, once per
+    path in ``warned``). A subfolder that cannot be read is named in a warning; ``strict``: an error."""
+    def unreadable(err):
+        if strict:
+            raise UserError(f"cannot read the folder {printable(err.filename)} ({err.strerror}) "
+                            "(--strict True: every folder must be readable)")
+        if warned is None or err.filename not in warned:
+            _warn(f"cannot read the folder {err.filename} ({err.strerror}): its images are not scored")
+            if warned is not None:
+                warned.add(err.filename)
+
+    for d, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(x for x in dirs if not x.startswith("."))
         for f in sorted(files):
             if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".") and not f.lower().endswith("_mask.png"):
-                yield os.path.join(d, f)
+                path = os.path.join(d, f)
+                if _regular(path, warned):
+                    yield path
 
 
-def find_images(img_path):
-    """A file, a folder (searched recursively) or a glob -> sorted image paths; error if none."""
+def find_images(img_path, strict=False):
+    """A file, a folder (searched recursively) or a glob -> sorted image paths; error if none. Special
+    files are skipped with a warning; an unreadable subfolder is a warning (``strict``: an error)."""
     if img_path is None:
         raise UserError("--img_path is required (a file, a folder or a glob)")
-    if os.path.isfile(img_path):
-        return [img_path]
+    if os.path.exists(img_path) and not os.path.isdir(img_path):
+        if os.path.isfile(img_path):
+            return [img_path]
+        raise UserError(f"--img_path {printable(img_path)} is not a regular file (a FIFO, socket or device)")
     if os.path.isdir(img_path):
-        out = sorted(iter_images(img_path))
+        out = sorted(iter_images(img_path, strict))
     else:
         out = sorted(p for p in glob.glob(img_path, recursive=True)
-                     if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+                     if p.lower().endswith(IMAGE_EXTENSIONS) and _regular(p))
     if not out:
         raise UserError(f"no images found at {printable(img_path)}")
     return out

@@ -3,6 +3,9 @@
 oneDNN is ON by default in Paddle 3's CPU config, so ``use_mkldnn=False`` disables it explicitly
 (otherwise the TIPC "mkldnn False" rows would silently run with oneDNN).
 """
+import functools
+import hashlib
+import math
 import os
 
 import numpy as np
@@ -29,11 +32,45 @@ def load_meta(model_dir, check=True):
             from None
     if check:
         check_meta(meta, yml)
+        verify_files(model_dir, meta)
     return meta
 
 
 def _number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path, size, mtime_ns):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digest(path):
+    """SHA-256 of a file (hex), computed once per process for a given size and modification time."""
+    st = os.stat(path)
+    return _sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def verify_files(model_dir, meta):
+    """The files of an export against the SHA-256 digests export_model.py recorded in inference.yml: a
+    swapped, damaged or foreign graph, parameters or ONNX file is refused with one line naming it, before
+    it scores anything. An export from before the digests (no ``sha256``) is read as it is."""
+    digests = meta.get("sha256")
+    if digests is None:
+        return
+    if not isinstance(digests, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
+        raise UserError(f"{model_dir}/inference.yml: sha256 must map file names to digests; re-run export_model.py")
+    for name, want in digests.items():
+        path = os.path.join(model_dir, name)
+        if os.path.basename(name) != name or not os.path.isfile(path):
+            raise UserError(f"{model_dir}: {name} is missing (inference.yml records it); re-run export_model.py")
+        if file_digest(path) != want.lower():
+            raise UserError(f"{path} does not match the SHA-256 that inference.yml records for it: the file was "
+                            "changed, damaged or comes from another export; re-run export_model.py")
 
 
 def check_meta(meta, where="inference.yml"):

@@ -2,6 +2,7 @@
 import argparse
 import contextlib
 import errno
+import math
 import os
 import re
 import shutil
@@ -342,31 +343,48 @@ class Range:
         return f"in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
 
 
-# What every script's flag of that name accepts, unless the flag declares its own ``limits``.
+# Counts of threads and worker processes: past these a runtime spends minutes creating them (ONNX Runtime
+# with 100000 threads never started), and no machine has that many cores.
+MAX_THREADS, MAX_WORKERS = 1024, 256
+
+# What every script's flag of that name accepts, unless the flag declares its own ``limits``. Every
+# float flag is finite besides (NaN, inf and 1e999 are refused; _ranged).
 RANGES = {
     "batch_size": Range(1), "epochs": Range(1), "steps": Range(0), "image_size": Range(32), "crop_size": Range(32),
     "lr": Range(0, lo_open=True), "momentum": Range(0, 1, hi_open=True), "weight_decay": Range(0),
     "holdout_ratio": Range(0, 1, hi_open=True), "threshold_quantile": Range(0, 1, lo_open=True, hi_open=True),
-    "num_workers": Range(0), "cpu_threads": Range(1), "warmup": Range(0), "seed": Range(0, 2 ** 32 - 1),
+    "num_workers": Range(0, MAX_WORKERS), "cpu_threads": Range(1, MAX_THREADS), "warmup": Range(0),
+    "seed": Range(0, 2 ** 32 - 1),
     "gpu_id": Range(0), "gpu_mem": Range(1), "d": Range(1), "folds": Range(0), "smooth_grad_n": Range(1),
-    "log_interval": Range(1), "workers": Range(0), "max_megapixels": Range(0, lo_open=True),
+    "log_interval": Range(1), "workers": Range(0, MAX_WORKERS), "max_megapixels": Range(0, lo_open=True),
     "poll": Range(0, lo_open=True), "n_train": Range(1), "n_test": Range(1), "n_test_good": Range(0),
     "n_test_defect": Range(0), "timeout": Range(0, lo_open=True),
 }
 
 
-def _ranged(kind, flag, limits):
+def _ranged(kind, flag, limits=None):
     def parse(text):
         try:
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} takes {'an integer' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None
-        if v != v or v not in limits:  # NaN is in no range
+        if kind is float and not math.isfinite(v):  # nan, inf, and 1e999 that float() reads as inf
+            raise argparse.ArgumentTypeError(f"{flag} takes a finite number, got {text}")
+        if limits is not None and v not in limits:
             raise argparse.ArgumentTypeError(f"{flag} must be {limits}, got {text}")
         return v
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def check_number(name, value, kind=float, limits=None):
+    """A number read outside argparse (a config file, inference.yml) under the same rules as the flag of
+    that name: finite, in RANGES[name] (or ``limits``); UserError otherwise."""
+    try:
+        return _ranged(kind, name, limits if limits is not None else RANGES.get(name.lstrip("-")))(str(value))
+    except argparse.ArgumentTypeError as e:
+        raise UserError(str(e)) from None
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -382,7 +400,7 @@ class ArgumentParser(argparse.ArgumentParser):
         flag = next((n for n in names if n.startswith("--")), names[0])
         dest = kw.get("dest") or flag.lstrip("-").replace("-", "_")
         limits = limits if limits is not None else RANGES.get(dest)
-        if limits is not None and kw.get("type") in (int, float):
+        if kw.get("type") is float or (limits is not None and kw.get("type") is int):
             kw["type"] = _ranged(kw["type"], flag, limits)
         return super().add_argument(*names, **kw)
 

@@ -224,3 +224,64 @@ def test_overlapped_stages_write_what_one_thread_writes(tmp_path):
     for name in os.listdir(tmp_path / "seq"):
         if name.endswith(".png"):
             assert (tmp_path / "seq" / name).read_bytes() == (tmp_path / "par" / name).read_bytes(), name
+
+
+def _tree(folder):
+    """{relative path: bytes} of every file below folder (hidden ones too)."""
+    out = {}
+    for d, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = fh.read()
+    return out
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_refused_strict_run_leaves_the_previous_results_untouched(tmp_path, resume):
+    """--strict meeting an unreadable image after some batches were written: the earlier run's results
+    (finished, with --resume or without) are byte for byte what they were."""
+    paths = _images(str(tmp_path / "img"), [f"good/{i:02d}.png" for i in range(6)])
+    out = str(tmp_path / "pred")
+    predict_images(paths, _run, META, out, batch_size=2, save_vis=True, save_maps="npy")
+    before = _tree(out)
+    assert "summary.json" in before and len(before) > 6
+    more = _images(str(tmp_path / "img"), [f"new/{i:02d}.png" for i in range(6)])
+    with open(more[4], "wb") as f:
+        f.write(b"not a png")
+    with pytest.raises(UserError, match="cannot read image"):
+        predict_images(paths + more, _run, META, out, batch_size=2, save_vis=True, save_maps="npy", strict=True,
+                       resume=resume)
+    assert _tree(out) == before
+
+
+def test_special_files_are_skipped_with_a_warning_and_never_opened(tmp_path, capsys):
+    """A FIFO named like an image: opening it would block until a writer comes."""
+    from adcommon.files import find_images
+    paths = _images(str(tmp_path / "img"), ["a.png", "b.png"])
+    fifo = str(tmp_path / "img" / "cam.png")
+    os.mkfifo(fifo)
+    for arg in (str(tmp_path / "img"), str(tmp_path / "img" / "*.png")):
+        assert find_images(arg) == sorted(paths)
+        err = capsys.readouterr().err
+        assert "warning: skipping" in err and "cam.png" in err
+    with pytest.raises(UserError, match="not a regular file"):
+        find_images(fifo)
+
+
+def test_an_unreadable_subfolder_is_a_warning_and_with_strict_an_error(tmp_path, capsys, monkeypatch):
+    """Simulated (the tests may run as root, who reads any folder): os.scandir refuses one subfolder."""
+    from adcommon.files import find_images
+    paths = _images(str(tmp_path / "img"), ["a.png", "locked/b.png"])
+    locked = os.path.dirname(paths[1])
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.abspath(path) == locked:
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert find_images(str(tmp_path / "img")) == [paths[0]]
+    assert "cannot read the folder" in capsys.readouterr().err
+    with pytest.raises(UserError, match="cannot read the folder"):
+        find_images(str(tmp_path / "img"), strict=True)

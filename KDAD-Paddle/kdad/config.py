@@ -7,7 +7,7 @@ import os
 
 import yaml
 
-from shared_data.errors import UserError
+from shared_data.errors import RANGES, UserError, check_number
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "config.yaml")
@@ -67,16 +67,16 @@ def load_config(path):
             continue
         try:
             if key in ("num_epochs", "batch_size", "mvtec_img_size", "last_checkpoint"):
-                v = int(v)
+                v = check_number(f"{path}: {key} ({dest})", int(v), int, RANGES.get(dest))
             elif key in ("learning_rate", "lamda"):
-                v = float(v)
+                v = check_number(f"{path}: {key} ({dest})", float(v), float, RANGES.get(dest))
             elif key == "pretrain":
                 v = ("imagenet" if v else "none") if isinstance(v, bool) else str(v)
             elif key in _BOOL_KEYS:
                 v = _as_bool(key, v)
             else:
                 v = str(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UserError(f"config key {key}: bad value {v!r}") from None
         out[dest] = v
     if out.get("dataset_name", "mvtec").lower() != "mvtec":
