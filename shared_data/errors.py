@@ -161,9 +161,78 @@ def _install_sigterm():
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+# Seconds a run may take to stop after SIGTERM or Ctrl-C before the watchdog ends it (a process manager
+# sends SIGKILL after its own grace period: systemd's is 90 s).
+GRACE_ENV = "ADSUITE_STOP_GRACE_S"
+
+
+def _grace_seconds():
+    try:
+        v = float(os.environ.get(GRACE_ENV, "10"))
+    except ValueError:
+        return 10.0
+    return v if math.isfinite(v) and v > 0 else 10.0
+
+
+class _StopWatchdog:
+    """Ends the process with 143 (SIGTERM) or 130 (Ctrl-C) when it has not stopped within the grace period
+    after the signal. Python runs a signal handler only between bytecodes, so a main thread blocked in a
+    native call (a read that never returns, a runtime that never starts) would ignore the signal; the
+    interpreter's C handler writes the signal number to the wakeup pipe at once, and this thread, which
+    waits on that pipe, does not depend on the main thread."""
+
+    def __init__(self):
+        import threading
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.previous_fd = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        self.stopped = False
+        self.thread = threading.Thread(target=self._watch, name="stop-watchdog", daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        try:
+            self._wait()
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self.read_fd)
+
+    def _wait(self):
+        while True:
+            try:
+                data = os.read(self.read_fd, 64)
+            except OSError:
+                return
+            if not data or self.stopped:   # the write end closed: the run is over
+                return
+            signums = set(data)
+            if signal.SIGTERM in signums or signal.SIGINT in signums:
+                code = 143 if signal.SIGTERM in signums else 130
+                grace = _grace_seconds()
+                import time
+                deadline = time.monotonic() + grace
+                while time.monotonic() < deadline and not self.stopped:
+                    time.sleep(0.1)
+                if self.stopped:
+                    return
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(f"error: {'terminated' if code == 143 else 'interrupted'} (still busy "
+                                     f"{grace:g} s after the signal: stopped now)\n")
+                    sys.stderr.flush()
+                os._exit(code)
+
+    def close(self):
+        self.stopped = True
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(self.previous_fd)
+        with contextlib.suppress(OSError):
+            os.close(self.write_fd)   # the watching thread reads the end of the pipe and closes its own end
+
+
 def _handle_sigterm():
-    """SIGTERM -> Terminated in the main thread for the call of run_cli; returns the function that puts
-    the previous handler back (run_cli is also called in-process, by tests and notebooks)."""
+    """SIGTERM -> Terminated in the main thread for the call of run_cli, and the stop watchdog; returns the
+    function that puts the previous handler back (run_cli is also called in-process, by tests and
+    notebooks)."""
     import threading
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -173,8 +242,13 @@ def _handle_sigterm():
         hook = _AfterPaddle()
         sys.meta_path.insert(0, hook)
     _install_sigterm()
+    watchdog = None
+    with contextlib.suppress(ValueError, OSError):
+        watchdog = _StopWatchdog()
 
     def restore():
+        if watchdog is not None:
+            watchdog.close()
         if hook is not None:
             with contextlib.suppress(ValueError):
                 sys.meta_path.remove(hook)

@@ -282,3 +282,53 @@ def test_a_destructor_failing_after_ctrl_c_does_not_follow_the_error_line():
     r = subprocess.run([sys.executable, "-c", HALF_BUILT.format(root=root)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 130 and r.stderr.strip() == "error: interrupted", r.stderr
+
+
+_BLOCKED = r'''
+import ctypes, sys
+sys.path.insert(0, {root!r})
+from shared_data.errors import run_cli
+
+def main(argv):
+    libc = ctypes.CDLL(None)
+    m = ctypes.create_string_buffer(64)   # a zeroed pthread mutex (glibc's static initialiser)
+    libc.pthread_mutex_lock(m)
+    print("ready", flush=True)
+    libc.pthread_mutex_lock(m)   # a deadlock in native code: never returns, signals or not
+
+run_cli(main)
+'''
+
+
+@pytest.mark.parametrize("sig,code,word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_run_blocked_in_native_code_stops_within_the_grace_period(tmp_path, sig, code, word):
+    """Python runs signal handlers only between bytecodes: a main thread stuck in a native call never would.
+    The stop watchdog ends the process with the signal's exit code once the grace period is over."""
+    import signal
+    import time
+    script = tmp_path / "blocked.py"
+    script.write_text(_BLOCKED.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env = dict(os.environ, ADSUITE_STOP_GRACE_S="1")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env)
+    assert p.stdout.readline().strip() == "ready"
+    t0 = time.monotonic()
+    p.send_signal(getattr(signal, sig))
+    try:
+        _, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == code
+    assert time.monotonic() - t0 < 15
+    assert err.strip().splitlines()[-1].startswith(f"error: {word}")
+
+
+def test_the_watchdog_leaves_a_normal_run_alone(tmp_path):
+    """A run that ends by itself, or stops at once on SIGTERM, is not cut short or given another line."""
+    script = tmp_path / "quick.py"
+    script.write_text("import sys, time\nsys.path.insert(0, %r)\nfrom shared_data.errors import run_cli\n"
+                      "def main(argv):\n    print('done')\n    return 0\nrun_cli(main)\n"
+                      % os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ADSUITE_STOP_GRACE_S="1"))
+    assert (r.returncode, r.stdout.strip(), r.stderr.strip()) == (0, "done", "")
