@@ -56,16 +56,21 @@ chain() {  # method category: train -> val -> predict -> export -> infer, log in
     o="$OUT/$m"
     log="$o/$c/quickstart.log"
     mkdir -p "$o/$c"
-    if ! (
-        set -e
-        cd "$dir"
-        "$PY" train.py --data_dir "$DATA" --category "$c" --output_dir "$o" $(quickstart_flags "$m")
-        "$PY" val.py --data_dir "$DATA" --category "$c" --output_dir "$o" --save_vis True
-        "$PY" predict.py --output_dir "$o" --category "$c" --img_path "$DATA/$c/test" --save_dir "$o/$c/predict"
-        "$PY" export_model.py --output_dir "$o" --category "$c"
+    # each step ends the chain when it fails or is stopped (set -e has no effect inside `if ! ( ... )`)
+    (
+        cd "$dir" || exit
+        "$PY" train.py --data_dir "$DATA" --category "$c" --output_dir "$o" $(quickstart_flags "$m") || exit
+        "$PY" val.py --data_dir "$DATA" --category "$c" --output_dir "$o" --save_vis True || exit
+        "$PY" predict.py --output_dir "$o" --category "$c" --img_path "$DATA/$c/test" --save_dir "$o/$c/predict" \
+            || exit
+        "$PY" export_model.py --output_dir "$o" --category "$c" || exit
         "$PY" infer.py --model_dir "$o/$c/inference" --img_path "$DATA/$c/test" --batch_size 8 \
-            --use_mkldnn True --cpu_threads "$THREADS" --benchmark True --save_dir "$o/$c/infer"
-    ) > "$log" 2>&1; then
+            --use_mkldnn True --cpu_threads "$THREADS" --benchmark True --save_dir "$o/$c/infer" || exit
+    ) > "$log" 2>&1
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        # a step stopped by a signal (130 Ctrl-C, 143 SIGTERM) stops the whole quick start with its code
+        [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ] && return "$rc"
         tail -n 5 "$log" >&2
         echo "error: $m/$c failed; full log: $log" >&2
         return 1
@@ -78,7 +83,7 @@ category() {  # every method on one category, one after the other
     local c=$1 m
     for m in "${METHOD_LIST[@]}"; do
         [ -f "$ROOT/$(folder_of "$m")/train.py" ] || { echo "== $m: not available, skipped"; continue; }
-        chain "$m" "$c" || return 1
+        chain "$m" "$c" || return $?
     done
 }
 
@@ -104,11 +109,18 @@ FAILED="$OUT/.failed"
 rm -f "$FAILED"
 for c in "${CAT_LIST[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
-    { category "$c" || echo "$c" >> "$FAILED"; } &
+    { rc=0; category "$c" || rc=$?; [ "$rc" -eq 0 ] || echo "$c $rc" >> "$FAILED"; } &
 done
 while [ -n "$(jobs -rp)" ]; do wait; done
 if [ -s "$FAILED" ]; then
-    echo "error: the quick start failed for: $(tr '\n' ' ' < "$FAILED")(see the log named above)" >&2
+    # a category stopped by Ctrl-C or SIGTERM (its step exited 130 / 143): the quick start ends the same way
+    for code in 143 130; do
+        if grep -q " $code\$" "$FAILED"; then
+            echo "error: $([ "$code" = 143 ] && echo terminated || echo interrupted)" >&2
+            exit "$code"
+        fi
+    done
+    echo "error: the quick start failed for: $(cut -d' ' -f1 "$FAILED" | tr '\n' ' ')(see the log named above)" >&2
     exit 1
 fi
 

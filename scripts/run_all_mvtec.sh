@@ -86,6 +86,11 @@ train_flags() {
 IFS=',' read -r -a METHOD_LIST <<< "${METHODS}"
 IFS=',' read -r -a CAT_LIST <<< "${CATEGORIES}"
 IFS=',' read -r -a GPU_LIST <<< "${GPUS}"
+N_JOBS=$(( ${#METHOD_LIST[@]} * ${#CAT_LIST[@]} ))
+if [ "${SHARD_I}" -ge "${N_JOBS}" ]; then
+    echo "error: --shard ${SHARD} has no job: there are ${N_JOBS} (${#METHOD_LIST[@]} method(s) x ${#CAT_LIST[@]} categories)" >&2
+    exit 2
+fi
 for m in "${METHOD_LIST[@]}"; do
     [ -n "$(folder_of "$m")" ] || { echo "error: unknown method '$m' ($(method_names | sed 's/,/, /g'))" >&2; exit 2; }
 done

@@ -114,3 +114,33 @@ def test_sigterm_stops_the_whole_run(tmp_path):
         pass
     assert "error: terminated" in (out / "stfpm" / "brick" / "run.log").read_text()
     assert not (out / "stfpm" / "brick" / "run_all.done").exists() and not (out / "stfpm" / "tablet").exists()
+
+
+def test_a_shard_without_a_job_is_an_error(tmp_path):
+    (tmp_path / "data" / "brick").mkdir(parents=True)
+    r = _run("--methods", "padim", "--categories", "brick", "--shard", "2/3", "--data_dir", str(tmp_path / "data"),
+             "--output_dir", str(tmp_path / "o"))
+    assert r.returncode == 2 and "has no job" in r.stderr and "all runs finished" not in r.stdout
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_the_quick_start_stops_at_the_first_interrupted_step(tmp_path, code):
+    """train.py stopped by Ctrl-C (130) or SIGTERM (143): no later step runs and the quick start exits so.
+    A stand-in Python records the steps it is asked to run (set -e has no effect inside `if ! ( ... )`,
+    which once let val/predict/export/infer run after an interrupted train.py)."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$1" in
+    train.py|val.py|predict.py|export_model.py|infer.py) echo "$1" >> {calls}; [ "$1" = train.py ] && exit {code}; exit 0 ;;
+    *) exec {sys.executable} "$@" ;;
+esac
+""")
+    fake.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(fake))
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "quickstart.sh"), "--skip_install", "--methods", "padim",
+                        "--categories", "brick", "--data_dir", str(tmp_path / "data"), "--output_dir",
+                        str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == code, r.stdout + r.stderr
+    assert calls.read_text().split() == ["train.py"]
+    assert r.stderr.strip().splitlines()[-1] == f"error: {'terminated' if code == 143 else 'interrupted'}"
