@@ -55,6 +55,9 @@ def main(argv=None):
     if len(paths) != 1:
         raise cli.UserError(f"--save_path {picture} is a picture name: give one image, or a folder name")
     check_utf8(picture, "--save_path")
+    if os.path.exists(picture) and os.path.samefile(picture, paths[0]):
+        raise cli.UserError(f"--save_path {picture} is the input image itself: the picture would replace it; "
+                            "give another name")
     work = tempfile.mkdtemp(prefix="stfpm-predict-")
     try:
         args.save_dir, args.save_vis = os.path.join(work, "results"), True

@@ -1,6 +1,7 @@
 """User errors end in one line on stderr and a non-zero exit; the seed's flags keep working."""
 import json
 import os
+import shutil
 
 import pytest
 from stfpm_helpers import CATEGORY, IMAGE_SIZE, run_script
@@ -103,6 +104,12 @@ def test_seed_flags(syn_root, trained, tmp_path):
     img = os.path.join(syn_root, CATEGORY, "test", "good", "000.png")
     r = run_script("predict", "--depth", 18, f"--checkpoint={ck}", f"--image_path={img}", f"--save_path={pic}")
     assert r.returncode == 0 and pic.is_file(), r.stderr
+    same = tmp_path / "same.png"   # --save_path naming the input image itself is refused, the image intact
+    shutil.copyfile(img, same)
+    before = same.read_bytes()
+    r = run_script("predict", "--depth", 18, f"--checkpoint={ck}", f"--image_path={same}", f"--save_path={same}")
+    _one_line_error(r, "is the input image itself")
+    assert same.read_bytes() == before
     r = run_script("export_model", "--depth", 18, f"--img_size={IMAGE_SIZE}", f"--model_path={ck}",
                    f"--save_dir={tmp_path / 'inference'}")
     assert r.returncode == 0 and (tmp_path / "inference" / "inference.yml").is_file(), r.stderr
