@@ -78,10 +78,17 @@ def table() -> List[Entry]:
 def _read(path):
     try:
         with open(path, encoding="utf-8") as f:
-            return parse(f.read(), path)
+            rows = parse(f.read(), path)
     except FileNotFoundError:
         raise UserError(f"the method table {path} is missing: adcommon runs from its repository "
                         "(pip install -e .)") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"the method table {path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
+    missing = [m for m in rows if not os.path.isdir(m.path)]
+    if missing:
+        raise UserError(f"{path}: method {missing[0].name!r} names the folder {missing[0].folder!r}, which does "
+                        f"not exist beside the table")
+    return rows
 
 
 def names():

@@ -87,6 +87,8 @@ def check_meta(meta, where="inference.yml"):
         v = p.get(k)
         if (v is not None or k == "image_size") and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
             bad(f"preprocess.{k}", f"must be a positive integer, got {v!r}")
+    if p.get("crop_size") is not None and p["crop_size"] > p["image_size"]:
+        bad("preprocess.crop_size", f"{p['crop_size']} is larger than image_size {p['image_size']}")
     for k in ("mean", "std"):
         v = p.get(k)
         if v is not None and not (isinstance(v, list) and len(v) == 3 and all(_number(x) for x in v)):

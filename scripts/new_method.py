@@ -100,7 +100,7 @@ from adcommon.cli import run_cli  # noqa: E402
 from adcommon.deploy import infer_main  # noqa: E402
 
 if __name__ == "__main__":
-    run_cli(lambda argv: infer_main(argv, "__TITLE__"))
+    run_cli(lambda argv: infer_main(argv, "__NAME__"))
 ''',
     "__PKG__/__init__.py": "",
     "__PKG__/engine.py": '''"""__TITLE__'s engine (the method contract, adcommon.contract).
@@ -212,6 +212,10 @@ def main(argv=None):
     if os.path.exists(dest):
         raise UserError(f"{dest} exists: nothing is overwritten; choose another --name or --dest")
     title = args.title or args.name.upper()
+    if not re.fullmatch(r"[^\"'\\{}\x00-\x1f\x7f]{1,80}", title):
+        # it goes into docstrings, strings and f-strings of the new files: no quote, backslash, brace or control
+        raise UserError(f"--title may not hold quotes, backslashes, braces or control characters (80 at most): "
+                        f"{title!r}")
     rel = os.path.relpath(dest, os.path.dirname(os.path.abspath(table)))
     line = "\t".join([args.name, rel, args.name, "fit", "", "--image_size 64"]) + "\n"
     make_dirs(dest)   # new (checked above): removed again if anything fails

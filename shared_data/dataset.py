@@ -8,7 +8,7 @@ import os
 from collections import namedtuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .categories import IMAGE_EXTENSIONS
 from .errors import UserError, printable
@@ -46,18 +46,34 @@ def _open(path, what="image"):
     return im
 
 
+def _grey_levels(im, path):
+    """A one-channel image of more than 8 bits (16- or 32-bit integers, 32-bit floats) -> uint8 (H, W).
+
+    Integers up to 255 are kept, up to 65535 read as 16 bit; floats in [0, 1] are read as fractions of
+    white, in [0, 255] and [0, 65535] as 8- and 16-bit levels. Anything else (negative, NaN, beyond 16
+    bit) has no meaning we could guess: one error line instead of a silently wrong score."""
+    a = np.asarray(im, dtype=np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 65535:
+        raise UserError(f"cannot read image {printable(path)}: its {im.mode} values span [{lo:g}, {hi:g}]; expected "
+                        "levels in [0, 1], [0, 255] or [0, 65535]: convert it to an 8- or 16-bit image")
+    if im.mode == "F" and hi <= 1.0:
+        scale = 1.0
+    else:
+        scale = 65535.0 if hi > 255 else 255.0
+    return np.clip(a / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def load_image(path):
-    """Read any png/jpg/bmp/tif as RGB uint8 (H, W, 3); greyscale, RGBA, palette and 16-bit converted.
-    The one function every script reads images with: one-line errors for a missing, unreadable or
-    oversized file."""
+    """Read any png/jpg/bmp/tif as RGB uint8 (H, W, 3); greyscale, RGBA, palette, 16-bit, 32-bit integer and
+    float converted, and turned upright by its EXIF orientation (as a viewer shows it). The one function
+    every script reads images with: one-line errors for a missing, unreadable or oversized file."""
     try:
         with _open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit greyscale: scale to 8 bit instead of PIL's clipping conversion.
-                a = np.asarray(im, dtype=np.float64)
-                hi = 65535.0 if a.max() > 255 else 255.0
-                a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                a = _grey_levels(im, path)
                 return np.repeat(a[:, :, None], 3, axis=2)
             if im.mode == "RGBA" or im.mode == "LA" or (im.mode == "P" and "transparency" in im.info):
                 # Composite on black: transparent pixels must not carry hidden colours.
@@ -88,7 +104,8 @@ def load_mask(path):
     try:
         with _open(path, "mask") as im:
             im.load()
-            a = np.asarray(im.convert("L"))
+            im = ImageOps.exif_transpose(im)   # upright like its image
+            a = np.asarray(im) if im.mode in ("I", "F", "I;16", "I;16B", "I;16L") else np.asarray(im.convert("L"))
     except FileNotFoundError:
         raise UserError(f"mask not found: {printable(path)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

@@ -45,7 +45,22 @@ def test_table_errors_name_the_line():
     with pytest.raises(UserError, match="unknown method 'nope'"):
         methods.get("nope")
     rows = methods.parse("a\tA-Paddle\tpa\tfit\n")   # the flag columns may be left out
+    assert rows[0].real == ""
     assert rows[0].quickstart == "" and rows[0].tiny == "" and not rows[0].resumable
+
+
+def test_a_broken_method_table_is_one_line(tmp_path, monkeypatch):
+    table = tmp_path / "methods.tsv"
+    monkeypatch.setenv(methods.ENV, str(table))
+    table.write_bytes("a\tA-Paddle\ta\tfit\t--lr 0.1\xa0\n".encode("latin-1"))
+    methods._read.cache_clear()
+    with pytest.raises(UserError, match="not UTF-8"):
+        methods.table()
+    table.write_text("a\tA-Paddle\ta\tfit\n")
+    methods._read.cache_clear()
+    with pytest.raises(UserError, match="names the folder 'A-Paddle', which does not exist"):
+        methods.table()
+    methods._read.cache_clear()
 
 
 # ----------------------------------------------------------------------------- the contract, statically
@@ -159,8 +174,12 @@ def test_a_fifth_method_from_the_template_runs_through_the_shared_mains(data, tm
     mains, and its engine obeys the contract."""
     suite, table = tmp_path / "suite", tmp_path / "suite" / "methods.tsv"
     suite.mkdir()
-    r = subprocess.run([sys.executable, "scripts/new_method.py", "--name", "toy", "--dest", str(suite), "--table",
-                        str(table)], cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "scripts/new_method.py", "--name", "toy", "--title", 'Toy "v2"', "--dest",
+                          str(suite), "--table", str(table)], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--title may not hold quotes" in bad.stderr and not table.exists()
+    # a title unlike the name ("Patch Core"): infer.py once passed the title as the method and refused its export
+    r = subprocess.run([sys.executable, "scripts/new_method.py", "--name", "toy", "--title", "Toy Core", "--dest",
+                        str(suite), "--table", str(table)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     again = subprocess.run([sys.executable, "scripts/new_method.py", "--name", "toy", "--dest", str(suite),
                             "--table", str(table)], cwd=ROOT, capture_output=True, text=True)

@@ -92,6 +92,36 @@ def test_image_modes_are_converted(tmp_path):
     assert T.load_image(str(tmp_path / "b.tif")).max() > 200  # 16 bit scaled, not clipped to 255 everywhere
 
 
+def test_float_and_32_bit_images_read_as_their_levels(tmp_path):
+    """A float TIFF in [0, 1] and a 32-bit integer TIFF read as the same greys as their 8-bit image; values
+    with no meaning (negative, NaN, beyond 16 bit) are one error line, never a silently wrong score."""
+    g8 = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 4)
+    Image.fromarray(g8.astype(np.float32) / 255.0, mode="F").save(tmp_path / "f01.tif")
+    Image.fromarray(g8.astype(np.float32), mode="F").save(tmp_path / "f255.tif")
+    Image.fromarray(g8.astype(np.int32) * 257, mode="I").save(tmp_path / "i16.tif")
+    for name in ("f01.tif", "f255.tif", "i16.tif"):
+        rgb = T.load_image(str(tmp_path / name))
+        assert rgb.shape == (8, 8, 3) and np.abs(rgb[..., 0].astype(int) - g8).max() <= 1, name
+    Image.fromarray(np.full((8, 8), -1.0, np.float32), mode="F").save(tmp_path / "neg.tif")
+    Image.fromarray(np.full((8, 8), 1 << 20, np.int32), mode="I").save(tmp_path / "big.tif")
+    for name in ("neg.tif", "big.tif"):
+        with pytest.raises(UserError, match="convert it to an 8- or 16-bit image"):
+            T.load_image(str(tmp_path / name))
+
+
+def test_exif_orientation_turns_the_image_upright(tmp_path):
+    """A camera that stores a portrait shot as landscape pixels plus an EXIF orientation: read as shown."""
+    a = np.zeros((8, 16, 3), np.uint8)
+    a[:, :4] = 255                                  # bright left edge in the stored pixels
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6                                # orientation 6: rotate 90 degrees clockwise to view
+    im.save(tmp_path / "cam.jpg", exif=exif, quality=95)
+    rgb = T.load_image(str(tmp_path / "cam.jpg"))
+    assert rgb.shape == (16, 8, 3)                  # upright: portrait
+    assert rgb[:4].mean() > 200 and rgb[-4:].mean() < 50   # the left edge is now the top
+
+
 class _Fails:
     """Items 0.. are arrays; item ``bad`` raises as a corrupt image does."""
 
