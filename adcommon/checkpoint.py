@@ -10,18 +10,33 @@ from shared_data.errors import UserError, atomic_path
 
 from . import pdfile
 
-__all__ = ["save_checkpoint", "load_checkpoint", "set_state_strict", "checkpoint_path", "optimizer_state",
-           "load_optimizer_state", "rewrite_checkpoint", "save_training_state", "training_state",
-           "restore_training", "MODEL", "CANDIDATE", "STATE", "finished_run", "promote_candidate"]
+__all__ = ["save_checkpoint", "check_finite_weights", "load_checkpoint", "set_state_strict", "checkpoint_path",
+           "optimizer_state", "load_optimizer_state", "rewrite_checkpoint", "save_training_state",
+           "training_state", "restore_training", "MODEL", "CANDIDATE", "STATE", "finished_run",
+           "promote_candidate"]
 
 # A category folder while a training runs: the finished model of an earlier run stays in MODEL until this
 # run finishes; meanwhile its model so far is CANDIDATE and its resumable state STATE.
 MODEL, CANDIDATE, STATE = "model.pdparams", "candidate.pdparams", "last.pdparams"
 
 
+def check_finite_weights(state_dict):
+    """A model whose weights hold NaN or infinite values scores nothing meaningful: a diverged training
+    stops here with one line instead of saving it (a loss can stay finite while the weights are not,
+    e.g. behind a batch norm)."""
+    import numpy as np
+    for name, v in state_dict.items():
+        a = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise UserError(f"training diverged: the weight {name} holds NaN or infinite values (lower --lr, or "
+                            "check the images and settings); nothing of it is saved")
+
+
 def save_checkpoint(path, method, model_args, state_dict, **extra):
-    """Write {'method', 'model_args', 'state_dict', **extra} atomically with paddle.save."""
+    """Write {'method', 'model_args', 'state_dict', **extra} atomically with paddle.save; weights that are
+    not finite are refused (check_finite_weights)."""
     import paddle
+    check_finite_weights(state_dict)
     obj = {"method": method, "model_args": dict(model_args), "state_dict": state_dict}
     obj.update(extra)
     with atomic_path(path) as tmp:

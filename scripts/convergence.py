@@ -62,13 +62,38 @@ def plot(method, category, x, loss, held, metrics, seconds, png):
         if v and min(v) > 0 and max(v) / min(v) > 20:  # a first epoch far above the rest: log scale
             axis.set_yscale("log")
     f = lambda k: "n/a" if metrics.get(k) is None else f"{100 * metrics[k]:.1f}"  # noqa: E731
-    ax.set_title(f"{method} on synthetic {category}, {seconds / 60:.1f} min on {os.cpu_count()} CPU cores\n"
+    ax.set_title(f"{method} on {category}, {seconds / 60:.1f} min on {os.cpu_count()} CPU cores\n"
                  f"test at the end: image AUROC {f('image_auroc')}, pixel AUROC {f('pixel_auroc')}, "
                  f"AUPRO {f('aupro')}", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
     fig.savefig(png)
     plt.close(fig)
+
+
+def plot_run(method, run, png):
+    """The curve of a finished run folder (model.pdparams with its history, metrics.json; run_all.done for
+    the minutes of train.py + val.py, else the training seconds the checkpoint recorded)."""
+    import yaml
+    ck_path, m_path = os.path.join(run, "model.pdparams"), os.path.join(run, "metrics.json")
+    for path in (ck_path, m_path):
+        if not os.path.isfile(path):
+            raise UserError(f"--run {run}: no {os.path.basename(path)} (train.py and val.py must have finished)")
+    ck = pdfile.load(ck_path)
+    with open(m_path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    seconds = float((ck.get("train") or {}).get("seconds") or 0)
+    done = os.path.join(run, "run_all.done")
+    if os.path.isfile(done):
+        with open(done, encoding="utf-8") as f:
+            marker = yaml.safe_load(f)
+        if isinstance(marker, dict) and isinstance(marker.get("seconds"), (int, float)):
+            seconds = float(marker["seconds"])
+    x, loss, held = history(method, ck)
+    plot(method, metrics.get("category", os.path.basename(os.path.normpath(run))), x, loss, held, metrics,
+         seconds, png)
+    print(f"wrote {png}")
+    return 0
 
 
 def main(argv=None):
@@ -79,16 +104,23 @@ def main(argv=None):
     p.add_argument("--output_dir", default=os.path.join(ROOT, "output", "convergence"))
     p.add_argument("--png", default=None, help="default <folder>/docs/convergence.png")
     p.add_argument("--extra", default="", help="more train.py flags (quoted), after the recipe's")
+    p.add_argument("--recipe", choices=["convergence", "real"], default="convergence",
+                   help="convergence: the quick-start recipe, longer (above); real: methods.tsv's real column")
+    p.add_argument("--run", default=None,
+                   help="draw the curve of a finished run instead of training: its <output_dir>/<method>/<category> "
+                        "folder (e.g. from run_all_mvtec.sh --recipe real), minutes from its run_all.done")
     p.add_argument("--replot", action="store_true",
                    help="draw the PNG again from the last run's convergence.json and metrics.json (no training)")
     a = p.parse_args(argv)
     folder = methods.get(a.method).path
+    png = a.png or os.path.join(folder, "docs", "convergence.png")
+    if a.run:
+        return plot_run(a.method, a.run, png)
     out = os.path.abspath(os.path.join(a.output_dir, a.method))
     data = os.path.abspath(a.data_dir)
     if not os.path.isdir(os.path.join(data, a.category)):
         raise UserError(f"no category {a.category} in {data}: python -m shared_data.synthetic --data_dir {data} "
                         f"--categories {a.category}")
-    png = a.png or os.path.join(folder, "docs", "convergence.png")
     if a.replot:
         saved = os.path.join(out, a.category, "convergence.json")
         if not os.path.isfile(saved):
@@ -102,7 +134,8 @@ def main(argv=None):
         return 0
     common = ["--data_dir", data, "--category", a.category, "--output_dir", out]
     t0 = time.time()
-    for script, flags in (("train.py", RECIPES[a.method] + a.extra.split()), ("val.py", [])):
+    recipe = RECIPES[a.method] if a.recipe == "convergence" else methods.get(a.method).real.split()
+    for script, flags in (("train.py", recipe + a.extra.split()), ("val.py", [])):
         r = subprocess.run([sys.executable, script] + common + flags, cwd=folder)
         if r.returncode:
             raise UserError(f"{methods.get(a.method).folder}/{script} failed (exit {r.returncode})")
@@ -113,7 +146,7 @@ def main(argv=None):
     x, loss, held = history(a.method, ck)
     plot(a.method, a.category, x, loss, held, metrics, seconds, png)
     summary = {"method": a.method, "category": a.category, "minutes": round(seconds / 60, 1),
-               "recipe": " ".join(RECIPES[a.method] + a.extra.split()),
+               "recipe": " ".join(recipe + a.extra.split()),
                **{k: metrics.get(k) for k in ("image_auroc", "pixel_auroc", "aupro")}}
     with open(os.path.join(out, a.category, "convergence.json"), "w", encoding="utf-8") as f:
         json.dump(dict(summary, x=x, loss=loss, holdout=held), f, indent=1)

@@ -471,6 +471,71 @@ def _new(w):
     return os.path.join(w["tmp"], "new", "a", "b")
 
 
+class _Payload:
+    """Unpickling this calls os.system: a checkpoint that runs code as it is read. Its command writes a
+    file into the case's folder, which the run's snapshot would show."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(self.marker)}",)
+
+
+def _crafted_checkpoint(name="model.pdparams"):
+    """prepare step: out/brick/<name> shaped like a checkpoint of the folder's method, its state dict a
+    payload (the trained scene's own model replaced)."""
+    def prepare(w):
+        import pickle
+        p = os.path.join(w["out"], "brick", name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            pickle.dump({"method": w["method"], "model_args": {}, "state_dict": {"w": _Payload(
+                os.path.join(w["tmp"], "code_ran"))}}, f, protocol=4)
+    return prepare
+
+
+def _crafted_weights(w):
+    import pickle
+    with open(os.path.join(w["tmp"], "weights.pdparams"), "wb") as f:
+        pickle.dump({"conv1.weight": _Payload(os.path.join(w["tmp"], "code_ran"))}, f, protocol=4)
+
+
+def _check_diverged(w, r):
+    """A diverging training: one error line, exit 2, and no model.pdparams (never a NaN model)."""
+    problem = _error_line(r, "training diverged")
+    if problem:
+        return problem
+    return "a model.pdparams was written" if os.path.exists(_model(w)) else None
+
+
+def _damaged_params(w):
+    """Random bytes written into the middle of the exported parameters (the same size)."""
+    p = os.path.join(_export(w), "inference.pdiparams")
+    with open(p, "r+b") as f:
+        f.seek(os.path.getsize(p) // 2)
+        f.write(os.urandom(64))
+
+
+def _fifo_among_images(w):
+    """tmp/imgs: two readable images and a FIFO named like one (opening it would block for ever)."""
+    import shutil
+    d = os.path.join(w["tmp"], "imgs")
+    os.makedirs(d)
+    shutil.copy(w["image"], os.path.join(d, "a_good.png"))
+    shutil.copy(w["image"], os.path.join(d, "c_good.png"))
+    os.mkfifo(os.path.join(d, "b_camera.png"))
+
+
+def _check_fifo_skipped(w, r):
+    res = os.path.join(w["tmp"], "res")
+    recs = _records(res) if os.path.isfile(os.path.join(res, "predictions.jsonl")) else []
+    if sorted(os.path.basename(x["path"]) for x in recs) != ["a_good.png", "c_good.png"]:
+        return f"records {[x.get('path') for x in recs]}"
+    warned = [ln for ln in r["stderr"].splitlines() if ln.startswith("warning:") and "b_camera.png" in ln]
+    return None if len(warned) == 1 else "no warning naming the FIFO"
+
+
 CASES = [
     Case("missing dataset folder", "train.py",
          lambda w: ["--data_dir", os.path.join(w["tmp"], "nowhere"), "--category", "brick"], "not found"),
@@ -659,6 +724,47 @@ CASES = [
     Case("export_model.py while train.py trains the same category", "export_model.py",
          lambda w: ["--model_path", _model(w)], trained=True, common=False, prepare=_remember("model.pdparams"),
          background=_busy_train, check=_check_refused_while_training, outcome="refused: in use by train.py (pid ...)"),
+    # ---- model files are data; every number is checked; special files; verified exports (issue 30)
+    Case("a model.pdparams that runs a command when unpickled", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", w["image"], "--save_dir", os.path.join(w["tmp"], "res")],
+         "not a plain checkpoint", prepare=_crafted_checkpoint(), common=False, folders=set(FOLDERS)),
+    Case("a model.pdparams that runs a command when unpickled", "val.py", lambda w: ["--category", "brick"],
+         "not a plain checkpoint", prepare=_crafted_checkpoint(), folders=set(FOLDERS)),
+    Case("a model.pdparams that runs a command when unpickled", "export_model.py",
+         lambda w: ["--output_dir", w["out"], "--category", "brick"], "not a plain checkpoint",
+         prepare=_crafted_checkpoint(), common=False, folders=set(FOLDERS)),
+    Case("a model.pdparams that runs a command when unpickled, --resume", "train.py",
+         lambda w: ["--category", "brick", "--resume", "True"] + SMALL[w["folder"]], "not a plain checkpoint",
+         prepare=_crafted_checkpoint(), trained=True, folders=RESUMABLE),
+    Case("--pretrained weights that run a command when unpickled", "train.py",
+         lambda w: ["--category", "brick", "--pretrained", os.path.join(w["tmp"], "weights.pdparams")]
+         + SMALL[w["folder"]], "not a plain checkpoint", prepare=_crafted_weights, folders=set(FOLDERS)),
+    Case("--threshold nan", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", w["image"], "--threshold", "nan"], "finite number",
+         common=False, folders=set(FOLDERS)),
+    Case("--lr inf", "train.py", lambda w: ["--category", "brick", "--lr", "inf"] + SMALL[w["folder"]],
+         "finite number", folders=RESUMABLE),
+    Case("--lr 1e999", "train.py", lambda w: ["--category", "brick", "--lr", "1e999"] + SMALL[w["folder"]],
+         "finite number", folders=RESUMABLE),
+    Case("--lr 1e30 (training diverges)", "train.py", lambda w: ["--category", "brick", "--lr", "1e30"]
+         + SMALL[w["folder"]], folders=RESUMABLE, code=2, check=_check_diverged,
+         outcome="stopped: one error line, exit code 2, no model.pdparams"),
+    Case("--cpu_threads 100000", "infer.py", lambda w: _infer_args(lambda w: w["image"])(w) + ["--cpu_threads",
+                                                                                                  "100000"],
+         "--cpu_threads must be in", common=False, folders=set(FOLDERS)),
+    Case("--poll inf", "infer.py", lambda w: _infer_args(lambda w: w["image"])(w) + ["--poll", "inf"],
+         "finite number", common=False, folders=set(FOLDERS)),
+    Case("--max_megapixels 1e999", "predict.py",
+         lambda w: ["--model_path", _model(w), "--img_path", w["image"], "--max_megapixels", "1e999"],
+         "finite number", common=False, folders=set(FOLDERS)),
+    Case("a FIFO named like an image among the images", "infer.py",
+         lambda w: _infer_args(lambda w: os.path.join(w["tmp"], "imgs"))(w) + ["--save_dir",
+                                                                               os.path.join(w["tmp"], "res")],
+         prepare=_fifo_among_images, common=False, trained=True, code=0, check=_check_fifo_skipped,
+         outcome="scored, the FIFO skipped with a warning"),
+    Case("random bytes written into the exported inference.pdiparams", "infer.py",
+         _infer_args(lambda w: w["image"]), "does not match the SHA-256", prepare=_damaged_params, common=False,
+         trained=True),
     Case("two infer.py runs into one --save_dir (the first one watching a folder)", "infer.py",
          lambda w: _infer_args(lambda w: w["image"])(w) + ["--save_dir", os.path.join(w["tmp"], "shared")],
          trained=True, common=False, prepare=_copies("many", 40), background=_busy_infer,
