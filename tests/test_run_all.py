@@ -132,7 +132,8 @@ def test_the_quick_start_stops_at_the_first_interrupted_step(tmp_path, code):
     fake = tmp_path / "python"
     fake.write_text(f"""#!/usr/bin/env bash
 case "$1" in
-    train.py|val.py|predict.py|export_model.py|infer.py) echo "$1" >> {calls}; [ "$1" = train.py ] && exit {code}; exit 0 ;;
+    train.py|val.py|predict.py|export_model.py|infer.py)
+        echo "$1" >> {calls}; [ "$1" = train.py ] && exit {code}; exit 0 ;;
     *) exec {sys.executable} "$@" ;;
 esac
 """)
@@ -144,3 +145,31 @@ esac
     assert r.returncode == code, r.stdout + r.stderr
     assert calls.read_text().split() == ["train.py"]
     assert r.stderr.strip().splitlines()[-1] == f"error: {'terminated' if code == 143 else 'interrupted'}"
+
+
+def test_the_recipe_flag_takes_the_method_tables_flags(tmp_path):
+    """--recipe real passes methods.tsv's real column to train.py (flags given after it come later and win);
+    the marker records the recipe and each stage's seconds; an unknown recipe is refused."""
+    from adcommon import methods
+    (tmp_path / "data" / "brick").mkdir(parents=True)
+    calls = tmp_path / "calls"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$1" in
+    train.py|val.py) echo "$*" >> {calls}; exit 0 ;;
+    *) exec {sys.executable} "$@" ;;
+esac
+""")
+    fake.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(fake))
+    base = ["bash", os.path.join(ROOT, "scripts", "run_all_mvtec.sh"), "--methods", "stfpm", "--categories", "brick",
+            "--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out")]
+    r = subprocess.run(base + ["--recipe", "real", "--epochs", "3"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    train = calls.read_text().splitlines()[0]
+    assert methods.get("stfpm").real in train and train.endswith("--epochs 3"), train
+    import yaml
+    marker = yaml.safe_load((tmp_path / "out" / "stfpm" / "brick" / "run_all.done").read_text())
+    assert marker["recipe"] == "real" and {"train_seconds", "val_seconds", "seconds"} <= set(marker), r.stdout
+    r = subprocess.run(base + ["--recipe", "fast"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--recipe takes paper, real or quickstart" in r.stderr
