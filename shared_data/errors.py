@@ -181,6 +181,8 @@ class _StopWatchdog:
     interpreter's C handler writes the signal number to the wakeup pipe at once, and this thread, which
     waits on that pipe, does not depend on the main thread."""
 
+    active = None   # the watchdog of this process's run_cli, if any
+
     def __init__(self):
         import threading
         self.read_fd, self.write_fd = os.pipe()
@@ -189,6 +191,20 @@ class _StopWatchdog:
         self.stopped = False
         self.thread = threading.Thread(target=self._watch, name="stop-watchdog", daemon=True)
         self.thread.start()
+        _StopWatchdog.active = self
+
+    @staticmethod
+    def _after_fork_in_child():
+        """A forked child (a data-loading worker) inherits the wakeup pipe but not the watching thread: its
+        own signals (a worker stopped by its parent) must not reach the parent's watchdog."""
+        dog, _StopWatchdog.active = _StopWatchdog.active, None
+        if dog is not None:
+            dog.stopped = True
+            with contextlib.suppress(ValueError, OSError):
+                signal.set_wakeup_fd(-1)
+            for fd in (dog.write_fd, dog.read_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _watch(self):
         try:
@@ -223,10 +239,16 @@ class _StopWatchdog:
 
     def close(self):
         self.stopped = True
+        if _StopWatchdog.active is self:
+            _StopWatchdog.active = None
         with contextlib.suppress(ValueError, OSError):
             signal.set_wakeup_fd(self.previous_fd)
         with contextlib.suppress(OSError):
             os.close(self.write_fd)   # the watching thread reads the end of the pipe and closes its own end
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_StopWatchdog._after_fork_in_child)
 
 
 def _handle_sigterm():
@@ -243,8 +265,9 @@ def _handle_sigterm():
         sys.meta_path.insert(0, hook)
     _install_sigterm()
     watchdog = None
-    with contextlib.suppress(ValueError, OSError):
-        watchdog = _StopWatchdog()
+    if "ipykernel" not in sys.modules:   # a notebook's kernel outlives an interrupted cell: never end it
+        with contextlib.suppress(ValueError, OSError):
+            watchdog = _StopWatchdog()
 
     def restore():
         if watchdog is not None:

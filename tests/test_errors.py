@@ -332,3 +332,19 @@ def test_the_watchdog_leaves_a_normal_run_alone(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, ADSUITE_STOP_GRACE_S="1"))
     assert (r.returncode, r.stdout.strip(), r.stderr.strip()) == (0, "done", "")
+
+
+def test_a_forked_worker_stopped_by_its_parent_does_not_end_the_parent(tmp_path):
+    """A data-loading worker (a forked child) inherits the signal wakeup pipe: its own SIGTERM must not
+    arm the parent's watchdog, which would end a healthy run after the grace period."""
+    script = tmp_path / "workers.py"
+    script.write_text(
+        "import multiprocessing, sys, time\nsys.path.insert(0, %r)\nfrom shared_data.errors import run_cli\n"
+        "def main(argv):\n"
+        "    p = multiprocessing.get_context('fork').Process(target=time.sleep, args=(30,))\n"
+        "    p.start()\n    time.sleep(0.5)\n    p.terminate()\n    p.join()\n"
+        "    time.sleep(3)\n    print('done')\n    return 0\n"
+        "run_cli(main)\n" % os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ADSUITE_STOP_GRACE_S="1"))
+    assert (r.returncode, r.stdout.strip()) == (0, "done"), r.stderr
