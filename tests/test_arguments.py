@@ -27,7 +27,8 @@ def _parse(capsys, *argv, **limits):
     (["--batch_size", "0"], ["--batch_size must be >= 1, got 0"]),
     (["--batch_size", "two"], ["--batch_size takes an integer, got 'two'"]),
     (["--threshold_quantile", "2"], ["--threshold_quantile must be in (0, 1), got 2"]),
-    (["--threshold_quantile", "nan"], ["--threshold_quantile must be in (0, 1)"]),
+    (["--threshold_quantile", "nan"], ["--threshold_quantile takes a finite number, got nan"]),
+    (["--threshold_quantile", "inf"], ["--threshold_quantile takes a finite number, got inf"]),
     (["--threshold_quantile", "1"], ["in (0, 1)"]),
     (["--no_such_flag"], ["unrecognized arguments: --no_such_flag"]),
 ])
