@@ -17,6 +17,19 @@ def assert_within_float_noise(state, ref, jittered, factor=3.0):
         f"distance {np.sqrt(d):.3g} exceeds {factor} x the float-noise distance {np.sqrt(n):.3g}"
 
 
+def file_bytes(folder):
+    """{path relative to folder: bytes} of every file below ``folder``, hidden ones too: what a test compares
+    before and after a run that must leave a folder as it was."""
+    import os
+    out = {}
+    for d, _, files in os.walk(folder):
+        for name in files:
+            p = os.path.join(d, name)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, folder)] = f.read()
+    return out
+
+
 def load_script(path):
     """Import a paper folder's script (train.py, bench.py, ...) from its path, under a name unique to
     that folder: every folder has its own train.py, so a bare ``import train`` in a test session or a

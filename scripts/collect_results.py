@@ -163,8 +163,9 @@ def real_table(runs, refs=None):
         for cat in sorted(runs[method]):
             m, run = runs[method][cat], runs[method][cat].get("_run") or {}
             a = m.get("_args") or {}
-            flags = " ".join(f"--{k} {a[k]}" for k in ("backbone", "image_size", "batch_size", "epochs", "steps",
-                                                        "lr") if a.get(k) is not None)
+            flags = run.get("train_flags") or " ".join(
+                f"--{k} {a[k]}" for k in ("backbone", "image_size", "batch_size", "epochs", "steps", "lr")
+                if a.get(k) is not None)
             ref = "; ".join(f"{src} ({note}): {_fmt(i)} / {_fmt(p)}" for src, i, p, note in
                             (refs.get((method, cat)) or []))
             t, v = run.get("train_seconds"), run.get("val_seconds")

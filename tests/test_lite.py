@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from adcommon.testing import file_bytes
 from shared_data.errors import UserError, run_cli
 from shared_data.lite import main, make_lite
 
@@ -33,14 +34,7 @@ def src(tmp_path):
     return str(root)
 
 
-def _files(d):
-    out = {}
-    for root, _, files in os.walk(d):
-        for n in files:
-            p = os.path.join(root, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, d)] = f.read()
-    return out
+_files = file_bytes
 
 
 def test_same_seed_same_files(tmp_path, src):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from adcommon.infer import predict_images
 from adcommon.outputs import result_name
+from adcommon.testing import file_bytes
 from shared_data.errors import UserError
 
 META = {"preprocess": {"image_size": 16, "crop_size": None, "mean": None, "std": None},
@@ -226,15 +227,7 @@ def test_overlapped_stages_write_what_one_thread_writes(tmp_path):
             assert (tmp_path / "seq" / name).read_bytes() == (tmp_path / "par" / name).read_bytes(), name
 
 
-def _tree(folder):
-    """{relative path: bytes} of every file below folder (hidden ones too)."""
-    out = {}
-    for d, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(d, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = fh.read()
-    return out
+_tree = file_bytes
 
 
 @pytest.mark.parametrize("resume", [False, True])

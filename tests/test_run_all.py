@@ -173,3 +173,27 @@ esac
     assert marker["recipe"] == "real" and {"train_seconds", "val_seconds", "seconds"} <= set(marker), r.stdout
     r = subprocess.run(base + ["--recipe", "fast"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--recipe takes paper, real or quickstart" in r.stderr
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_run_all_stops_at_the_first_interrupted_step(tmp_path, code):
+    """A train.py stopped by a signal sent to it alone (exit 130 / 143): run_all_mvtec.sh does not go on to
+    val.py or the next category, and ends with the same code."""
+    for c in ("brick", "tablet"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+    calls = tmp_path / "calls"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$1" in
+    train.py|val.py) echo "$1" >> {calls}; [ "$1" = train.py ] && exit {code}; exit 0 ;;
+    *) exec {sys.executable} "$@" ;;
+esac
+""")
+    fake.chmod(0o755)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_all_mvtec.sh"), "--methods", "padim",
+                        "--categories", "brick,tablet", "--data_dir", str(tmp_path / "data"), "--output_dir",
+                        str(tmp_path / "out")], env=dict(os.environ, PYTHON=str(fake)), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == code, r.stdout + r.stderr
+    assert calls.read_text().split() == ["train.py"]
+    assert r.stderr.strip().splitlines()[-1] == f"error: {'terminated' if code == 143 else 'interrupted'}"
