@@ -150,11 +150,19 @@ run_one() {
     t1=$SECONDS &&
     in_folder "${folder}" "${log}" ${PYTHON} val.py --data_dir "${DATA_DIR}" --category "${c}" --output_dir "${out}" \
         --device "${dev}"
-    if [ $? -eq 0 ]; then
+    local rc=$?
+    if [ "${rc}" -eq 130 ] || [ "${rc}" -eq 143 ]; then
+        # a step stopped by Ctrl-C or SIGTERM (its process alone, or the whole group): the run stops here
+        echo "failed" > "${STATUS_DIR}/${m}_${c}"
+        stop_all "$([ "${rc}" -eq 143 ] && echo TERM || echo INT)" "${rc}"
+    fi
+    if [ "${rc}" -eq 0 ]; then
         # the marker comes last: a run stopped anywhere before it is redone next time. Its lines are YAML
         # (collect_results.py reports the minutes of a run from them).
-        printf 'finished: %s\nrecipe: %s\ntrain_seconds: %d\nval_seconds: %d\nseconds: %d\n' \
-            "$(date '+%Y-%m-%d %H:%M:%S')" "${RECIPE}" $((t1 - t0)) $((SECONDS - t1)) $((SECONDS - t0)) \
+        local flags
+        flags=$(train_flags "$m" | sed -e 's/^ *//' -e 's/\\/\\\\/g' -e 's/"/\\"/g')
+        printf 'finished: %s\nrecipe: %s\ntrain_flags: "%s"\ntrain_seconds: %d\nval_seconds: %d\nseconds: %d\n' \
+            "$(date '+%Y-%m-%d %H:%M:%S')" "${RECIPE}" "${flags}" $((t1 - t0)) $((SECONDS - t1)) $((SECONDS - t0)) \
             > "${out}/${c}/run_all.done"
         echo "done   ${m}/${c} in $((SECONDS - t0)) s: $(tail -n 1 "${log}")"
         echo "ok" > "${STATUS_DIR}/${m}_${c}"
