@@ -261,6 +261,41 @@ def _acquire_pid_file(folder, path):
         return None
 
 
+def _defer_stop_signals():
+    """Ctrl-C and SIGTERM recorded instead of raised while the lock file is made and taken: a stop between
+    the two would leave a .lock that no ``finally`` removes. Returns what _undefer needs (None where the
+    handlers cannot be set: not the main thread)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    pending = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        if previous[sig] in (signal.SIG_IGN, None):
+            continue
+        signal.signal(sig, lambda signum, frame: pending.append(signum))
+    return previous, pending
+
+
+def _undefer(deferred, raise_pending=True):
+    """Put the handlers back; with ``raise_pending``, run the handler of a signal that came meanwhile."""
+    import signal
+    if deferred is None:
+        return
+    previous, pending = deferred
+    for sig, handler in previous.items():
+        if handler not in (signal.SIG_IGN, None):
+            signal.signal(sig, handler)
+    if raise_pending and pending:
+        handler = previous.get(pending[0])
+        if callable(handler):
+            handler(pending[0], None)
+        else:   # the default action (SIG_DFL): the signal again, now that it is restored
+            signal.raise_signal(pending[0])
+
+
 @contextlib.contextmanager
 def folder_lock(folder):
     """Hold ``folder`` for this process: a second run writing into it at the same time refuses in one line
@@ -276,9 +311,15 @@ def folder_lock(folder):
             _HELD[key][1] -= 1
         return
     make_dirs(folder)
-    fd = _acquire(folder)
+    deferred = _defer_stop_signals()
+    try:
+        fd = _acquire(folder)
+    except BaseException:
+        _undefer(deferred, raise_pending=False)
+        raise
     _HELD[key] = [fd, 1]
     try:
+        _undefer(deferred)   # a Ctrl-C or SIGTERM that came while the lock was taken is raised here, inside
         yield
     finally:
         del _HELD[key]

@@ -148,3 +148,25 @@ def test_a_second_writer_of_a_folder_is_refused_by_its_holder_name(tmp_path):
         p.wait()
     with output_folder(folder, "results", "--save_dir"):   # killed: the kernel dropped its lock
         pass
+
+
+def test_a_stop_while_the_lock_is_taken_leaves_no_lock_file(tmp_path, monkeypatch):
+    """Ctrl-C arriving between making .lock and entering the block that removes it once left the file
+    behind: the signal is held back while the lock is taken and raised inside the block."""
+    import signal
+
+    from adcommon import outputs
+    real = outputs._acquire
+
+    def acquire_then_ctrl_c(folder):
+        fd = real(folder)
+        signal.raise_signal(signal.SIGINT)   # the handler runs now: during the acquisition
+        return fd
+    monkeypatch.setattr(outputs, "_acquire", acquire_then_ctrl_c)
+    folder = tmp_path / "out"
+    entered = []
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.folder_lock(str(folder)):
+            entered.append(True)
+    assert not entered and not (folder / outputs.LOCK).exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
