@@ -17,7 +17,7 @@ import numpy as np
 
 from shared_data.errors import UserError
 
-from .predictor import load_meta
+from .predictor import check_input_size, load_meta
 
 BACKENDS = ("paddle", "onnxruntime", "openvino")
 ONNX_FILE = "inference.onnx"
@@ -119,11 +119,7 @@ class _OnnxRunner:
             raise UserError(f"{model_dir}: {ONNX_FILE} has {n_outputs} outputs, inference.yml lists "
                             f"{len(self.meta['outputs'])}: the files come from different exports; re-run "
                             "export_model.py")
-        size = self.meta["preprocess"].get("crop_size") or self.meta["preprocess"]["image_size"]
-        fixed = [d for d in list(input_shape)[2:] if isinstance(d, int) and d > 0]
-        if fixed and any(d != int(size) for d in fixed):
-            raise UserError(f"{model_dir}: inference.yml preprocesses to {size} px but {ONNX_FILE} takes "
-                            f"{'x'.join(map(str, fixed))} px: re-run export_model.py --onnx True")
+        check_input_size(self.meta, input_shape, model_dir, ONNX_FILE, "re-run export_model.py --onnx True")
 
 
 class OnnxRuntime(_OnnxRunner):

@@ -53,7 +53,6 @@ def export_inference(layer, out_dir, input_shape, meta, input_name="image", onnx
         if onnx:
             from .backends import to_onnx
             info["onnx"] = to_onnx(tmp, model_file, "inference.pdiparams", info)
-            write_text_atomic(os.path.join(tmp, "inference.yml"), yaml.safe_dump(info, sort_keys=False))
         # the SHA-256 of every file of the model, checked before it scores (predictor.verify_files)
         from .predictor import file_digest
         info["sha256"] = {name: file_digest(os.path.join(tmp, name))

@@ -19,7 +19,12 @@ from .outputs import folder_lock  # noqa: F401 (re-exported: the lock's home bef
 __all__ = ["iter_images", "find_images", "save_yaml", "save_json", "write_scores_csv", "write_png", "folder_lock"]
 
 
-def _warn(message):
+def _warn_once(key, message, warned=None):
+    """One warning line; with ``warned`` (a set), only the first time for ``key`` (a hot folder's polls)."""
+    if warned is not None:
+        if key in warned:
+            return
+        warned.add(key)
     print(f"warning: {printable(message)}", file=sys.stderr, flush=True)
 
 
@@ -32,10 +37,7 @@ def _regular(path, warned=None):
         return False   # vanished or a dangling link: the image reader reports what it cannot open
     if stat.S_ISREG(mode):
         return True
-    if warned is None or path not in warned:
-        _warn(f"skipping {path}: not a regular file (a FIFO, socket or device)")
-        if warned is not None:
-            warned.add(path)
+    _warn_once(path, f"skipping {path}: not a regular file (a FIFO, socket or device)", warned)
     return False
 
 
@@ -47,10 +49,8 @@ def iter_images(folder, strict=False, warned=None):
         if strict:
             raise UserError(f"cannot read the folder {printable(err.filename)} ({err.strerror}) "
                             "(--strict True: every folder must be readable)")
-        if warned is None or err.filename not in warned:
-            _warn(f"cannot read the folder {err.filename} ({err.strerror}): its images are not scored")
-            if warned is not None:
-                warned.add(err.filename)
+        _warn_once(err.filename, f"cannot read the folder {err.filename} ({err.strerror}): its images are not "
+                   "scored", warned)
 
     for d, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(x for x in dirs if not x.startswith("."))

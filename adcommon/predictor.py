@@ -73,6 +73,16 @@ def verify_files(model_dir, meta):
                             "changed, damaged or comes from another export; re-run export_model.py")
 
 
+def check_input_size(meta, shape, model_dir, what, fix):
+    """A graph's input ``shape`` (N, C, H, W; None or <= 0 where it is dynamic) against the size inference.yml
+    preprocesses to, before the first image: one line when a fixed side differs."""
+    size = meta["preprocess"].get("crop_size") or meta["preprocess"]["image_size"]
+    fixed = [int(d) for d in list(shape)[2:] if d is not None and not isinstance(d, str) and int(d) > 0]
+    if fixed and any(d != int(size) for d in fixed):
+        raise UserError(f"{model_dir}: inference.yml preprocesses to {size} px but {what} takes "
+                        f"{'x'.join(map(str, fixed))} px: {fix}")
+
+
 def check_meta(meta, where="inference.yml"):
     """What infer.py reads from inference.yml must have the types export_model.py writes; otherwise one
     line naming the field (an edited or foreign file would fail later with a traceback, or silently)."""
@@ -184,15 +194,13 @@ class Predictor:
             raise UserError(f"{model_dir}: the graph has {len(self.output_names)} outputs, inference.yml lists "
                             f"{len(self.meta['outputs'])} ({', '.join(map(str, self.meta['outputs']))}): "
                             "the files come from different exports; re-run export_model.py")
-        size = self.meta["preprocess"].get("crop_size") or self.meta["preprocess"]["image_size"]
-        graph = [d for d in ((self.meta.get("input") or {}).get("shape") or [])[2:] if d]
-        try:  # the graph's own input size, where the predictor knows it
-            graph = [d for d in self.predictor.get_input_handle(self.input_names[0]).shape()[2:] if d > 0] or graph
-        except Exception:  # noqa: BLE001 - older builds: the shape recorded at export
+        graph = ((self.meta.get("input") or {}).get("shape") or [])
+        try:  # the graph's own input size, where the predictor knows it (else the shape recorded at export)
+            own = self.predictor.get_input_handle(self.input_names[0]).shape()
+            graph = own if any(d > 0 for d in list(own)[2:]) else graph
+        except Exception:  # noqa: BLE001 - older builds
             pass
-        if graph and any(int(d) != int(size) for d in graph):
-            raise UserError(f"{model_dir}: inference.yml preprocesses to {size} px but the graph takes "
-                            f"{'x'.join(map(str, graph))} px: re-run export_model.py rather than editing it")
+        check_input_size(self.meta, graph, model_dir, "the graph", "re-run export_model.py rather than editing it")
 
     def run(self, batch):
         """(N, 3, H, W) float32 -> list of numpy outputs (copies), in export order."""
