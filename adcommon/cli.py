@@ -76,6 +76,12 @@ def add_val_args(p, val_aliases=(), vis_aliases=()):
                    help="evaluate on the test split after training (never used to choose anything)")
     p.add_argument("--save_vis", *vis_aliases, dest="save_vis", type=str2bool, nargs="?", const=True, default=False,
                    help="with --val: the pictures too")
+    p.add_argument("--use_vdl", type=str2bool, default=False,
+                   help="write VisualDL logs: the training scalars, and with --val the test metrics and a few "
+                        "anomaly-map panels (pip install visualdl)")
+    p.add_argument("--vdl_log_dir", default=None,
+                   help="with --use_vdl: VisualDL's folder (a run per method and category inside it; "
+                        "default: <output_dir>/<category>/vdl)")
     return p
 
 

@@ -17,7 +17,7 @@ from shared_data.errors import ArgumentParser, UserError, printable
 from .cli import add_infer_args, add_result_args, set_image_limit, str2bool
 from .files import find_images, iter_images
 
-__all__ = ["build_infer_parser", "infer_main", "HotFolder", "unfinished_warning"]
+__all__ = ["build_infer_parser", "infer_main", "HotFolder", "unfinished_warning", "model_dir_of", "open_model"]
 
 RUNTIMES = {"paddle": "Paddle Inference", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
@@ -109,28 +109,30 @@ def unfinished_warning(meta, where):
               "not the full run's", file=sys.stderr)
 
 
-def infer_main(argv, model_name):
-    """The whole infer.py: an exported model over images into a results folder, auto_log benchmark."""
-    from .autolog import get_autologger
-    from .backends import make_runner
-    from .infer import exit_code, predict_images, scored_line
-    from .outputs import image_root, output_folder
-    from .predictor import load_meta
-    from .results import previous_files
-
-    args = build_infer_parser(f"{model_name}: an exported model on images (Paddle Inference, ONNX Runtime or "
-                              "OpenVINO)").parse_args(argv)
-    set_image_limit(args)
+def model_dir_of(args):
+    """--model_dir, or the folder of --model_file (the TIPC alias)."""
     model_dir = args.model_dir or (os.path.dirname(args.model_file) if args.model_file else None)
     if not model_dir:
         raise UserError("--model_dir is required (the folder written by export_model.py)")
+    return model_dir
+
+
+def checked_meta(model_dir, model_name):
+    """inference.yml of ``model_dir``, checked (adcommon.predictor.load_meta) and exported by ``model_name``."""
+    from .predictor import load_meta
     meta = load_meta(model_dir)
     exported_by = str(meta.get("method", "")).lower()
     if exported_by and exported_by != model_name.lower():
         raise UserError(f"{model_dir} holds a {exported_by} model, not {model_name}: use that method's infer.py "
                         "(the graph's outputs and post-processing are the method's own)")
-    watch = HotFolder(args.img_path, args.poll) if args.watch else None
-    paths = None if watch else find_images(args.img_path, strict=args.strict)
+    return meta
+
+
+def open_model(args, model_name, model_dir, cpu_threads=None):
+    """The runtime of ``args.backend`` over the export in ``model_dir``, checked (its inference.yml, its
+    files' digests, that ``model_name`` exported it), for infer.py and serve.py alike."""
+    from .backends import make_runner
+    meta = checked_meta(model_dir, model_name)
     use_mkldnn = args.use_mkldnn
     if use_mkldnn and not args.use_gpu and args.backend == "paddle" and meta.get("graph_has_gradients"):
         # oneDNN's conv/pool backward kernels refuse inference mode (Paddle 3.3): a graph holding
@@ -139,9 +141,28 @@ def infer_main(argv, model_name):
               "running with oneDNN off", file=sys.stderr)
         use_mkldnn = False
     pred = make_runner(model_dir, args.backend, use_gpu=args.use_gpu, use_mkldnn=use_mkldnn,
-                       cpu_threads=args.cpu_threads, precision=args.precision, use_tensorrt=args.use_tensorrt,
-                       gpu_mem=args.gpu_mem, gpu_id=args.gpu_id, ir_optim=args.ir_optim)
+                       cpu_threads=cpu_threads or args.cpu_threads, precision=args.precision,
+                       use_tensorrt=args.use_tensorrt, gpu_mem=args.gpu_mem, gpu_id=args.gpu_id,
+                       ir_optim=args.ir_optim)
     unfinished_warning(pred.meta, model_dir)
+    return pred
+
+
+def infer_main(argv, model_name):
+    """The whole infer.py: an exported model over images into a results folder, auto_log benchmark."""
+    from .autolog import get_autologger
+    from .infer import exit_code, predict_images, scored_line
+    from .outputs import image_root, output_folder
+    from .results import previous_files
+
+    args = build_infer_parser(f"{model_name}: an exported model on images (Paddle Inference, ONNX Runtime or "
+                              "OpenVINO)").parse_args(argv)
+    set_image_limit(args)
+    model_dir = model_dir_of(args)
+    checked_meta(model_dir, model_name)
+    watch = HotFolder(args.img_path, args.poll) if args.watch else None
+    paths = None if watch else find_images(args.img_path, strict=args.strict)
+    pred = open_model(args, model_name, model_dir)
     save_dir = args.save_dir or os.path.join(os.path.dirname(os.path.abspath(model_dir)), "infer")
     root = image_root(args.img_path)
     settings = {"method": model_name.lower(), "model": os.path.realpath(model_dir),

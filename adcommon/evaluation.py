@@ -67,6 +67,10 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     out["commit"] = git_commit()
+    from . import vdl
+    if vdl.wanted():   # train.py --use_vdl --val: the metrics and a few panels in VisualDL
+        vdl.evaluation(out, _vdl_panels(dataset, maps, scores, masks, threshold, vrange, map_threshold,
+                                        region_only_if_anomalous))
     rows = [(s.path, s.label, float(sc)) + ((verdict(sc, threshold),) if threshold is not None else ())
             for s, sc in zip(dataset.samples, scores)]
     header = ("path", "label", "score") + (("verdict",) if threshold is not None else ())
@@ -99,6 +103,23 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
             write_report(work, records, threshold, out, title=f"{method} {dataset.category}: test split",
                          note=crop_note(dataset.image_size, dataset.crop_size))
         save_json(os.path.join(work, "metrics.json"), out)
+    return out
+
+
+def _vdl_panels(dataset, maps, scores, masks, threshold, vrange, map_threshold, region_only_if_anomalous, n=2):
+    """[(tag, picture)] of the ``n`` highest-scored defective and normal test images, for VisualDL."""
+    from .visualize import panel_picture
+    if maps is None:
+        return []
+    labels, scores = np.asarray(dataset.labels), np.asarray(scores, np.float64)
+    lo, hi = vrange or vis_range(maps[labels == 0], threshold if map_threshold is None else map_threshold)
+    out = []
+    for label, kind in ((1, "defective"), (0, "normal")):
+        idx = np.flatnonzero(labels == label)
+        for rank, i in enumerate(idx[np.argsort(-scores[idx], kind="stable")][:n]):
+            rgb, amap, gt = _panel_frame(dataset, int(i), maps[i], masks)
+            out.append((f"{kind}_{rank + 1}", panel_picture(rgb, amap, float(scores[i]), threshold, lo, hi, gt,
+                                                            map_threshold, region_only_if_anomalous)))
     return out
 
 

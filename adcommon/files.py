@@ -16,7 +16,8 @@ from shared_data.errors import UserError, printable, write_bytes_atomic, write_t
 
 from .outputs import folder_lock  # noqa: F401 (re-exported: the lock's home before adcommon.outputs)
 
-__all__ = ["iter_images", "find_images", "save_yaml", "save_json", "write_scores_csv", "write_png", "folder_lock"]
+__all__ = ["iter_images", "find_images", "save_yaml", "save_json", "write_scores_csv", "write_png", "png_bytes",
+           "folder_lock"]
 
 
 def _warn_once(key, message, warned=None):
@@ -125,11 +126,16 @@ def write_scores_csv(path, rows, header=("path", "label", "score")):
 def write_png(path, img, clean=True):
     """Write a uint8 / uint16 image (RGB, or one channel) as PNG, atomically. Encoded in memory and written
     by Python, so any path works (cv2.imwrite crashes on a name that is not UTF-8)."""
+    return write_bytes_atomic(path, png_bytes(img, path), clean)
+
+
+def png_bytes(img, what="image"):
+    """A uint8 / uint16 image (RGB, or one channel) encoded as PNG in memory."""
     import cv2
     a = np.asarray(img)
     if a.ndim == 3 and a.shape[2] == 3:
         a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)   # cv2 encodes BGR
     ok, buf = cv2.imencode(".png", a)
     if not ok:
-        raise UserError(f"could not encode image {printable(path)}")
-    return write_bytes_atomic(path, buf.tobytes(), clean)
+        raise UserError(f"could not encode image {printable(what)}")
+    return buf.tobytes()

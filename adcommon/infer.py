@@ -48,20 +48,48 @@ def _record(q, size, score, threshold):
             "regions": [], "files": {}}
 
 
+def model_input(rgb, preprocess):
+    """One decoded image -> (the network's input (3, H, W) float32, the image resized to the model's square
+    for its panel): the resize, centre crop and normalisation of inference.yml's ``preprocess``, the same
+    for predict.py, infer.py and serve.py."""
+    S, C = preprocess["image_size"], preprocess.get("crop_size")
+    small = D.resize_image(rgb, S)   # the whole resized image: the panel shows what is cropped away
+    x = D.to_tensor(small if not C or C >= S else D.resize_image(rgb, S, C), preprocess.get("mean"),
+                    preprocess.get("std"))
+    return x, small
+
+
+def region_threshold(meta, score):
+    """The map level whose connected areas are an image's regions and its mask (None: no regions)."""
+    threshold = meta.get("threshold")
+    if meta.get("region_only_if_anomalous") and threshold is not None and score < threshold:
+        return None   # maps scaled per image always have a hot spot: regions only for anomalous images
+    return meta.get("map_threshold") if meta.get("map_threshold") is not None else threshold
+
+
+def image_record(path, size, m, score, meta):
+    """One scored image's record (path, size, score, threshold, verdict, the inspected box and its regions
+    at the image's own size) and its map at that size (NaN outside the inspected box): the same for
+    predict.py, infer.py and serve.py. ``m``: the post-processed map at model resolution."""
+    from . import regions as R
+    p = meta["preprocess"]
+    S, C = p["image_size"], p.get("crop_size")
+    W, H = size
+    full = R.to_image(m, W, H, S, C)
+    rec = dict(_record(path, size, score, meta.get("threshold")), inspected=list(R.inspected_box(W, H, S, C)),
+               regions=R.find_regions(full, region_threshold(meta, score)))
+    return rec, full
+
+
 def _image_results(item, m, score, meta, folder, save_vis, save_maps, vrange, spent):
     """One image's files in ``folder`` (the mask and, with ``save_maps``, the map at the image's own size;
     the panel with ``save_vis``) and its predictions.jsonl record."""
     from . import regions as R
     p, threshold = meta["preprocess"], meta.get("threshold")
     S, C = p["image_size"], p.get("crop_size")
-    region_thr = meta.get("map_threshold") if meta.get("map_threshold") is not None else threshold
-    if meta.get("region_only_if_anomalous") and threshold is not None and score < threshold:
-        region_thr = None   # maps scaled per image always have a hot spot: regions only for anomalous images
+    region_thr = region_threshold(meta, score)
     t0 = time.perf_counter()
-    W, H = item.size
-    full = R.to_image(m, W, H, S, C)
-    rec = dict(_record(item.path, item.size, score, threshold), inspected=list(R.inspected_box(W, H, S, C)),
-               regions=R.find_regions(full, region_thr))
+    rec, full = image_record(item.path, item.size, m, score, meta)
     t1 = time.perf_counter()
     if threshold is not None:
         rec["files"]["mask"] = item.name + SUFFIX["mask"]
@@ -109,9 +137,7 @@ def predict_images(paths, run_fn, meta, save_dir, root=None, batch_size=1, save_
         t0 = time.perf_counter()
         try:
             rgb = D.load_image(q)
-            S, C = p["image_size"], p.get("crop_size")
-            small = D.resize_image(rgb, S)   # the whole resized image: the panel shows what is cropped away
-            x = D.to_tensor(small if not C or C >= S else D.resize_image(rgb, S, C), p.get("mean"), p.get("std"))
+            x, small = model_input(rgb, p)
             item = Prepared(q, result_name(q, root), x, (rgb.shape[1], rgb.shape[0]), small if save_vis else None)
         except UserError as e:
             item = Prepared(q, None, error=str(e))

@@ -34,7 +34,7 @@ EXPORT_NAMES = {"inference.json", "inference.pdmodel", "inference.pdiparams", "i
                 "inference.yml", "inference.onnx"}
 RESULT_NAMES = {"scores.csv", "predictions.jsonl", "report.html", "auto_log.log", "run.json", "summary.json"}
 CATEGORY_NAMES = VAL_NAMES | {"model.pdparams", "candidate.pdparams", "last.pdparams", "args.yml", "train.log",
-                              "inference", "predict", "infer", "run.log", "run_all.done", "quickstart.log"}
+                              "inference", "predict", "infer", "run.log", "run_all.done", "quickstart.log", "vdl"}
 KINDS = {
     "category": ("a training folder", CATEGORY_NAMES),
     "export": ("an exported model", EXPORT_NAMES),
@@ -67,6 +67,11 @@ def _ours(folder, name, kind, owned):
         # val.py's pictures, replaced as a whole by the next evaluation: only PNG files may be in it
         with contextlib.suppress(OSError):
             return os.path.isdir(p) and all(n.endswith(".png") or _TEMP.match(n) for n in os.listdir(p))
+        return False
+    if name == "vdl" and kind == "category":
+        # train.py --use_vdl's VisualDL records: only its vdlrecords.*.log files may be in it
+        with contextlib.suppress(OSError):
+            return os.path.isdir(p) and all(n.startswith("vdlrecords.") for n in os.listdir(p))
         return False
     if name in (MARKER, LOCK) or _TEMP.match(name) or name in KINDS[kind][1] or name in owned:
         return True

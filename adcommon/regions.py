@@ -15,7 +15,8 @@ from shared_data.errors import atomic_path
 
 from .files import write_png
 
-__all__ = ["inspected_box", "to_image", "find_regions", "save_mask", "save_map", "crop_note", "aspect_note"]
+__all__ = ["inspected_box", "to_image", "find_regions", "mask_array", "save_mask", "map_png16", "save_map",
+           "crop_note", "aspect_note"]
 
 
 def inspected_box(width, height, image_size, crop_size=None):
@@ -62,11 +63,27 @@ def find_regions(amap, threshold):
     return sorted(out, key=lambda r: -r["area"])
 
 
+def mask_array(amap, threshold):
+    """uint8 0 / 255 of ``amap >= threshold`` (no threshold: all 0; NaN never counts)."""
+    if threshold is None:
+        return np.zeros(np.shape(amap), np.uint8)
+    return np.where(np.nan_to_num(np.asarray(amap, np.float32), nan=-np.inf) >= threshold, 255, 0).astype(np.uint8)
+
+
 def save_mask(path, amap, threshold, clean=True):
     """Binary PNG (0 / 255) of ``amap >= threshold`` (no threshold: all 0), written atomically."""
-    m = np.zeros(np.shape(amap), np.uint8) if threshold is None else \
-        np.where(np.nan_to_num(np.asarray(amap, np.float32), nan=-np.inf) >= threshold, 255, 0).astype(np.uint8)
-    return write_png(path, m, clean)
+    return write_png(path, mask_array(amap, threshold), clean)
+
+
+def map_png16(amap, vrange=None):
+    """The map as uint16 (``vrange`` [lo, hi], else its own range, scaled to 1..65535; 0 where not
+    inspected) and the scaling that reads it back."""
+    a = np.asarray(amap, np.float32)
+    lo, hi = (float(vrange[0]), float(vrange[1])) if vrange else (float(np.nanmin(a)), float(np.nanmax(a)))
+    hi = hi if hi > lo else lo + 1.0
+    u16 = np.round(1 + np.clip((a - lo) / (hi - lo), 0, 1) * 65534)
+    return (np.where(np.isnan(a), 0, u16).astype(np.uint16),
+            {"png16": "value = lo + (pixel - 1) / 65534 * (hi - lo); 0 = not inspected", "lo": lo, "hi": hi})
 
 
 def save_map(path, amap, fmt, vrange=None, clean=True):
@@ -78,11 +95,9 @@ def save_map(path, amap, fmt, vrange=None, clean=True):
             with open(tmp, "wb") as f:
                 np.save(f, a)
         return None
-    lo, hi = (float(vrange[0]), float(vrange[1])) if vrange else (float(np.nanmin(a)), float(np.nanmax(a)))
-    hi = hi if hi > lo else lo + 1.0
-    u16 = np.round(1 + np.clip((a - lo) / (hi - lo), 0, 1) * 65534)
-    write_png(path, np.where(np.isnan(a), 0, u16).astype(np.uint16), clean)
-    return {"png16": "value = lo + (pixel - 1) / 65534 * (hi - lo); 0 = not inspected", "lo": lo, "hi": hi}
+    u16, scale = map_png16(a, vrange)
+    write_png(path, u16, clean)
+    return scale
 
 
 def crop_note(image_size, crop_size):

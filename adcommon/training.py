@@ -17,11 +17,12 @@ def train_main(engine, args):
     engine resolved) and, with --val, evaluates the test split into the same folder.
     """
     from . import checkpoint as C
-    from . import cli, distributed
+    from . import cli, distributed, vdl
     from .files import save_yaml
     from .pipeline import evaluate, load, summary
     m = bind(engine)
     m.prepare_args(args)                               # the method's own checks and aliases, before any work
+    vdl.check_available(args)
     main_process = distributed.init()[0] == 0          # under paddle.distributed.launch: rank 0 writes
     for cat in cli.training_categories(args):
         out = os.path.join(args.output_dir, cat)
@@ -30,7 +31,8 @@ def train_main(engine, args):
             if done:                                   # --resume on a finished run: says so, leaves it as it is
                 print(done)
                 continue
-        with cli.training_output(out, main_process, os.path.join(args.data_dir, cat)) as log:
+        with cli.training_output(out, main_process, os.path.join(args.data_dir, cat)) as log, \
+                vdl.board(args, m.name, cat, out, main_process):
             cli.set_seed(args.seed)
             resolved = m.train_category(args, cat, out, log, main_process)
             if not main_process:

@@ -162,6 +162,13 @@ def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_
     has other units than the score (default: ``threshold``). ``region_only_if_anomalous`` draws the
     region only for images over the image threshold (maps scaled per image always have a hot spot).
     """
+    save_png(path, panel_picture(rgb, amap, score, threshold, vmin, vmax, gt_mask, map_threshold,
+                                 region_only_if_anomalous), clean)
+
+
+def panel_picture(rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_threshold=None,
+                  region_only_if_anomalous=False):
+    """save_panel's picture as an RGB uint8 array (the same arguments)."""
     if threshold is None:
         title = f"score {score:.3f} (no threshold)"
     else:
@@ -171,4 +178,4 @@ def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_
         region = vmax
     if region_only_if_anomalous and threshold is not None and score < threshold:
         region = float("inf")
-    save_png(path, panel(rgb, amap, region, vmin, vmax, gt_mask=gt_mask, title=title), clean)
+    return panel(rgb, amap, region, vmin, vmax, gt_mask=gt_mask, title=title)

@@ -155,6 +155,10 @@ def main(argv=None):
                         "1000 images, the stages, and the peer's OpenVINO deployment; --readme fills its deploy block")
     p.add_argument("--peer_python", default=None,
                    help="--deploy: the python of a venv with ../shared/peer's requirements (anomalib 2.7)")
+    p.add_argument("--serve", action="store_true",
+                   help="only the service table: serve.py under 1, 4 and 16 concurrent clients against infer.py on "
+                        "the same images and runtime, and its memory over 5000 requests; --readme fills its serve "
+                        "block")
     p.add_argument("--scaling", action="store_true",
                    help="only the scale-out table (1 vs 2 processes); --readme fills its scaling block")
     args = p.parse_args(argv)
@@ -173,6 +177,16 @@ def main(argv=None):
         print(md)
         if args.readme:
             replace_block(args.readme, "deploy", md)
+        return 0
+    if args.serve:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_serve import serve_rows
+        rows = machine_rows() + serve_rows(args.quick)
+        cmd = "python scripts/benchmark.py --serve" + (" --quick" if args.quick else "")
+        md = to_markdown(rows, cmd, time.perf_counter() - t0)
+        print(md)
+        if args.readme:
+            replace_block(args.readme, "serve", md)
         return 0
     if args.scaling:
         rows = machine_rows() + scaling_rows(args.quick)

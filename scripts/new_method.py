@@ -3,7 +3,7 @@
     python scripts/new_method.py --name toy                      # TOY-Paddle/ + a line in methods.tsv
     python scripts/new_method.py --name toy --dest /tmp/x --table /tmp/x/methods.tsv
 
-The folder holds the five scripts (train.py, val.py, predict.py, export_model.py, infer.py) and a
+The folder holds the six scripts (train.py, val.py, predict.py, export_model.py, infer.py, serve.py) and a
 package whose engine obeys the method contract (adcommon.contract) with a placeholder method that
 works end to end: a Gaussian per pixel and channel of the raw normal images, the squared standardised
 distance as the anomaly map, the threshold from held-out normal images. Replace the model and
@@ -102,6 +102,21 @@ from adcommon.deploy import infer_main  # noqa: E402
 if __name__ == "__main__":
     run_cli(lambda argv: infer_main(argv, "__NAME__"))
 ''',
+    "serve.py": '''"""An exported __TITLE__ model as an HTTP service (pip install -e .[serve]): infer.py's numbers.
+
+    python serve.py --model_dir output/brick/inference --port 8866
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
+
+from adcommon.cli import run_cli  # noqa: E402
+from adcommon.serve import serve_main  # noqa: E402
+
+if __name__ == "__main__":
+    run_cli(lambda argv: serve_main(argv, "__NAME__"))
+''',
     "__PKG__/__init__.py": "",
     "__PKG__/engine.py": '''"""__TITLE__'s engine (the method contract, adcommon.contract).
 
@@ -185,6 +200,7 @@ python train.py --data_dir ../data/synthetic --category brick --val True
 python val.py --data_dir ../data/synthetic --category brick
 python export_model.py --category brick
 python infer.py --model_dir output/brick/inference --img_path ../data/synthetic/brick/test
+python serve.py --model_dir output/brick/inference --port 8866   # HTTP: POST /predict
 ```
 
 ## Deviations from the paper
@@ -232,7 +248,7 @@ def main(argv=None):
         import shutil
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    print(f"{dest}: train.py val.py predict.py export_model.py infer.py {args.name}/engine.py README.md; "
+    print(f"{dest}: train.py val.py predict.py export_model.py infer.py serve.py {args.name}/engine.py README.md; "
           f"{table}: {line.strip()!r}")
     return 0
 

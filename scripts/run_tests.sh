@@ -13,6 +13,9 @@ echo "== installing requirements"
 # wherever its wheel installs (its tests skip, saying so, where it does not)
 "$PY" -m pip install -q "paddle2onnx>=2.0" onnxruntime
 "$PY" -m pip install -q openvino || echo "   openvino could not be installed: its tests will be skipped"
+# serve.py and its HTTP client ([serve] extra + httpx), train.py --use_vdl ([vdl] extra)
+"$PY" -m pip install -q fastapi uvicorn python-multipart httpx
+"$PY" -m pip install -q visualdl || echo "   visualdl could not be installed: its tests will be skipped"
 
 # the report's browser test needs Chromium (Debian's package); where it cannot be installed, that test
 # skips and says why

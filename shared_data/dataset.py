@@ -35,14 +35,23 @@ def set_max_megapixels(megapixels):
     MAX_PIXELS = int(float(megapixels) * 1_000_000)
 
 
-def _open(path, what="image"):
-    """PIL's lazy open (the header only) with the size limit checked before any decoding."""
+class ImageTooLarge(UserError):
+    """An image over the --max_megapixels limit (refused before it is decoded)."""
+
+
+class NotAnImage(UserError):
+    """A file no image decoder recognises (a text file, an archive, a video)."""
+
+
+def _open(path, what="image", shown=None):
+    """PIL's lazy open (the header only) with the size limit checked before any decoding. ``path``: a file
+    name or a binary file object (``shown`` names it in messages)."""
     im = Image.open(path)
     w, h = im.size
     if w * h > MAX_PIXELS:
         im.close()
-        raise UserError(f"{what} {printable(path)} is {w} x {h} ({w * h / 1e6:.0f} megapixels), over the limit of "
-                        f"{MAX_PIXELS / 1e6:g} (--max_megapixels)")
+        raise ImageTooLarge(f"{what} {printable(shown or path)} is {w} x {h} ({w * h / 1e6:.0f} megapixels), over "
+                            f"the limit of {MAX_PIXELS / 1e6:g} (--max_megapixels)")
     return im
 
 
@@ -68,8 +77,30 @@ def load_image(path):
     """Read any png/jpg/bmp/tif as RGB uint8 (H, W, 3); greyscale, RGBA, palette, 16-bit, 32-bit integer and
     float converted, and turned upright by its EXIF orientation (as a viewer shows it). The one function
     every script reads images with: one-line errors for a missing, unreadable or oversized file."""
+    return _read_rgb(path, path)
+
+
+def decode_image(data, name="upload"):
+    """load_image for an image file's bytes (an HTTP upload), with the same conversions, limit and errors."""
+    import io
+    if not data:
+        raise UserError(f"cannot read image {printable(name)}: it is empty")
+    return _read_rgb(io.BytesIO(data), name)
+
+
+# How the image files this reader knows begin (PNG, JPEG, BMP, TIFF both byte orders, GIF, WebP's RIFF)
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"GIF8", b"RIFF")
+
+
+def _signed_image(f):
+    f.seek(0)
+    head = f.read(8)
+    return any(head.startswith(s) for s in _SIGNATURES)
+
+
+def _read_rgb(src, path):
     try:
-        with _open(path) as im:
+        with _open(src, shown=path) as im:
             im.load()
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -83,7 +114,14 @@ def load_image(path):
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise UserError(f"image not found: {printable(path)}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError as e:
+        if isinstance(src, (str, bytes, os.PathLike)):
+            raise NotAnImage(f"cannot read image {printable(path)}: {printable(e)}") from None
+        if _signed_image(src):   # bytes that begin like an image but end before its header is complete
+            raise UserError(f"cannot read image {printable(path)}: damaged or truncated") from None
+        raise NotAnImage(f"cannot read image {printable(path)}: not an image file this reader knows "
+                         "(PNG, JPEG, BMP, TIFF, ...)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image {printable(path)}: {printable(e)}") from None
     except MemoryError:
         raise UserError(f"cannot read image {printable(path)}: not enough memory to decode it") from None

@@ -189,6 +189,7 @@ class _StopWatchdog:
         os.set_blocking(self.write_fd, False)
         self.previous_fd = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
         self.stopped = False
+        self.extra = 0.0   # seconds a run asked for beyond the grace period (extend_stop_grace)
         self.thread = threading.Thread(target=self._watch, name="stop-watchdog", daemon=True)
         self.thread.start()
         _StopWatchdog.active = self
@@ -224,7 +225,7 @@ class _StopWatchdog:
             signums = set(data)
             if signal.SIGTERM in signums or signal.SIGINT in signums:
                 code = 143 if signal.SIGTERM in signums else 130
-                grace = _grace_seconds()
+                grace = _grace_seconds() + self.extra
                 import time
                 deadline = time.monotonic() + grace
                 while time.monotonic() < deadline and not self.stopped:
@@ -245,6 +246,14 @@ class _StopWatchdog:
             signal.set_wakeup_fd(self.previous_fd)
         with contextlib.suppress(OSError):
             os.close(self.write_fd)   # the watching thread reads the end of the pipe and closes its own end
+
+
+def extend_stop_grace(seconds):
+    """Give this run ``seconds`` more than the grace period to stop after a signal (serve.py drains the
+    requests in flight for up to --drain_s)."""
+    dog = _StopWatchdog.active
+    if dog is not None:
+        dog.extra = max(0.0, float(seconds))
 
 
 if hasattr(os, "register_at_fork"):

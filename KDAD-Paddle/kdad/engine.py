@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from adcommon import checkpoint as C
 from adcommon import distributed as D
+from adcommon import vdl
 from adcommon.compiled import CompiledForward
 from adcommon.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import ImageCache
@@ -275,12 +276,14 @@ def train(model, images, holdout, out_dir, log, epochs=601, batch_size=64, lr=1e
         done = epoch + 1
         ep_loss = float(D.all_sum(np.array([total]))[0]) / n
         bar.set_postfix(loss=f"{ep_loss:.4f}")
+        vdl.scalars(done, {"loss": ep_loss, "lr": lr, "images_per_s": n / max(time.perf_counter() - t_ep, 1e-9)})
         if main:
             _append(log_path, f"[Train] epoch {done}/{epochs} loss {ep_loss:.4f} ({time.perf_counter() - t_ep:.2f} s)")
         if holdout is not None and (done % eval_interval == 0 or done == epochs or done == start + 1):
             hs = shared_detection_scores(model, holdout, batch_size)
             rec = {"epoch": done, "loss": round(ep_loss, 6), "holdout_mean_score": float(hs.mean())}
             history.append(rec)
+            vdl.scalars(done, {"holdout_mean_score": rec["holdout_mean_score"]})
             msg = f"[Eval] epoch {done}: held-out normal mean score {rec['holdout_mean_score']:.4f} ({len(hs)} images)"
             if select == "holdout" and (best is None or rec["holdout_mean_score"] < best["score"]):
                 best = {"epoch": done, "score": rec["holdout_mean_score"],

@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from adcommon import cli
+from adcommon import cli, vdl
 from adcommon import distributed as D
 from adcommon.checkpoint import save_checkpoint
 from adcommon.maps import postprocess, threshold_from_normals, vis_range
@@ -116,6 +116,8 @@ def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quanti
              "threshold_quantile": threshold_quantile, "threshold_rule": threshold_rule,
              "holdout_scores": [float(v) for v in scores], "vis_range": vr,
              "fit_seconds": round(time.perf_counter() - t0, 3), "processes": world}
+    vdl.scalars(1, {"images_per_s": n / max(stats["fit_seconds"], 1e-9), "threshold": threshold,
+                    "holdout_mean_score": float(np.mean(scores)) if len(scores) else None})
     log(f"fitted {P} Gaussians of dim {d} on {acc.n} images in {stats['fit_seconds']} s"
         f"{f' ({world} processes)' if world > 1 else ''}; threshold "
         f"{threshold if threshold is None else round(threshold, 4)} from {len(scores)} out-of-fold normal scores "

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from adcommon import checkpoint as C
 from adcommon import distributed as D
+from adcommon import vdl
 from adcommon.evaluation import run_batches
 from adcommon.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches, to_tensor
@@ -159,6 +160,7 @@ def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_dec
         if (step + 1) % log_interval == 0 or step + 1 == steps or "holdout_mean_score" in row:
             ips = seen / max(time.perf_counter() - t0, 1e-9)
             history.append(row)
+            vdl.scalars(step + 1, dict(row, images_per_s=ips))
             log(f"step {step + 1}/{steps} loss {row['loss']:.4f} (ce {row['ce']:.4f} + {sspcab_lambda} x sspcab "
                 f"{row['sspcab']:.4f}) acc {acc:.3f} lr {row['lr']:.6f} {ips:.1f} img/s")
         if main and state_path and save_interval and ((step + 1) % save_interval == 0 or step + 1 == steps):

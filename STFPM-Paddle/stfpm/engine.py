@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from adcommon import checkpoint as C
 from adcommon import distributed as D
+from adcommon import vdl
 from adcommon.compiled import CompiledForward
 from adcommon.maps import postprocess, threshold_from_normals, vis_range_of
 from shared_data.dataset import ImageCache
@@ -236,6 +237,7 @@ def train(model, fit_ds, holdout_ds, out_dir, category, epochs=100, batch_size=3
                               complete=False, progress={"epoch": epoch, "epochs": epochs})
         state["epoch"] = epoch
         state["history"].append(rec)
+        vdl.scalars(epoch, dict(rec, lr=lr))
         if main:
             C.save_training_state(last_path, METHOD, model, opt, model.student, settings, state)
         hs = f", held-out score {rec['holdout_score']:.6f}" if holdout is not None else ""
