@@ -54,7 +54,10 @@ class _Server:
 
 def _load(url, payloads, clients, n):
     """``n`` requests from ``clients`` threads (request k sends payloads[k % len]); (seconds, latencies)."""
+    import logging
+
     import httpx
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # no line per request
     latencies, errors, lock = [], [], threading.Lock()
     counter = iter(range(n))
 

@@ -154,11 +154,15 @@ def main(argv=None):
                    help="only the deployment table: infer.py end to end per backend and batch, memory for 100 and "
                         "1000 images, the stages, and the peer's OpenVINO deployment; --readme fills its deploy block")
     p.add_argument("--peer_python", default=None,
-                   help="--deploy: the python of a venv with ../shared/peer's requirements (anomalib 2.7)")
+                   help="--deploy / --train_step: the python of a venv with ../shared/peer's requirements "
+                        "(anomalib 2.7, torch, timm)")
     p.add_argument("--serve", action="store_true",
                    help="only the service table: serve.py under 1, 4 and 16 concurrent clients against infer.py on "
                         "the same images and runtime, and its memory over 5000 requests; --readme fills its serve "
                         "block")
+    p.add_argument("--train_step", action="store_true",
+                   help="only the training-step table: STFPM's Lite0 step at 256 px under each CPU setting, and "
+                        "PyTorch on the same step (--peer_python); --readme fills its trainstep block")
     p.add_argument("--scaling", action="store_true",
                    help="only the scale-out table (1 vs 2 processes); --readme fills its scaling block")
     args = p.parse_args(argv)
@@ -177,6 +181,17 @@ def main(argv=None):
         print(md)
         if args.readme:
             replace_block(args.readme, "deploy", md)
+        return 0
+    if args.train_step:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_train_step import train_step_rows
+        rows = machine_rows() + train_step_rows(args.quick, args.peer_python)
+        cmd = "python scripts/benchmark.py --train_step" + (" --quick" if args.quick else "") + \
+            (" --peer_python PEER_VENV/bin/python" if args.peer_python else "")
+        md = to_markdown(rows, cmd, time.perf_counter() - t0)
+        print(md)
+        if args.readme:
+            replace_block(args.readme, "trainstep", md)
         return 0
     if args.serve:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

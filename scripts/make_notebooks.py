@@ -61,7 +61,12 @@ OUT = os.path.join(REPO, "output", "notebook_tiny" if TINY else "notebook", "{me
 GEN = "--n_train 12 --n_test_good 4 --n_test_defect 6 --image_size 128" if TINY else ""
 FLAGS = "{tiny}" if TINY else "{flags}"
 CATEGORY = "brick"
-print(REPO, DATA, OUT, FLAGS, sep="\\n")"""),
+try:   # VisualDL training logs when it is installed (pip install visualdl): section 2b shows them
+    import visualdl  # noqa: F401
+    VDL = "--use_vdl True"
+except ImportError:
+    VDL = ""
+print(REPO, DATA, OUT, FLAGS, VDL, sep="\\n")"""),
         _cell("markdown", "## 1. Data: an MVTec-layout folder with train/good, test/<kind> and ground_truth masks"),
         _cell("code", """
 !python -m shared_data.synthetic --data_dir {DATA} --categories {CATEGORY} {GEN}
@@ -70,8 +75,33 @@ sorted(os.listdir(os.path.join(DATA, CATEGORY, "test")))"""),
         _cell("markdown", "## 2. Train on the normal images, then evaluate on the test split with a report"),
         _cell("code", f"""
 os.chdir(os.path.join(REPO, "{folder}"))
-!python train.py --data_dir {{DATA}} --category {{CATEGORY}} --output_dir {{OUT}} {{FLAGS}}
+!python train.py --data_dir {{DATA}} --category {{CATEGORY}} --output_dir {{OUT}} {{FLAGS}} {{VDL}}
 assert _exit_code == 0"""),
+        _cell("markdown", """
+### 2b. The training curves in VisualDL
+
+With `--use_vdl True`, train.py writes VisualDL logs to `<output_dir>/<category>/vdl` (or
+`--vdl_log_dir`): loss, learning rate, held-out score and images/s, and with `--val True` the test
+metrics and a few anomaly-map panels. On AIStudio, open the **Visualization** panel on the left and
+choose that folder as the log file; elsewhere run `visualdl --logdir <that folder> --port 8040` and open
+http://127.0.0.1:8040. The cell below reads the same log with VisualDL's LogReader and plots it here."""),
+        _cell("code", """
+import glob
+logs = glob.glob(os.path.join(OUT, CATEGORY, "vdl", "vdlrecords.*"))
+if not logs:
+    print("no VisualDL log: pip install visualdl, then run train.py with --use_vdl True")
+else:
+    import matplotlib.pyplot as plt
+    from visualdl import LogReader
+    reader = LogReader(file_path=sorted(logs)[-1])
+    tags = [t for t in reader.get_tags().get("scalar", []) if t.startswith("train/")]
+    fig, axes = plt.subplots(1, len(tags), figsize=(3.2 * len(tags), 2.6), squeeze=False)
+    for ax, tag in zip(axes[0], tags):
+        points = reader.get_data("scalar", tag)
+        ax.plot([p.id for p in points], [p.value for p in points], marker="o")
+        ax.set_title(tag, fontsize=9)
+    plt.tight_layout()
+    plt.show()"""),
         _cell("code", """
 !python val.py --data_dir {DATA} --category {CATEGORY} --output_dir {OUT} --save_vis True --report
 assert _exit_code == 0
@@ -114,7 +144,34 @@ assert _exit_code == 0
 !python infer.py --model_dir {OUT}/{CATEGORY}/inference --img_path {DATA}/{CATEGORY}/test --batch_size 4 \\
     --benchmark True --save_vis False --save_dir {OUT}/{CATEGORY}/infer
 assert _exit_code == 0"""),
-        _cell("markdown", "## 5. The results table (generated, never typed)"),
+        _cell("markdown", """
+## 5. Serve the exported model over HTTP
+
+`serve.py` answers `POST /predict` with the numbers `infer.py` writes (score, verdict, regions; the mask
+and the map on request), for a PLC gateway, a camera SDK or an MES (`pip install -e .[serve]`). The cell
+starts it on a free port, sends one test image as raw bytes with the standard library, prints the answer,
+and stops it with SIGTERM (it answers the requests in flight first, then exits with 143)."""),
+        _cell("code", """
+import re, signal, subprocess, urllib.request
+try:
+    import fastapi, uvicorn  # noqa: F401
+except ImportError:
+    print("serve.py needs FastAPI and uvicorn: pip install -e .[serve]")
+else:
+    server = subprocess.Popen([sys.executable, "serve.py", "--model_dir", os.path.join(OUT, CATEGORY, "inference"),
+                               "--port", "0"], stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline()
+    print(line.strip())
+    url = re.search(r"http://[0-9.]+:[0-9]+", line).group(0)
+    image = sorted(glob.glob(os.path.join(DATA, CATEGORY, "test", "*", "*.png")))[-1]
+    with open(image, "rb") as f:
+        request = urllib.request.Request(url + "/predict?name=" + os.path.basename(image), data=f.read(),
+                                         headers={"Content-Type": "application/octet-stream"})
+    answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    print(json.dumps(answer, indent=1)[:800])
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(60) == 143"""),
+        _cell("markdown", "## 6. The results table (generated, never typed)"),
         _cell("code", """
 !python {REPO}/scripts/collect_results.py --output_dir {os.path.dirname(OUT)}
 assert _exit_code == 0"""),

@@ -82,6 +82,18 @@ def test_pictures_folder_with_other_files_is_refused(tmp_path):
         claim(str(d), "category", "--output_dir")
 
 
+def test_a_visualdl_folder_with_other_files_is_refused(tmp_path):
+    """train.py --use_vdl writes <category>/vdl/vdlrecords.*.log: ours; anything else in it is the user's."""
+    d = tmp_path / "brick"
+    claim(str(d), "category", "--output_dir")
+    (d / "vdl").mkdir()
+    (d / "vdl" / "vdlrecords.1796674146.log").write_bytes(b"r")
+    claim(str(d), "category", "--output_dir")
+    (d / "vdl" / "my_notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"did not write \(vdl\)"):
+        claim(str(d), "category", "--output_dir")
+
+
 @pytest.mark.parametrize("out, src, words", [
     ("imgs", "imgs", "is the input folder"),
     ("imgs/results", "imgs", "lies inside the input folder"),

@@ -7,10 +7,36 @@ import sys
 
 import pytest
 
-pytest.importorskip("visualdl")
+from adcommon import methods, vdl
+from adcommon.testing import tiny_synthetic
 
-from adcommon import methods  # noqa: E402
-from adcommon.testing import tiny_synthetic  # noqa: E402
+
+class _Writer:
+    def __init__(self):
+        self.scalars, self.images = [], []
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def add_image(self, tag, img, step):
+        self.images.append((tag, img.shape, step))
+
+
+def test_only_finite_numbers_of_a_history_record_become_scalars(monkeypatch):
+    """An engine's record: numbers kept (rates too), seconds, flags, text, None and NaN left out; nothing at
+    all without an open board."""
+    import numpy as np
+    vdl.scalars(1, {"loss": 1.0})   # no board: nothing, no error
+    w = _Writer()
+    monkeypatch.setattr(vdl, "_ACTIVE", [w])
+    vdl.scalars(3, {"epoch": 3, "loss": 0.5, "lr": 0.4, "images_per_s": 5.6, "seconds": 45.0, "t_s": 1.0,
+                    "holdout_score": None, "acc": float("nan"), "best": True, "note": "x"})
+    assert sorted(w.scalars) == [("train/images_per_s", 5.6, 3), ("train/loss", 0.5, 3), ("train/lr", 0.4, 3),
+                                 ("train/seconds", 45.0, 3)]
+    vdl.evaluation({"image_auroc": 0.9, "aupro": None, "pixel_auroc": 0.95},
+                   [("defective_1", np.zeros((8, 8, 3), np.uint8))])
+    assert ("test/image_auroc", 0.9, 0) in w.scalars and ("test/pixel_auroc", 0.95, 0) in w.scalars
+    assert not any(t == "test/aupro" for t, _, _ in w.scalars) and w.images == [("test/defective_1", (8, 8, 3), 0)]
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +45,7 @@ def data(tmp_path_factory):
 
 
 def _read(folder):
-    from visualdl import LogReader
+    LogReader = pytest.importorskip("visualdl").LogReader
     files = glob.glob(os.path.join(folder, "vdlrecords.*"))
     assert len(files) == 1, files
     reader = LogReader(file_path=files[0])
@@ -30,6 +56,7 @@ def _read(folder):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", methods.names())
 def test_train_py_writes_scalars_metrics_and_panels_that_visualdl_reads(name, data, tmp_path):
+    pytest.importorskip("visualdl")
     m = methods.get(name)
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "train.py", "--data_dir", data, "--category", "brick", "--output_dir", out,
