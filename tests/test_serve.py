@@ -172,9 +172,10 @@ def test_the_service_answers_what_infer_py_writes(name, data, exports, serve, tm
 def test_bad_uploads_get_a_4xx_and_never_change_another_answer(exports, serve):
     """Not an image (415), truncated (422), over --max_megapixels (413), a body over --max_body_mb with or
     without its length (413), no image (400), two at /predict (400), an unknown output (400): one message
-    each, and the service scores the next image as before."""
+    each, and the service (two runtimes here) scores the next image as before."""
     model = exports("padim")
-    s = serve(methods.get("padim").path, "--model_dir", model, "--max_megapixels", "0.01", "--max_body_mb", "0.2")
+    s = serve(methods.get("padim").path, "--model_dir", model, "--max_megapixels", "0.01", "--max_body_mb", "0.2",
+              "--workers", "2")
     good = _png()
     first = s.client.post("/predict", content=good)
     assert first.status_code == 200
