@@ -403,6 +403,8 @@ def serve_main(argv, model_name):
     from .cli import cpu_threads
     from .deploy import RUNTIMES, model_dir_of, open_model
     set_image_limit(args)
+    if args.token is not None and not args.token.strip():
+        raise UserError("--token is empty: give the secret every request must carry, or leave the flag out")
     token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
     model_dir = model_dir_of(args)
     sock = _listen(args.host, args.port)

@@ -234,8 +234,8 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_143(exports, serve):
 
 
 def test_missing_packages_and_a_port_in_use_are_one_line(tmp_path):
-    """Without FastAPI: what to install. A port another program holds: one line, exit 2, before any model
-    loads. train.py --use_vdl True without VisualDL: what to install."""
+    """Without FastAPI: what to install. A port another program holds, or an empty --token: one line, exit
+    2, before any model loads. train.py --use_vdl True without VisualDL: what to install."""
     import socket
     fake = tmp_path / "fake"
     fake.mkdir()
@@ -255,6 +255,9 @@ def test_missing_packages_and_a_port_in_use_are_one_line(tmp_path):
                            cwd=padim, capture_output=True, text=True)
     assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "serve.py", "--model_dir", str(tmp_path), "--token", " "], cwd=padim,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--token is empty" in r.stderr
     r = subprocess.run([sys.executable, "train.py", "--data_dir", str(tmp_path), "--category", "brick",
                         "--output_dir", str(tmp_path / "out"), "--use_vdl", "True"], cwd=padim, env=env,
                        capture_output=True, text=True)
