@@ -123,3 +123,23 @@ def alone_and_launched(script, tmp_path):
 def distributed_data(tmp_path_factory):
     """The data of the data-parallel tests: brick at 64 px, 23 training images (odd: shares differ)."""
     return tiny_synthetic(tmp_path_factory, 64, 23, 2, 2, name="dist_data")
+
+
+def start_serve(folder, *args, env=None):
+    """``python serve.py --port 0 ARGS`` in the paper folder ``folder`` (the tests, the service benchmark):
+    (the process, its base URL read from the line it prints once it listens). The process is killed and
+    AssertionError raised when it does not start."""
+    import os
+    import re
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "serve.py", "--port", "0", *map(str, args)], cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **(env or {})))
+    line = proc.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+    if not found:
+        proc.kill()
+        raise AssertionError(f"serve.py did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc, f"http://127.0.0.1:{found.group(1)}"
+

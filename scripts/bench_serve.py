@@ -11,7 +11,6 @@ images (its own timing, summary.json); and the server's peak RSS after 500 and a
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -19,6 +18,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from bench_deploy import _images, _infer, _models  # noqa: E402
 
@@ -34,18 +34,10 @@ def _peak_rss_mb(pid):
 
 class _Server:
     def __init__(self, model, backend):
-        cmd = [sys.executable, "serve.py", "--model_dir", model, "--port", "0", "--backend", backend,
-               "--batch_size", str(BATCH), "--max_wait_ms", "5", "--cpu_threads", "2", "--queue", "256"]
-        if backend == "paddle":
-            cmd += ["--use_mkldnn", "True"]
-        self.proc = subprocess.Popen(cmd, cwd=os.path.join(ROOT, FOLDER), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        port = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if not port:
-            self.proc.kill()
-            raise RuntimeError(f"serve.py did not start: {line} {self.proc.stderr.read()[-1500:]}")
-        self.url = f"http://127.0.0.1:{port.group(1)}"
+        from adcommon.testing import start_serve
+        args = ["--model_dir", model, "--backend", backend, "--batch_size", BATCH, "--max_wait_ms", 5,
+                "--cpu_threads", 2, "--queue", 256] + (["--use_mkldnn", "True"] if backend == "paddle" else [])
+        self.proc, self.url = start_serve(os.path.join(ROOT, FOLDER), *args)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

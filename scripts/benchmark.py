@@ -170,46 +170,26 @@ def main(argv=None):
 
     from adcommon.files import replace_block
     t0 = time.perf_counter()
-    if args.deploy:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from bench_deploy import deploy_rows
-        rows = machine_rows() + deploy_rows(args.quick, args.peer_python)
-        cmd = "python scripts/benchmark.py --deploy" + (" --quick" if args.quick else "") + \
-            (" --peer_python PEER_VENV/bin/python" if args.peer_python else "")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    peer = " --peer_python PEER_VENV/bin/python" if args.peer_python else ""
+    # the one-table modes: (flag, README block, rows, what the command line adds, a copy under output/)
+    single = [("deploy", "deploy", lambda: __import__("bench_deploy").deploy_rows(args.quick, args.peer_python), peer,
+               os.path.join("output", "benchmark_deploy.md")),
+              ("train_step", "trainstep",
+               lambda: __import__("bench_train_step").train_step_rows(args.quick, args.peer_python), peer, None),
+              ("serve", "serve", lambda: __import__("bench_serve").serve_rows(args.quick), "", None),
+              ("scaling", "scaling", lambda: scaling_rows(args.quick), "", None)]
+    for flag, block, rows_of, more, copy in single:
+        if not getattr(args, flag):
+            continue
+        rows = machine_rows() + rows_of()
+        cmd = f"python scripts/benchmark.py --{flag}" + (" --quick" if args.quick else "") + more
         md = to_markdown(rows, cmd, time.perf_counter() - t0)
-        write_text_atomic(os.path.join("output", "benchmark_deploy.md"), md)
+        if copy:
+            write_text_atomic(copy, md)
         print(md)
         if args.readme:
-            replace_block(args.readme, "deploy", md)
-        return 0
-    if args.train_step:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from bench_train_step import train_step_rows
-        rows = machine_rows() + train_step_rows(args.quick, args.peer_python)
-        cmd = "python scripts/benchmark.py --train_step" + (" --quick" if args.quick else "") + \
-            (" --peer_python PEER_VENV/bin/python" if args.peer_python else "")
-        md = to_markdown(rows, cmd, time.perf_counter() - t0)
-        print(md)
-        if args.readme:
-            replace_block(args.readme, "trainstep", md)
-        return 0
-    if args.serve:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from bench_serve import serve_rows
-        rows = machine_rows() + serve_rows(args.quick)
-        cmd = "python scripts/benchmark.py --serve" + (" --quick" if args.quick else "")
-        md = to_markdown(rows, cmd, time.perf_counter() - t0)
-        print(md)
-        if args.readme:
-            replace_block(args.readme, "serve", md)
-        return 0
-    if args.scaling:
-        rows = machine_rows() + scaling_rows(args.quick)
-        cmd = "python scripts/benchmark.py --scaling" + (" --quick" if args.quick else "")
-        md = to_markdown(rows, cmd, time.perf_counter() - t0)
-        print(md)
-        if args.readme:
-            replace_block(args.readme, "scaling", md)
+            replace_block(args.readme, block, md)
         return 0
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:

@@ -71,26 +71,16 @@ def test_another_tools_files_under_our_names_are_not_adopted(tmp_path):
         claim(str(lonely), "category", "--output_dir")
 
 
-def test_pictures_folder_with_other_files_is_refused(tmp_path):
+@pytest.mark.parametrize("sub, ours", [("vis", "good+000.png_vis.png"),   # val.py's pictures
+                                        ("vdl", "vdlrecords.1796674146.log")])   # train.py --use_vdl's records
+def test_a_subfolder_of_ours_with_other_files_is_refused(tmp_path, sub, ours):
     d = tmp_path / "brick"
     claim(str(d), "category", "--output_dir")
-    (d / "vis").mkdir()
-    (d / "vis" / "good+000.png_vis.png").write_bytes(b"p")
+    (d / sub).mkdir()
+    (d / sub / ours).write_bytes(b"p")
     claim(str(d), "category", "--output_dir")
-    (d / "vis" / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match=r"did not write \(vis\)"):
-        claim(str(d), "category", "--output_dir")
-
-
-def test_a_visualdl_folder_with_other_files_is_refused(tmp_path):
-    """train.py --use_vdl writes <category>/vdl/vdlrecords.*.log: ours; anything else in it is the user's."""
-    d = tmp_path / "brick"
-    claim(str(d), "category", "--output_dir")
-    (d / "vdl").mkdir()
-    (d / "vdl" / "vdlrecords.1796674146.log").write_bytes(b"r")
-    claim(str(d), "category", "--output_dir")
-    (d / "vdl" / "my_notes.txt").write_text("mine")
-    with pytest.raises(UserError, match=r"did not write \(vdl\)"):
+    (d / sub / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=rf"did not write \({sub}\)"):
         claim(str(d), "category", "--output_dir")
 
 

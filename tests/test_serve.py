@@ -3,7 +3,6 @@ on 127.0.0.1, one per test, on a model exported by each paper folder's tiny reci
 import io
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -19,7 +18,7 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from adcommon import methods  # noqa: E402
-from adcommon.testing import tiny_synthetic  # noqa: E402
+from adcommon.testing import start_serve, tiny_synthetic  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = methods.names()
@@ -29,15 +28,7 @@ class Server:
     """``python serve.py ...`` in a paper folder, on a free port; stopped (SIGKILL) if a test leaves it."""
 
     def __init__(self, folder, *args, env=None):
-        self.proc = subprocess.Popen([sys.executable, "serve.py", "--port", "0", *map(str, args)], cwd=folder,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=dict(os.environ, **(env or {})))
-        line = self.proc.stdout.readline()
-        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if not found:
-            self.proc.kill()
-            raise AssertionError(f"no server: {line!r} {self.proc.stderr.read()[-2000:]}")
-        self.url = f"http://127.0.0.1:{found.group(1)}"
+        self.proc, self.url = start_serve(folder, *args, env=env)
         self.client = httpx.Client(base_url=self.url, timeout=60)
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
