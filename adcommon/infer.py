@@ -69,16 +69,18 @@ def region_threshold(meta, score):
 
 def image_record(path, size, m, score, meta):
     """One scored image's record (path, size, score, threshold, verdict, the inspected box and its regions
-    at the image's own size) and its map at that size (NaN outside the inspected box): the same for
-    predict.py, infer.py and serve.py. ``m``: the post-processed map at model resolution."""
+    at the image's own size), its map at that size (NaN outside the inspected box) and the map level of
+    its regions and mask: the same for predict.py, infer.py and serve.py. ``m``: the post-processed map
+    at model resolution."""
     from . import regions as R
     p = meta["preprocess"]
     S, C = p["image_size"], p.get("crop_size")
     W, H = size
     full = R.to_image(m, W, H, S, C)
+    thr = region_threshold(meta, score)
     rec = dict(_record(path, size, score, meta.get("threshold")), inspected=list(R.inspected_box(W, H, S, C)),
-               regions=R.find_regions(full, region_threshold(meta, score)))
-    return rec, full
+               regions=R.find_regions(full, thr))
+    return rec, full, thr
 
 
 def _image_results(item, m, score, meta, folder, save_vis, save_maps, vrange, spent):
@@ -87,9 +89,8 @@ def _image_results(item, m, score, meta, folder, save_vis, save_maps, vrange, sp
     from . import regions as R
     p, threshold = meta["preprocess"], meta.get("threshold")
     S, C = p["image_size"], p.get("crop_size")
-    region_thr = region_threshold(meta, score)
     t0 = time.perf_counter()
-    rec, full = image_record(item.path, item.size, m, score, meta)
+    rec, full, region_thr = image_record(item.path, item.size, m, score, meta)
     t1 = time.perf_counter()
     if threshold is not None:
         rec["files"]["mask"] = item.name + SUFFIX["mask"]

@@ -102,7 +102,7 @@ class Service:
         self.queue_size = int(queue_size)
         self._postprocess = postprocess
         self._q = queue.Queue()
-        self._pending = threading.BoundedSemaphore(self.queue_size)
+        self.waiting = 0   # images submitted and not yet answered (at most queue_size)
         self.counts = {"requests": 0, "images": 0, "rejected": 0, "batches": 0}
         self._lock = threading.Lock()
         self._warm_up()
@@ -176,32 +176,45 @@ class Service:
     def submit(self, x):
         """Queue one prepared image; a concurrent Future of (map or None, score). Rejected (503) when
         --queue images are already waiting."""
-        if not self._pending.acquire(blocking=False):
-            with self._lock:
+        with self._lock:
+            if self.waiting >= self.queue_size:
                 self.counts["rejected"] += 1
-            raise Rejected(503, f"busy: {self.queue_size} images are already waiting (--queue); retry shortly")
+                raise Rejected(503, f"busy: {self.queue_size} images are already waiting (--queue); retry shortly")
+            self.waiting += 1
         fut = concurrent.futures.Future()
-        fut.add_done_callback(lambda _: self._pending.release())
+        fut.add_done_callback(self._answered)
         self._q.put((x, fut))
         return fut
+
+    def _answered(self, _):
+        with self._lock:
+            self.waiting -= 1
+
+    def count_request(self, images):
+        with self._lock:
+            self.counts["requests"] += 1
+            self.counts["images"] += images
+
+    def status(self):
+        """What GET /health reports: the runtimes, the images waiting, the counters."""
+        with self._lock:
+            return {"workers": len(self.runners), "waiting": self.waiting, **self.counts}
 
     def record(self, name, size, result, outputs=()):
         """The answer for one scored image: infer.py's record (without its file names) plus, on request,
         the mask and the map as base64 PNGs."""
         from . import regions as R
         from .files import png_bytes
-        from .infer import _record, image_record, region_threshold
+        from .infer import _record, image_record
         m, score = result
         if m is None:
-            rec = _record(name, size, score, self.meta.get("threshold"))
-            full = None
+            rec, full, thr = _record(name, size, score, self.meta.get("threshold")), None, None
         else:
-            rec, full = image_record(name, size, m, score, self.meta)
+            rec, full, thr = image_record(name, size, m, score, self.meta)
         rec.pop("files", None)
         rec["image"] = rec.pop("path")
         if full is not None and "mask" in outputs and self.meta.get("threshold") is not None:
-            rec["mask_png"] = base64.b64encode(png_bytes(R.mask_array(full, region_threshold(self.meta, score)),
-                                                         "mask")).decode("ascii")
+            rec["mask_png"] = base64.b64encode(png_bytes(R.mask_array(full, thr), "mask")).decode("ascii")
         if full is not None and "map" in outputs:
             u16, scale = R.map_png16(full, self.meta.get("vis_range"))
             rec["map_png16"] = base64.b64encode(png_bytes(u16, "map")).decode("ascii")
@@ -323,16 +336,10 @@ def make_app(service, info, token=None, max_body=64 * 10 ** 6):
         result = await asyncio.wrap_future(service.submit(x))
         return await run_in_threadpool(service.record, name, size, result, outputs)
 
-    def count(n):
-        with service._lock:
-            service.counts["requests"] += 1
-            service.counts["images"] += n
-
     @app.get("/health")
     async def health():
         """Liveness and load: always open (no token), for a process manager or a load balancer."""
-        return {"status": "ok", "method": method, "workers": len(service.runners),
-                "waiting": service.queue_size - service._pending._value, **service.counts}
+        return {"status": "ok", "method": method, **service.status()}
 
     @app.get("/model", dependencies=[Depends(authorised)])
     async def model():
@@ -346,7 +353,7 @@ def make_app(service, info, token=None, max_body=64 * 10 ** 6):
         ``outputs=mask,map`` adds the mask and the map as base64 PNGs."""
         wanted = _parse_outputs(outputs)
         (name, data), = await uploads(request, many=False)
-        count(1)
+        service.count_request(1)
         return await score(name, data, wanted)
 
     @app.post("/predict_batch", dependencies=[Depends(authorised)])
@@ -355,7 +362,7 @@ def make_app(service, info, token=None, max_body=64 * 10 ** 6):
         be read gets {"image", "error", "status"} in its place and the others are scored."""
         wanted = _parse_outputs(outputs)
         files = await uploads(request, many=True)
-        count(len(files))
+        service.count_request(len(files))
 
         async def one(name, data):
             try:
