@@ -751,6 +751,25 @@ def render_normal(category, seed, split, index, image_size=256):
     return _to_output(_finish(scene["img"], light), category)
 
 
+def place_defect(scene, rng, kind, normal, finish, what="the image"):
+    """Draw one visible defect of ``kind`` on ``scene`` -> (uint8 image, bool mask).
+
+    ``scene`` holds ``S`` and the float image ``img`` (S x S x C in [0, 1]), optionally ``region`` (where
+    a defect may land) and ``shiny``; ``normal`` is the defect-free uint8 image and ``finish`` turns a
+    float image into uint8. Outside the mask the result equals ``normal``. A defect that lands off the
+    region or rounds away is redrawn.
+    """
+    for _ in range(30):
+        sev = rng.uniform(0.15, 1.0)  # barely visible .. obvious
+        new, M = _DEFECTS[kind](scene, rng, sev)
+        out = np.where(M[..., None], finish(new), normal)
+        if M.sum() >= 4:
+            diff = np.abs(out.astype(np.int16) - normal.astype(np.int16)).max(2)[M].mean()
+            if diff >= _MIN_MEAN_DIFF:
+                return out, M
+    raise RuntimeError(f"could not place a visible {kind} defect on {what}")
+
+
 def render_defect(category, seed, index, image_size=256):
     """Defective test image number `index` -> dict(image, normal, mask, kind).
 
@@ -765,16 +784,7 @@ def render_defect(category, seed, index, image_size=256):
     scene["S"] = S
     light = _sample_light(rng, S, scene["img"].shape[2])
     normal = _finish(scene["img"], light)
-    for _ in range(30):  # redraw the rare defect that lands off the object or rounds away
-        sev = rng.uniform(0.15, 1.0)  # barely visible .. obvious
-        new, M = _DEFECTS[kind](scene, rng, sev)
-        out = np.where(M[..., None], _finish(new, light), normal)
-        if M.sum() >= 4:
-            diff = np.abs(out.astype(np.int16) - normal.astype(np.int16)).max(2)[M].mean()
-            if diff >= _MIN_MEAN_DIFF:
-                break
-    else:
-        raise RuntimeError(f"could not place a visible {kind} defect on {category} #{index}")
+    out, M = place_defect(scene, rng, kind, normal, lambda a: _finish(a, light), f"{category} #{index}")
     return dict(image=_to_output(out, category), normal=_to_output(normal, category),
                 mask=(M.astype(np.uint8) * 255), kind=kind)
 

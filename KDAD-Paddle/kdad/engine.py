@@ -225,10 +225,9 @@ def train(model, images, holdout, out_dir, log, epochs=601, batch_size=64, lr=1e
         log(f"resumed from {last_path} at epoch {start}")
     t0 = time.perf_counter()
     targets = expert_targets(model, images, batch_size) if cache_expert else None
-    if start == 0:  # a resumed run keeps the divisors its checkpoint holds
+    if start == 0:
         targets = calibrate_feature_scale(model, images, batch_size, targets)
-    elif targets is not None and model.model_args.get("feature_scale") == "rms":
-        targets = [t / float(r) for t, r in zip(targets, model.expert.feature_scale.numpy())]
+    # a resumed run keeps the divisors its checkpoint holds, and its expert already applies them
     if model.model_args.get("feature_scale") == "rms":
         log("expert layers scaled to unit RMS, divisors " +
             ", ".join(f"{v:.3f}" for v in model.expert.feature_scale.numpy()))

@@ -115,3 +115,21 @@ def test_compiled_cloner_trains_the_same_numbers(tmp_path):
     assert fast["compiled"] and not ref["compiled"]
     np.testing.assert_allclose([h["loss"] for h in fast["history"]], [h["loss"] for h in ref["history"]], rtol=1e-4)
     assert_within_float_noise(fast_w, ref_w, noisy_w)   # weights and BN running statistics
+
+
+def test_resume_with_rms_feature_scale_repeats_the_uninterrupted_run(tmp_path):
+    """The Lite0 expert's features are divided by their RMS; a resumed run must train on the same targets
+    (it once divided the cached ones twice, and the held-out score jumped after every resume)."""
+    from adcommon import checkpoint as C
+    from kdad import engine
+    _, _, full_w, paddle = _engine_run(tmp_path / "full", compiled=False, epochs=3)
+    _engine_run(tmp_path / "part", compiled=False, epochs=2)
+    model = engine.build({"backbone": "efficientnet_lite0", "image_size": 64, "lamda": 0.5, "use_bias": False,
+                          "equal_network_size": False, "direction_loss_only": False, "feature_scale": "rms"})
+    last = os.path.join(str(tmp_path / "part"), "last.pdparams")
+    state = C.training_state(last, engine.METHOD, lambda m: None, True)
+    x = np.random.default_rng(0).random((10, 3, 64, 64)).astype(np.float32)
+    engine.train(model, x[:8], x[8:], str(tmp_path / "part"), lambda m: None, epochs=3, batch_size=4,
+                 eval_interval=1, save_interval=3, resume=state, compiled=False)
+    for k, v in model.cloner.state_dict().items():
+        np.testing.assert_allclose(v.numpy(), full_w[k], rtol=1e-4, atol=1e-6, err_msg=k)
