@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon import cli  # noqa: E402
-from shared_data.errors import ArgumentParser  # noqa: E402
+from shared_data.errors import ArgumentParser, Range  # noqa: E402
 
 
 def build_parser():
@@ -36,6 +36,9 @@ def build_parser():
     p.add_argument("--weight_decay", type=float, default=1e-4)
     p.add_argument("--holdout_ratio", type=float, default=0.2,
                    help="share of train/good held out to pick the best epoch and the threshold (paper: 0.2)")
+    p.add_argument("--image_score_top", type=float, default=0.0, limits=Range(0.0, 0.5),
+                   help="score an image by the mean of its map's highest FRACTION of pixels (e.g. 0.01) instead "
+                        "of the map's maximum (0, the paper's)")
     cli.add_compile_arg(p)
     cli.add_threshold_args(p)
     p.add_argument("--cache_teacher", type=cli.str2bool, default=True,

@@ -179,7 +179,7 @@ def training_state(path, method, log=print, resume=True):
 
 # model_args that decide only how a trained model scores images, never what training does: a state
 # resumes under other values (the run's own are the ones saved at the end)
-SCORING_ONLY = ("weights", "postprocess", "image_score")
+SCORING_ONLY = ("weights", "postprocess", "image_score", "image_score_top")
 
 
 def restore_training(ck, path, model, opt, trained_layer, settings):

@@ -141,9 +141,15 @@ def anomaly_maps(raw, out_size, combine_mode="product", sigma=None, map_size=Non
     return out
 
 
-def image_scores(maps, reduce="max"):
-    """(N,) image scores from (N, H, W) maps: ``max`` (STFPM, PaDiM, MVTec script) or ``mean``."""
+def image_scores(maps, reduce="max", top=None):
+    """(N,) image scores from (N, H, W) maps: ``max`` (STFPM, PaDiM, MVTec script) or ``mean``; with
+    ``top`` (a fraction in (0, 1)), the mean of each map's highest ``top`` share of pixels (at least one),
+    which one hot pixel moves less than the maximum."""
     a = _as_nhw(maps)
+    if top:
+        flat = a.reshape(len(a), -1)
+        k = min(flat.shape[1], max(1, int(round(flat.shape[1] * float(top)))))
+        return np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:].mean(axis=1, dtype=np.float64).astype(np.float32)
     if reduce == "max":
         return a.max(axis=(1, 2))
     if reduce == "mean":
@@ -161,7 +167,7 @@ def postprocess(outputs, spec):
     if spec.get("score_output") is not None:
         scores = np.asarray(outputs[spec["score_output"]], np.float32).reshape(-1)
     elif maps is not None:
-        scores = image_scores(maps)
+        scores = image_scores(maps, top=spec.get("score_top"))
     else:
         raise ValueError("post-processing spec has neither map outputs nor a score output")
     return maps, scores

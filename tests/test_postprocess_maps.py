@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from adcommon.maps import anomaly_maps, combine, gaussian_blur, image_scores, upsample
+from adcommon.maps import anomaly_maps, combine, gaussian_blur, image_scores, postprocess, upsample
 from shared_data.errors import UserError
 
 
@@ -99,6 +99,20 @@ def test_image_scores():
     assert image_scores(m[:, None]).shape == (3,)
     with pytest.raises(UserError, match="reduce"):
         image_scores(m, "median")
+
+
+def test_image_scores_top_fraction():
+    """``top``: the mean of each map's highest share of pixels (at least one pixel, at most all)."""
+    rng = np.random.default_rng(0)
+    m = rng.random((4, 10, 10)).astype(np.float32)
+    want = np.sort(m.reshape(4, -1), axis=1)[:, -5:].mean(1)
+    np.testing.assert_allclose(image_scores(m, top=0.05), want, rtol=1e-6)
+    np.testing.assert_allclose(image_scores(m, top=1e-6), m.max(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(image_scores(m, top=1.0), m.mean(axis=(1, 2)), rtol=1e-6)
+    spec = {"out_size": 10, "combine": "product", "sigma": None, "map_outputs": [0], "score_output": None}
+    maps, scores = postprocess([m[:, None]], dict(spec, score_top=0.05))
+    np.testing.assert_allclose(scores, want, rtol=1e-6)
+    assert np.array_equal(postprocess([m[:, None]], spec)[1], m.max(axis=(1, 2)))
 
 
 def test_map_size_combines_at_intermediate_resolution():

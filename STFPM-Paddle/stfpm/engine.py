@@ -37,11 +37,20 @@ TEACHER_CACHE_MB = 4096   # cache the teacher's features of the training images 
 COMPILE_BY_DEFAULT = ("resnet18", "wide_resnet50_2")
 
 
-def postprocess_spec(image_size):
+def postprocess_spec(image_size, top=None):
     """Sec. 3.3 as the official code: each layer map bilinear to layer1's size (64 x 64 for 256),
-    product over the 3 layers there, the product bilinear to the input size; no blur; score = max."""
-    return {"out_size": int(image_size), "combine": "product", "sigma": None, "map_outputs": [0, 1, 2],
+    product over the 3 layers there, the product bilinear to the input size; no blur; score = max, or
+    with ``top`` (train.py --image_score_top) the mean of the map's highest ``top`` share of pixels."""
+    spec = {"out_size": int(image_size), "combine": "product", "sigma": None, "map_outputs": [0, 1, 2],
             "score_output": None, "map_size": int(image_size) // 4}
+    if top:
+        spec["score_top"] = float(top)
+    return spec
+
+
+def spec_of(model_args):
+    """The post-processing of a model built from ``model_args``."""
+    return postprocess_spec(model_args["image_size"], model_args.get("image_score_top"))
 
 
 PROGRESS = "epoch"   # --epochs, resumable from last.pdparams
@@ -68,6 +77,8 @@ def train_category(args, category, out, log, main=True):
     resume = C.training_state(os.path.join(out, C.STATE), METHOD, log, args.resume)
     # built from the flags; a resumed run refuses a state written with other ones (restore_training)
     model = STFPM(args.backbone, args.pretrained, args.image_size)
+    if args.image_score_top:   # kept out of model_args unless asked for: checkpoints stay as they were
+        model.model_args["image_score_top"] = args.image_score_top
     a = model.model_args
     fit_ds, holdout_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=a["image_size"],
                                   crop_size=None, mean=a["mean"], std=a["std"])
@@ -75,7 +86,8 @@ def train_category(args, category, out, log, main=True):
     log(f"STFPM {category}: teacher {a['weights']}, student {a['backbone']} random init, {a['image_size']}px, "
         f"{len(fit_ds)} training + {len(holdout_ds) if holdout_ds else 0} held-out normal images, "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}, "
-        f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student")
+        f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student" +
+        (f", image score: mean of the top {a['image_score_top']:g} of the map" if a.get("image_score_top") else ""))
     stats = train(model, fit_ds, holdout_ds, out, category, args.epochs, args.batch_size, args.lr, args.momentum,
                   args.weight_decay, args.seed, resume, args.threshold_quantile, log,
                   threshold_rule=args.threshold_rule, compiled=compiled, cache_teacher=args.cache_teacher)
@@ -88,12 +100,14 @@ def build(model_args):
     """An untrained STFPM with the architecture in ``model_args`` (weights come from a checkpoint)."""
     model = STFPM(model_args["backbone"], pretrained="none", image_size=model_args["image_size"])
     model.model_args["weights"] = model_args.get("weights")
+    if model_args.get("image_score_top"):
+        model.model_args["image_score_top"] = model_args["image_score_top"]
     return model
 
 
 @paddle.no_grad()
 def teacher_features(model, images, batch_size=32):
-    """The frozen teacher's channel-normalised features of a CachedImages set, computed once: STFPM
+    """The frozen teacher's channel-normalised features of an ImageCache set, computed once: STFPM
     trains without augmentation, so they never change. List of 3 float32 arrays (N, C_l, h_l, w_l)."""
     parts = None
     for i in range(0, len(images), batch_size):
@@ -111,12 +125,12 @@ def teacher_cache_mb(model, n):
 
 @paddle.no_grad()
 def maps_of(model, images, batch_size=32, teacher=None, indices=None):
-    """Full-size anomaly maps (N, S, S) and image scores (N,) of a CachedImages set (or of its items
+    """Full-size anomaly maps (N, S, S) and image scores (N,) of an ImageCache set (or of its items
     ``indices``), eval mode. ``teacher``: its normalised teacher features (teacher_features), so only
     the student runs."""
     model.eval()
     size = model.model_args["image_size"]
-    spec = postprocess_spec(size)
+    spec = spec_of(model.model_args)
     idx = np.arange(len(images)) if indices is None else np.asarray(indices, np.int64)
     maps, scores = [np.zeros((0, size, size), np.float32)], [np.zeros(0, np.float32)]
     for i in range(0, len(idx), batch_size):
@@ -187,7 +201,7 @@ def train(model, fit_ds, holdout_ds, out_dir, category, epochs=100, batch_size=3
     world, main = D.world_size(), D.is_main()   # several processes: each takes a share of every batch
     compiled = D.data_parallel(model.student, batch_size, compiled, log, "student")
     student = CompiledForward(model.student, enabled=compiled)
-    args = dict(model.model_args, postprocess=postprocess_spec(model.model_args["image_size"]))
+    args = dict(model.model_args, postprocess=spec_of(model.model_args))
     for epoch in range(state["epoch"] + 1, epochs + 1):
         model.train()  # the student's BN learns; the teacher is a frozen backbone and stays in eval mode
         # The order depends only on (seed, epoch): a resumed run sees the same batches as an uninterrupted one.

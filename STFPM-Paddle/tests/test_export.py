@@ -10,7 +10,7 @@ from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
 
 from adcommon import contract, pipeline  # noqa: E402
 from adcommon.export import export_inference  # noqa: E402
-from adcommon.maps import postprocess  # noqa: E402
+from adcommon.maps import image_scores, postprocess  # noqa: E402
 from adcommon.predictor import Predictor, load_meta  # noqa: E402
 from stfpm import engine  # noqa: E402
 
@@ -86,3 +86,38 @@ def test_the_three_backends_agree(syn_root, trained, tmp_path):
     folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     backends_agree(folder, os.path.join(trained, CATEGORY, "model.pdparams"), os.path.join(syn_root, CATEGORY,
                                                                                         "test"), tmp_path)
+
+
+def test_image_score_top_reaches_the_export(syn_root, tmp_path):
+    """--image_score_top: held-out threshold, val.py's scores and infer.py's all score by the mean of the
+    map's top pixels; a resumed run may change it (it decides scoring only)."""
+    import paddle
+
+    from adcommon.deploy import infer_main
+    out = str(tmp_path / "out")
+    common = ["--data_dir", syn_root, "--category", CATEGORY, "--output_dir", out, "--pretrained", "none",
+              "--image_size", str(IMAGE_SIZE), "--batch_size", "4", "--seed", "0"]
+    assert load_script("train").main(common + ["--epochs", "1"]) == 0
+    assert load_script("train").main(common + ["--epochs", "2", "--resume", "--image_score_top", "0.05"]) == 0
+    ck = paddle.load(os.path.join(out, CATEGORY, "model.pdparams"))
+    assert ck["model_args"]["image_score_top"] == 0.05 and ck["model_args"]["postprocess"]["score_top"] == 0.05
+    assert load_script("val").main(["--data_dir", syn_root, "--category", CATEGORY, "--output_dir", out,
+                                    "--save_vis", "False"]) == 0
+    exp = str(tmp_path / "export")
+    assert load_script("export_model").main(["--model_path", os.path.join(out, CATEGORY, "model.pdparams"),
+                                             "--save_dir", exp]) == 0
+    save = str(tmp_path / "infer")
+    assert infer_main(["--model_dir", exp, "--img_path", os.path.join(syn_root, CATEGORY, "test"),
+                       "--save_dir", save, "--save_vis", "False"], "STFPM") == 0
+    val, inf = _scores(os.path.join(out, CATEGORY, "scores.csv")), _scores(os.path.join(save, "scores.csv"))
+    assert set(val) == set(inf)
+    for p in val:
+        assert abs(val[p] - inf[p]) <= 1e-4 * max(1.0, abs(val[p])), p
+    assert load_meta(exp)["postprocess"]["score_top"] == 0.05
+    model, ck = pipeline.load(engine, os.path.join(out, CATEGORY, "model.pdparams"))
+    from shared_data.dataset import ImageCache, MVTecAD
+    ds = MVTecAD(syn_root, CATEGORY, "test", IMAGE_SIZE)
+    maps, scores = engine.maps_of(model, ImageCache(ds))
+    np.testing.assert_allclose(scores, image_scores(maps, top=0.05), rtol=1e-6)
+    assert np.all(scores < maps.max(axis=(1, 2)))
+    np.testing.assert_allclose(sorted(scores), sorted(val.values()), rtol=1e-4)
