@@ -8,7 +8,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon.cli import run_cli  # noqa: E402
-from adcommon.deploy import infer_main  # noqa: E402
+from adcommon.scripts import entry  # noqa: E402
+
+main, _ = entry("infer", "padim", __doc__)
 
 if __name__ == "__main__":
-    run_cli(lambda argv: infer_main(argv, "PaDiM"))
+    run_cli(main)

@@ -5,36 +5,18 @@ The graph returns [GDE score (N,), patch map (N, 1, h, w)]: the density's mean a
 inside it, so the predictor gives the anomaly score directly (nothing pickled beside the model).
 inference.yml holds preprocessing, post-processing, the threshold and the output order.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
-from adcommon import cli  # noqa: E402
-from shared_data.errors import ArgumentParser  # noqa: E402
+from adcommon.cli import run_cli  # noqa: E402
+from adcommon.scripts import entry  # noqa: E402
+from sspcab.flags import add_export_flags  # noqa: E402
 
-
-def build_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(p, data=False)
-    p.add_argument("--category", "--data_type", "--type", dest="category", default=None)
-    p.add_argument("--model_dir", dest="output_dir", help=argparse.SUPPRESS)    # seed name
-    p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
-    p.add_argument("--save_dir", "--save_inference_dir", dest="save_dir", default=None,
-                   help="default <output_dir>/<category>/inference")
-    cli.add_export_args(p)
-    p.add_argument("--threshold", "--dist_th", dest="threshold", type=float, default=None,
-                   help="write this threshold (a GDE score) instead of the one from held-out normals")
-    p.add_argument("--img_size", type=int, default=None, help=argparse.SUPPRESS)  # the checkpoint knows
-    return p
-
-
-def main(argv=None):
-    from adcommon.pipeline import export_main
-    from sspcab import engine
-    return export_main(engine, build_parser().parse_args(argv))
-
+main, build_parser = entry("export", "sspcab", __doc__, flags=add_export_flags, ignored=["--img_size"],
+                           aliases={"category": ["--data_type", "--type"], "save_dir": ["--save_inference_dir"]},
+                           hidden={"--model_dir": "output_dir"})
 
 if __name__ == "__main__":
-    cli.run_cli(main)
+    run_cli(main)

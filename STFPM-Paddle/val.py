@@ -3,38 +3,18 @@
     python val.py --data_dir ../data/synthetic --category brick [--save_vis True]
     python val.py --depth=18 --mvtec_ad=PATH/MVTec --category carpet --checkpoint=output/carpet/model.pdparams
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
-from adcommon import cli  # noqa: E402
-from shared_data.errors import ArgumentParser  # noqa: E402
+from adcommon.cli import run_cli  # noqa: E402
+from adcommon.scripts import entry  # noqa: E402
 
-
-def build_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(p)
-    p.add_argument("--mvtec_ad", dest="data_dir", help=argparse.SUPPRESS)            # seed name
-    p.add_argument("--model_save_path", dest="output_dir", help=argparse.SUPPRESS)   # seed name
-    p.add_argument("--model_path", "--checkpoint", dest="model_path", default=None,
-                   help="checkpoint (default <output_dir>/<category>/model.pdparams)")
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--save_vis", "--save_fig", dest="save_vis", type=cli.str2bool, nargs="?", const=True,
-                   default=False)
-    cli.add_result_args(p, maps=False)
-    p.add_argument("--compute_pro", type=cli.str2bool, default=True,
-                   help=argparse.SUPPRESS)  # seed flag; AUPRO is always computed (exact and fast here)
-    p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)  # seed flag; the checkpoint knows
-    return p
-
-
-def main(argv=None):
-    from adcommon.pipeline import val_main
-    from stfpm import engine
-    return val_main(engine, build_parser().parse_args(argv))
-
+main, build_parser = entry("val", "stfpm", __doc__,
+                           aliases={"model_path": ["--checkpoint"], "save_vis": ["--save_fig"]},
+                           hidden={"--mvtec_ad": "data_dir", "--model_save_path": "output_dir"},
+                           ignored=["--compute_pro", "--depth"])  # AUPRO is always computed; the checkpoint knows
 
 if __name__ == "__main__":
-    cli.run_cli(main)
+    run_cli(main)

@@ -170,6 +170,43 @@ def predict_main(engine, args, options=None):
     return exit_code(summary)
 
 
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def predict_picture_or_main(engine, args, options=None):
+    """predict.py: predict_main, or with a picture name as --save_dir (a seed's --save_path=predict.png),
+    the panel of one image at that name: scored into a private folder, then the panel alone is put there."""
+    picture = args.save_dir if (args.save_dir or "").lower().endswith(PICTURE_EXTENSIONS) else None
+    if not picture:
+        return predict_main(engine, args, options)
+    import shutil
+    import tempfile
+
+    from shared_data.errors import atomic_path, check_utf8
+
+    from .files import find_images
+    from .outputs import image_root, result_name
+    from .results import SUFFIX
+    paths = find_images(args.img_path)
+    if len(paths) != 1:
+        raise UserError(f"--save_dir {picture} is a picture name: give one image, or a folder name")
+    check_utf8(picture, "--save_dir")
+    if os.path.exists(picture) and os.path.samefile(picture, paths[0]):
+        raise UserError(f"--save_dir {picture} is the input image itself: the picture would replace it; "
+                        "give another name")
+    work = tempfile.mkdtemp(prefix="predict-")
+    try:
+        args.save_dir, args.save_vis = os.path.join(work, "results"), True
+        code = predict_main(engine, args, options)
+        with atomic_path(picture) as tmp:
+            shutil.copyfile(os.path.join(args.save_dir, result_name(paths[0], image_root(args.img_path)) +
+                                         SUFFIX["picture"]), tmp)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"picture {picture}")
+    return code
+
+
 def export_main(engine, args, options=None):
     """The whole export_model.py: <checkpoint's folder>/inference (or --save_dir), held with the
     checkpoint's folder while it is written. ``options``: a dict, or a function of the checkpoint giving

@@ -1,40 +1,65 @@
-"""Ready-made entry points of a method's scripts, for a method without flags of its own outside
-train.py (no seed names to keep): ``val.py``, ``predict.py`` and ``export_model.py`` become
+"""One way to write a method's scripts: shared parsers, and the shared main of each kind. A script
+declares only what is its own, its flags and its seed's names:
 
-    from adcommon.scripts import entry
-    main = entry("predict", "new", __doc__)
+    main, build_parser = entry("val", "stfpm", __doc__,
+                               aliases={"model_path": ["--checkpoint"]},   # more names of a shared flag
+                               hidden={"--mvtec_ad": "data_dir"},           # a seed's name, not in --help
+                               ignored=["--depth"])                        # a seed's flag without a use here
+    if __name__ == "__main__":
+        run_cli(main)
 
-and ``train.py`` passes its own parser: ``main = entry("train", "new", build_parser=build_parser)``.
-``main(argv)`` parses, imports ``<package>.engine`` and runs the shared main (adcommon.training,
-adcommon.pipeline). scripts/new_method.py writes its folder this way; the four paper folders keep their
-seeds' flag names in parsers of their own.
+``kind`` is train, val, predict, export, infer or serve. ``flags(p)`` adds the script's own flags (a flag
+declared again replaces the shared one of that name); ``prepare(args)`` checks them and returns the
+``options`` of the shared main (a dict, or for export a function of the checkpoint), or None. For
+infer and serve, ``argv(list)`` translates a seed's command line first. The method comes from the
+package (its ``engine`` is imported when main runs; infer and serve name it by its paper folder).
 """
 import argparse
 import importlib
+import sys
 
 from shared_data.errors import ArgumentParser
 
 from . import cli
 
-
-def _parser(doc):
-    return ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+SUPPRESS = argparse.SUPPRESS
 
 
-def val_parser(doc=None):
-    p = cli.add_common_args(_parser(doc))
+class ScriptParser(ArgumentParser):
+    """The suite's ArgumentParser where a later flag replaces an earlier one of the same name (a script
+    overriding a shared flag) and ``aliases`` ({dest: [names]}) adds names to the flag of that dest."""
+
+    def __init__(self, *args, aliases=None, **kw):
+        self.aliases = dict(aliases or {})
+        kw.setdefault("conflict_handler", "resolve")
+        super().__init__(*args, **kw)
+
+    def add_argument(self, *names, **kw):
+        if names and names[0].startswith("--") and kw.get("help") is not SUPPRESS:
+            dest = kw.get("dest") or names[0][2:].replace("-", "_")
+            more = tuple(n for n in self.aliases.get(dest, ()) if n not in names)
+            if more:
+                kw["dest"], names = dest, names + more
+        return super().add_argument(*names, **kw)
+
+
+def val_parser(p):
+    cli.add_common_args(p)
     p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--save_vis", type=cli.str2bool, default=False)
+    p.add_argument("--save_vis", type=cli.str2bool, nargs="?", const=True, default=False,
+                   help="also write a picture per test image")
     return cli.add_result_args(p, maps=False)
 
 
-def predict_parser(doc=None):
-    p = cli.add_common_args(_parser(doc), data=False)
+def predict_parser(p):
+    cli.add_common_args(p, data=False)
     p.add_argument("--category", default=None, help="finds <output_dir>/<category>/model.pdparams")
     p.add_argument("--model_path", default=None, help="checkpoint path (instead of --output_dir/--category)")
-    p.add_argument("--img_path", help="an image, a folder (recursive) or a glob")
-    p.add_argument("--save_dir", default=None, help="default <output_dir>/<category>/predict")
+    p.add_argument("--img_path", default=None, help="an image, a folder (recursive) or a glob")
+    p.add_argument("--save_dir", default=None,
+                   help="folder for the results (default <output_dir>/<category>/predict); a picture name "
+                        "(.png/.jpg/.bmp) receives the picture of a single image")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--save_vis", type=cli.str2bool, default=True)
     cli.add_result_args(p)
@@ -42,30 +67,64 @@ def predict_parser(doc=None):
     return p
 
 
-def export_parser(doc=None):
-    p = cli.add_common_args(_parser(doc), data=False)
+def export_parser(p):
+    cli.add_common_args(p, data=False)
     p.add_argument("--category", default=None)
     p.add_argument("--model_path", default=None, help="checkpoint (default <output_dir>/<category>/model.pdparams)")
     p.add_argument("--save_dir", default=None, help="default <output_dir>/<category>/inference")
     return cli.add_export_args(p)
 
 
-PARSERS = {"val": val_parser, "predict": predict_parser, "export": export_parser}
+def train_parser(p):
+    return cli.add_common_args(p)
 
 
-def entry(kind, package, doc=None, build_parser=None):
-    """``main(argv=None)`` of a method's script: ``kind`` is train, val, predict or export; ``package``
-    the method's package (its ``engine`` is imported when main runs); ``build_parser`` the script's own
-    parser (train.py's flags), else the ready-made one of ``kind``."""
-    parser = build_parser or (lambda: PARSERS[kind](doc))
+PARSERS = {"train": train_parser, "val": val_parser, "predict": predict_parser, "export": export_parser}
 
-    def main(argv=None):
-        args = parser().parse_args(argv)
+
+def _mains():
+    from . import pipeline, training
+    return {"train": training.train_main, "val": pipeline.val_main, "predict": pipeline.predict_picture_or_main,
+            "export": pipeline.export_main}
+
+
+def folder_name(package):
+    """The paper folder's name without '-Paddle' (STFPM, PaDiM, ...): what infer.py and serve.py call
+    the method in their logs (auto_log's model_name)."""
+    from . import methods
+    for m in methods.table():
+        if m.package == package:
+            return m.folder[:-len("-Paddle")] if m.folder.endswith("-Paddle") else m.folder
+    return package
+
+
+def entry(kind, package, doc=None, aliases=None, hidden=None, ignored=(), flags=None, prepare=None, argv=None):
+    """``(main(argv=None), build_parser())`` of a method's ``kind`` script (see the module's doc)."""
+    if kind in ("infer", "serve"):
+        def main_deployed(args=None):
+            if kind == "infer":
+                from .deploy import infer_main as run
+            else:
+                from .serve import serve_main as run
+            given = sys.argv[1:] if args is None else list(args)
+            return run(argv(given) if argv else given, folder_name(package))
+        return main_deployed, None
+
+    def build_parser():
+        p = PARSERS[kind](ScriptParser(description=doc, aliases=aliases))
+        for name, dest in (hidden or {}).items():
+            p.add_argument(name, dest=dest, help=SUPPRESS)
+        for name in ignored:
+            p.add_argument(name, default=None, help=SUPPRESS)
+        if flags:
+            flags(p)
+        return p
+
+    def main(args=None):
+        ns = build_parser().parse_args(args)
+        options = prepare(ns) if prepare else None
         engine = importlib.import_module(f"{package}.engine")
         if kind == "train":
-            from .training import train_main
-            return train_main(engine, args)
-        from . import pipeline
-        return {"val": pipeline.val_main, "predict": pipeline.predict_main, "export": pipeline.export_main}[kind](
-            engine, args)
-    return main
+            return _mains()["train"](engine, ns)
+        return _mains()[kind](engine, ns, options)
+    return main, build_parser

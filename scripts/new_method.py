@@ -42,81 +42,54 @@ FILES = {
     python train.py --data_dir ../data/synthetic --category brick
 Writes <output_dir>/<category>/model.pdparams, args.yml, train.log.
 """
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
-
-from adcommon import cli  # noqa: E402
-from adcommon.cli import run_cli  # noqa: E402
-from adcommon.scripts import entry  # noqa: E402
-from shared_data.errors import ArgumentParser  # noqa: E402
+__HEAD__from adcommon import cli  # noqa: E402
 
 
-def build_parser():
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(p)
+def add_flags(p):
     p.set_defaults(seed=0)
     p.add_argument("--image_size", type=int, default=64)
     p.add_argument("--holdout_ratio", type=float, default=0.2, help="share of train/good that sets the threshold")
     p.add_argument("--threshold_quantile", type=float, default=0.99)
-    return cli.add_val_args(p)
+    cli.add_val_args(p)
 
 
-main = entry("train", "__PKG__", build_parser=build_parser)
+main, build_parser = entry("train", "__PKG__", __doc__, flags=add_flags)
 __TAIL__''',
     "val.py": '''"""Evaluate a __TITLE__ model on the test split: metrics.json, scores.csv (and pictures).
 
     python val.py --data_dir ../data/synthetic --category brick [--save_vis True]
 """
 __HEAD__
-main = entry("val", "__PKG__", __doc__)
+main, build_parser = entry("val", "__PKG__", __doc__)
 __TAIL__''',
     "predict.py": '''"""Score images with a __TITLE__ checkpoint (dygraph): results folder, pictures, verdicts.
 
     python predict.py --category brick --img_path ../data/synthetic/brick/test
 """
 __HEAD__
-main = entry("predict", "__PKG__", __doc__)
+main, build_parser = entry("predict", "__PKG__", __doc__)
 __TAIL__''',
     "export_model.py": '''"""Export a __TITLE__ model for deployment: <output_dir>/<category>/inference/.
 
     python export_model.py --category brick [--onnx True]
 """
 __HEAD__
-main = entry("export", "__PKG__", __doc__)
+main, build_parser = entry("export", "__PKG__", __doc__)
 __TAIL__''',
     "infer.py": '''"""Run an exported __TITLE__ model (Paddle Inference, ONNX Runtime or OpenVINO) on images.
 
     python infer.py --model_dir output/brick/inference --img_path ../data/synthetic/brick/test
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
-
-from adcommon.cli import run_cli  # noqa: E402
-from adcommon.deploy import infer_main  # noqa: E402
-
-if __name__ == "__main__":
-    run_cli(lambda argv: infer_main(argv, "__NAME__"))
-''',
+__HEAD__
+main, _ = entry("infer", "__PKG__", __doc__)
+__TAIL__''',
     "serve.py": '''"""An exported __TITLE__ model as an HTTP service (pip install -e .[serve]): infer.py's numbers.
 
     python serve.py --model_dir output/brick/inference --port 8866
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
-
-from adcommon.cli import run_cli  # noqa: E402
-from adcommon.serve import serve_main  # noqa: E402
-
-if __name__ == "__main__":
-    run_cli(lambda argv: serve_main(argv, "__NAME__"))
-''',
+__HEAD__
+main, _ = entry("serve", "__PKG__", __doc__)
+__TAIL__''',
     "__PKG__/__init__.py": "",
     "__PKG__/engine.py": '''"""__TITLE__'s engine (the method contract, adcommon.contract).
 
