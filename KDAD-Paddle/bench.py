@@ -35,8 +35,8 @@ def training_speed(quick=False):
     expert forward + cloner forward and backward (~2 x forward)."""
     import paddle
 
-    from adcommon.benchmark import count_flops, time_per_call
-    from adcommon.compiled import CompiledForward, available
+    from adcommon.method.compiled import CompiledForward, available
+    from adcommon.tools.benchmark import count_flops, time_per_call
     from kdad.engine import expert_targets
     from kdad.loss import distill_loss
     from kdad.model import TRAIN_LAYERS
@@ -78,9 +78,9 @@ def training_speed(quick=False):
 
 def predictor_throughput(quick=False):
     """Exported KDAD through Paddle Inference: images/s for both maps, batch 1 and 8."""
-    from adcommon.benchmark import count_flops, gemm_flops_per_s, predictor_speed
-    from adcommon.export import export_inference
-    from adcommon.predictor import Predictor
+    from adcommon.deploy.export import export_inference
+    from adcommon.deploy.predictor import Predictor
+    from adcommon.tools.benchmark import count_flops, gemm_flops_per_s, predictor_speed
     from kdad import engine
     rows = []
     gemm = gemm_flops_per_s()
@@ -114,7 +114,7 @@ def predictor_throughput(quick=False):
 def scaling(quick=False):
     """The scale-out row (scripts/benchmark.py): training images/s with 1 and 2 processes, eager (the
     compiled step does not run under the launcher)."""
-    from adcommon.benchmark import train_scaling
+    from adcommon.tools.benchmark import train_scaling
     n, epochs = (24, 1) if quick else (64, 2)
     flags = ["--backbone", "efficientnet_lite0", "--image_size", "128", "--compile", "False"]
     return train_scaling(HERE, "KDAD", flags, ["--epochs", str(epochs)], f"{n} images x {epochs} epochs, eager", n)

@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon.cli import run_cli  # noqa: E402
-from adcommon.scripts import entry  # noqa: E402
+from adcommon.method.scripts import entry  # noqa: E402
 from kdad.flags import add_val_flags, val_options  # noqa: E402
 
 main, build_parser = entry("val", "kdad", __doc__, flags=add_val_flags, prepare=val_options,

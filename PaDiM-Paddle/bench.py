@@ -100,9 +100,9 @@ def scoring_speed(quick=False):
     from scipy.spatial.distance import mahalanobis
 
     from adcommon import cli
-    from adcommon.benchmark import time_per_call
-    from adcommon.export import export_inference
-    from adcommon.predictor import Predictor
+    from adcommon.deploy.export import export_inference
+    from adcommon.deploy.predictor import Predictor
+    from adcommon.tools.benchmark import time_per_call
     from padim.model import PaDiM
 
     cli.set_device("cpu")                             # as val.py: every core for Paddle's math library
@@ -171,10 +171,10 @@ def predictor_throughput(quick=False):
     """Exported R18 PaDiM through Paddle Inference: images/s, post-processing share, hardware share."""
     import paddle
 
-    from adcommon import contract
-    from adcommon.benchmark import count_flops, gemm_flops_per_s, predictor_speed
-    from adcommon.export import export_inference
-    from adcommon.predictor import Predictor
+    from adcommon.deploy.export import export_inference
+    from adcommon.deploy.predictor import Predictor
+    from adcommon.method import contract
+    from adcommon.tools.benchmark import count_flops, gemm_flops_per_s, predictor_speed
     from padim import engine
     from padim.model import PaDiM
     rows = []

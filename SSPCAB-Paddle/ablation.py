@@ -54,7 +54,7 @@ def _cell(mean, std):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.testing import load_script  # by path: every paper folder has a train.py and a val.py
+    from adcommon.tools.testing import load_script  # by path: every paper folder has a train.py and a val.py
     train, val = load_script(os.path.join(HERE, "train.py")), load_script(os.path.join(HERE, "val.py"))
 
     if not args.category or "," in args.category or args.category == "all":

@@ -37,9 +37,9 @@ def _train_row(backbone, pretrained, size, batch, steps, sspcab=True):
 
 
 def _predictor_rows(model, size, repeats, threads):
-    from adcommon import contract
-    from adcommon.export import export_inference
-    from adcommon.predictor import Predictor
+    from adcommon.deploy.export import export_inference
+    from adcommon.deploy.predictor import Predictor
+    from adcommon.method import contract
     from sspcab import engine
     rows = []
     rng = np.random.default_rng(0)
@@ -70,7 +70,7 @@ def _predictor_rows(model, size, repeats, threads):
 
 def scaling(quick=False):
     """The scale-out row (scripts/benchmark.py): training images/s with 1 and 2 processes."""
-    from adcommon.benchmark import train_scaling
+    from adcommon.tools.benchmark import train_scaling
     n, steps = (24, 4) if quick else (64, 16)
     return train_scaling(os.path.dirname(os.path.abspath(__file__)), "CutPaste + SSPCAB",
                          ["--backbone", "resnet18", "--pretrained", "none", "--image_size", "128"],

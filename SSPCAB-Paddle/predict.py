@@ -10,7 +10,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon.cli import run_cli  # noqa: E402
-from adcommon.scripts import entry  # noqa: E402
+from adcommon.method.scripts import entry  # noqa: E402
 from sspcab.flags import add_cuda_flag, apply_cuda  # noqa: E402
 
 main, build_parser = entry("predict", "sspcab", __doc__, flags=add_cuda_flag, prepare=apply_cuda,

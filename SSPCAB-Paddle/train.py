@@ -67,7 +67,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from adcommon.training import train_main
+    from adcommon.method.training import train_main
     from sspcab import engine
     return train_main(engine, build_parser().parse_args(argv))
 

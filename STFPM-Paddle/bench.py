@@ -2,7 +2,7 @@
 
     python bench.py [--quick] [--json bench.json]
 ``run(quick=False)`` returns a list of rows {"name", "value", "unit", "backbone", "image_size",
-"batch_size", "mode", ...}. GFLOPs are counted by adcommon.benchmark.count_flops (conv layers,
+"batch_size", "mode", ...}. GFLOPs are counted by adcommon.tools.benchmark.count_flops (conv layers,
 teacher + student up to layer3, one image at 256), so throughput x GFLOPs gives the share of the hardware's peak in use.
 Timings use random inputs and random weights: speed does not depend on the weights' values.
 """
@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 
 def _timed(fn, reps):
-    from adcommon.benchmark import time_per_call
+    from adcommon.tools.benchmark import time_per_call
     return time_per_call(fn, repeats=reps, warmup=1)   # warm-up: allocations, oneDNN primitives
 
 
@@ -31,7 +31,7 @@ def train_speeds(model, data, batch):
     import paddle
     import paddle.nn.functional as F
 
-    from adcommon.compiled import CompiledForward, available
+    from adcommon.method.compiled import CompiledForward, available
     from stfpm.loss import stfpm_loss
     opt = paddle.optimizer.Momentum(learning_rate=0.4, momentum=0.9, parameters=model.student.parameters(),
                                     weight_decay=1e-4)
@@ -64,17 +64,17 @@ def train_speeds(model, data, batch):
 def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
     import paddle
 
-    from adcommon import contract
-    from adcommon.export import export_inference
-    from adcommon.maps import postprocess
-    from adcommon.predictor import Predictor
+    from adcommon.deploy.export import export_inference
+    from adcommon.deploy.predictor import Predictor
+    from adcommon.evaluate.maps import postprocess
+    from adcommon.method import contract
     from stfpm import engine
     from stfpm.model import STFPM
 
     paddle.seed(0)
     model = STFPM(backbone, pretrained="none", image_size=image_size)
     base = {"backbone": backbone, "image_size": image_size, "device": paddle.device.get_device()}
-    from adcommon.benchmark import count_flops
+    from adcommon.tools.benchmark import count_flops
     model.eval()
     flops = count_flops(model, [1, 3, 256, 256])   # the paper's input size, whatever the timing size
     macs = flops / 2
@@ -119,7 +119,7 @@ def bench_backbone(backbone, image_size, n_train, train_batch, reps, rows):
 def scaling(quick=False):
     """The scale-out row (scripts/benchmark.py): training images/s with 1 and 2 processes, eager (the
     compiled step does not run under the launcher)."""
-    from adcommon.benchmark import train_scaling
+    from adcommon.tools.benchmark import train_scaling
     n, epochs = (24, 1) if quick else (64, 2)
     flags = ["--backbone", "resnet18", "--pretrained", "none", "--image_size", "128", "--compile", "False"]
     return train_scaling(os.path.dirname(os.path.abspath(__file__)), "STFPM", flags, ["--epochs", str(epochs)],

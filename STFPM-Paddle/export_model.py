@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon.cli import run_cli  # noqa: E402
-from adcommon.scripts import entry  # noqa: E402
+from adcommon.method.scripts import entry  # noqa: E402
 from stfpm.flags import add_export_flags, check_export  # noqa: E402
 
 main, build_parser = entry("export", "stfpm", __doc__, flags=add_export_flags, prepare=check_export,

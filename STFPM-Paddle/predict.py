@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon.cli import run_cli  # noqa: E402
-from adcommon.scripts import entry  # noqa: E402
+from adcommon.method.scripts import entry  # noqa: E402
 
 main, build_parser = entry("predict", "stfpm", __doc__, ignored=["--depth"],
                            aliases={"model_path": ["--checkpoint"], "img_path": ["--image_path"],

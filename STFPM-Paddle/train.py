@@ -54,8 +54,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from adcommon.pipeline import val_main
-    from adcommon.training import train_main
+    from adcommon.method.pipeline import val_main
+    from adcommon.method.training import train_main
     from stfpm import engine
     if args.split == "test":   # the seed's `train.py test`: evaluate a trained model (--checkpoint), as val.py
         args.model_path = args.checkpoint

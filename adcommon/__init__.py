@@ -1,4 +1,4 @@
-"""What every method shares around its own model (the method lifecycle, adcommon.pipeline): evaluation,
+"""What every method shares around its own model (the method lifecycle, adcommon.method.pipeline): evaluation,
 post-processing, metrics, pictures, checkpoints, export and Paddle Inference, the command line,
 backbones and their weights, the compiled training step, the auto_log-compatible benchmark logger."""
 

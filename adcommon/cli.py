@@ -86,7 +86,7 @@ def add_val_args(p, val_aliases=(), vis_aliases=()):
 
 
 def add_threshold_args(p):
-    """--threshold_quantile and --threshold_rule: the threshold from normal scores (adcommon.maps)."""
+    """--threshold_quantile and --threshold_rule: the threshold from normal scores (adcommon.evaluate.maps)."""
     p.add_argument("--threshold_quantile", type=float, default=0.99,
                    help="the share of normal images below the threshold")
     p.add_argument("--threshold_rule", default="robust", choices=["robust", "quantile"],
@@ -188,7 +188,7 @@ def cpu_threads():
     """Threads for Paddle's CPU math library: $OMP_NUM_THREADS when the user set it (Paddle's import
     overwrites an unset one with 1, so the value seen before that import is used), else every core
     this process may use."""
-    from . import USER_OMP_NUM_THREADS
+    from adcommon import USER_OMP_NUM_THREADS
     env = (USER_OMP_NUM_THREADS or "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -211,7 +211,7 @@ def set_device(device):
         raise UserError(f"--device {device}: this Paddle build has no CUDA support "
                         "(install paddlepaddle-gpu, or use --device cpu)")
     if d == "gpu":   # under paddle.distributed.launch each process has its own card
-        from .distributed import launched
+        from adcommon.distributed import launched
         if launched():
             d = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
     try:
@@ -291,7 +291,7 @@ def training_output(out, main=True, data=None):
     if not main:
         yield lambda msg: None
         return
-    from .outputs import output_folder
+    from adcommon.outputs import output_folder
     with output_folder(out, "category", "--output_dir", inputs=[data]):
         yield make_logger(os.path.join(out, "train.log"))
 

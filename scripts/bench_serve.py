@@ -34,7 +34,7 @@ def _peak_rss_mb(pid):
 
 class _Server:
     def __init__(self, model, backend):
-        from adcommon.testing import start_serve
+        from adcommon.tools.testing import start_serve
         args = ["--model_dir", model, "--backend", backend, "--batch_size", BATCH, "--max_wait_ms", 5,
                 "--cpu_threads", 2, "--queue", 256] + (["--use_mkldnn", "True"] if backend == "paddle" else [])
         self.proc, self.url = start_serve(os.path.join(ROOT, FOLDER), *args)

@@ -26,7 +26,7 @@ from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noq
 def scaling_rows(quick):
     """The scale-out table: each method's own rows (``scaling(quick)`` in its folder's bench.py: 1 and
     2 processes under paddle.distributed.launch, gloo on CPU), and what is not measured here."""
-    from adcommon.testing import load_script
+    from adcommon.tools.testing import load_script
     rows = []
     for m in methods.table():
         sys.path.insert(0, m.path)
@@ -58,8 +58,8 @@ def make_benchmark_maps(n=150, size=256, seed=0):
 
 
 def metrics_rows():
-    from adcommon.benchmark import time_per_call
-    from adcommon.metrics import all_metrics, aupro, pixel_auroc
+    from adcommon.evaluate.metrics import all_metrics, aupro, pixel_auroc
+    from adcommon.tools.benchmark import time_per_call
     labels, masks, maps = make_benchmark_maps()
     rows = []
     for name, fn, goal in (("pixel AUROC", lambda: pixel_auroc(masks, maps), "goal < 1 s"),
@@ -75,8 +75,8 @@ def metrics_rows():
 def machine_rows():
     import paddle
 
-    from adcommon.benchmark import gemm_flops_per_s
     from adcommon.provenance import cpu_name
+    from adcommon.tools.benchmark import gemm_flops_per_s
     return [{"method": "machine", "what": f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                                            f"Paddle {paddle.__version__}",
              "value": f"{gemm_flops_per_s() / 1e9:.0f} GFLOP/s", "gemm_gflop_per_s": gemm_flops_per_s() / 1e9,
@@ -108,7 +108,7 @@ def method_rows(method, quick):
         return [{"method": method, "what": "no bench.py yet", "value": "—", "note": ""}]
     sys.path.insert(0, os.path.dirname(path))
     try:
-        from adcommon.testing import load_script
+        from adcommon.tools.testing import load_script
         rows = load_script(path).run(quick=quick)
     finally:
         sys.path.remove(os.path.dirname(path))

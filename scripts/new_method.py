@@ -4,7 +4,7 @@
     python scripts/new_method.py --name toy --dest /tmp/x --table /tmp/x/methods.tsv
 
 The folder holds the six scripts (train.py, val.py, predict.py, export_model.py, infer.py, serve.py) and a
-package whose engine obeys the method contract (adcommon.contract) with a placeholder method that
+package whose engine obeys the method contract (adcommon.method.contract) with a placeholder method that
 works end to end: a Gaussian per pixel and channel of the raw normal images, the squared standardised
 distance as the anomaly map, the threshold from held-out normal images. Replace the model and
 ``train_category`` with the paper's; everything else (folders, locks, resume, args.yml, --val,
@@ -28,7 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
 from adcommon.cli import run_cli  # noqa: E402
-from adcommon.scripts import entry  # noqa: E402
+from adcommon.method.scripts import entry  # noqa: E402
 '''
 TAIL = '''
 
@@ -91,7 +91,7 @@ __HEAD__
 main, _ = entry("serve", "__PKG__", __doc__)
 __TAIL__''',
     "__PKG__/__init__.py": "",
-    "__PKG__/engine.py": '''"""__TITLE__'s engine (the method contract, adcommon.contract).
+    "__PKG__/engine.py": '''"""__TITLE__'s engine (the method contract, adcommon.method.contract).
 
 The template's placeholder method: a Gaussian per pixel and channel of the raw normal images (inputs in
 [0, 1]); the anomaly map is the squared standardised distance summed over the channels, blurred; the
@@ -104,7 +104,7 @@ import numpy as np
 import paddle
 
 from adcommon import checkpoint as C
-from adcommon.maps import postprocess, threshold_from_normals, vis_range
+from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import train_split
 
 METHOD = "__NAME__"

@@ -97,7 +97,7 @@ def _edited_export(field):
 
 def _train_flags(folder):
     """The option strings of a folder's train.py (its parser, without running it)."""
-    from adcommon.testing import load_script
+    from adcommon.tools.testing import load_script
     parser = load_script(os.path.join(ROOT, folder, "train.py")).build_parser()
     return {o for a in parser._actions for o in a.option_strings}
 

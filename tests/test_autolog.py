@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from adcommon.autolog import Times, get_autologger
+from adcommon.deploy.autolog import Times, get_autologger
 
 
 def test_times_rotate_keys_and_skip_warmup():

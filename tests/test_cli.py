@@ -43,7 +43,7 @@ def test_load_script_keeps_same_named_scripts_of_two_folders_apart(tmp_path):
     for folder, value in (("A-Paddle", 1), ("B-Paddle", 2)):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "val.py").write_text(f"VALUE = {value}\n")
-    from adcommon.testing import load_script
+    from adcommon.tools.testing import load_script
     a = load_script(str(tmp_path / "A-Paddle" / "val.py"))
     b = load_script(str(tmp_path / "B-Paddle" / "val.py"))
     assert (a.VALUE, b.VALUE) == (1, 2) and a.__name__ != b.__name__

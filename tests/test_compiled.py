@@ -6,7 +6,7 @@ paddle = pytest.importorskip("paddle")
 import paddle.nn as nn  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
-from adcommon import compiled  # noqa: E402
+from adcommon.method import compiled  # noqa: E402
 
 needs_compiled = pytest.mark.skipif(not compiled.available(), reason="static oneDNN training needs Paddle >= 3 on CPU")
 

@@ -1,4 +1,4 @@
-"""The method contract (adcommon.contract) and the method table (methods.tsv): every method of the table
+"""The method contract (adcommon.method.contract) and the method table (methods.tsv): every method of the table
 has its folder and obeys the contract, and a model it trains fits its own deployment description."""
 import os
 import shlex
@@ -9,8 +9,9 @@ import types
 import numpy as np
 import pytest
 
-from adcommon import contract, methods
-from adcommon.testing import tiny_synthetic
+from adcommon import methods
+from adcommon.method import contract
+from adcommon.tools.testing import tiny_synthetic
 from shared_data.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,8 +145,8 @@ def data(tmp_path_factory):
 def test_a_trained_model_fits_its_deployment_description(name, data, tmp_path):
     """The table's tiny run of every method, then the contract's parts on its checkpoint: the runner's
     outputs are the ones deploy_meta names, and the post-processing spec turns them into maps and scores."""
-    from adcommon.maps import postprocess
-    from adcommon.pipeline import load
+    from adcommon.evaluate.maps import postprocess
+    from adcommon.method.pipeline import load
     m = methods.get(name)
     r = subprocess.run([sys.executable, "train.py", "--data_dir", data, "--category", "brick", "--output_dir",
                         str(tmp_path), *shlex.split(m.tiny)], cwd=m.path, capture_output=True, text=True)

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from adcommon.testing import alone_and_launched, launch
+from adcommon.tools.testing import alone_and_launched, launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

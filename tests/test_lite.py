@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from adcommon.testing import file_bytes
+from adcommon.tools.testing import file_bytes
 from shared_data.errors import UserError, run_cli
 from shared_data.lite import main, make_lite
 

@@ -1,4 +1,4 @@
-"""adcommon.metrics against sklearn, hand-derived answers and an independent brute-force AUPRO."""
+"""adcommon.evaluate.metrics against sklearn, hand-derived answers and an independent brute-force AUPRO."""
 import time
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from adcommon import metrics
-from adcommon.metrics import SingleClassError, all_metrics, aupro, f1_max, image_auroc, pixel_auroc
+from adcommon.evaluate import metrics
+from adcommon.evaluate.metrics import SingleClassError, all_metrics, aupro, f1_max, image_auroc, pixel_auroc
 from shared_data.errors import UserError
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from adcommon.testing import load_script
+from adcommon.tools.testing import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 make = load_script(os.path.join(ROOT, "scripts", "make_notebooks.py"))

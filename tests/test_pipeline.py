@@ -1,11 +1,11 @@
-"""adcommon.pipeline helpers that every val.py shares."""
+"""adcommon.method.pipeline helpers that every val.py shares."""
 import os
 
 import numpy as np
 import pytest
 
-from adcommon.evaluation import fmt_metric, summary_line
-from adcommon.maps import threshold_from_normals
+from adcommon.evaluate.evaluation import fmt_metric, summary_line
+from adcommon.evaluate.maps import threshold_from_normals
 
 
 def test_fmt_metric_handles_missing_and_nan():
@@ -51,7 +51,7 @@ def test_robust_threshold_edge_cases():
 
 
 def test_val_outputs_are_built_aside_and_replace_the_previous_ones(tmp_path):
-    from adcommon.evaluation import built_aside
+    from adcommon.evaluate.evaluation import built_aside
     out = tmp_path / "cat"
     out.mkdir()
     (out / "model.pdparams").write_bytes(b"m")

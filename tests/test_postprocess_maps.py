@@ -1,10 +1,10 @@
-"""adcommon.pipeline against Paddle F.interpolate, cv2.resize and scipy gaussian_filter."""
+"""adcommon.method.pipeline against Paddle F.interpolate, cv2.resize and scipy gaussian_filter."""
 import cv2
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from adcommon.maps import anomaly_maps, combine, gaussian_blur, image_scores, postprocess, upsample
+from adcommon.evaluate.maps import anomaly_maps, combine, gaussian_blur, image_scores, postprocess, upsample
 from shared_data.errors import UserError
 
 
@@ -120,7 +120,7 @@ def test_map_size_combines_at_intermediate_resolution():
     import paddle
     import paddle.nn.functional as F
 
-    from adcommon.maps import anomaly_maps
+    from adcommon.evaluate.maps import anomaly_maps
     rng = np.random.default_rng(3)
     raw = [rng.random((2, 1, s, s)).astype(np.float32) for s in (16, 8, 4)]
     got = anomaly_maps(raw, 64, "product", map_size=16)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adcommon.infer import predict_images
+from adcommon.deploy.scoring import predict_images
 from adcommon.outputs import result_name
-from adcommon.testing import file_bytes
+from adcommon.tools.testing import file_bytes
 from shared_data.errors import UserError
 
 META = {"preprocess": {"image_size": 16, "crop_size": None, "mean": None, "std": None},

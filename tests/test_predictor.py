@@ -7,8 +7,8 @@ paddle = pytest.importorskip("paddle")
 
 from tiny_layer import TinyNet
 
-from adcommon.export import export_inference
-from adcommon.predictor import Predictor, load_meta
+from adcommon.deploy.export import export_inference
+from adcommon.deploy.predictor import Predictor, load_meta
 from shared_data.errors import UserError
 
 META = {"method": "tiny", "outputs": ["map", "pooled"], "threshold": 1.5,
@@ -43,7 +43,7 @@ def test_predictor_matches_dygraph(exported, mkldnn):
 
 
 def test_onednn_flag_is_honoured(exported):
-    from adcommon.predictor import onednn_enabled
+    from adcommon.deploy.predictor import onednn_enabled
     d = exported[0]
     assert not onednn_enabled(Predictor(d, use_mkldnn=False).config)
     assert onednn_enabled(Predictor(d, use_mkldnn=True).config)

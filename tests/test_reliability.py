@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from adcommon.testing import load_script
+from adcommon.tools.testing import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 rel = load_script(os.path.join(ROOT, "scripts", "reliability.py"))

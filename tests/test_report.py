@@ -1,4 +1,4 @@
-"""report.html (adcommon.report): the page's content, and the page in a real browser (headless Chromium
+"""report.html (adcommon.evaluate.report): the page's content, and the page in a real browser (headless Chromium
 from Debian's package, installed by scripts/run_tests.sh): every image loads, sorting by score reorders
 the grid, and a screenshot is taken."""
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adcommon.report import label_from_path, write_report
+from adcommon.evaluate.report import label_from_path, write_report
 
 SCORES = [0.31, 2.5, 0.12, 1.7, 0.95]
 

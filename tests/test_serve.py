@@ -18,7 +18,7 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from adcommon import methods  # noqa: E402
-from adcommon.testing import start_serve, tiny_synthetic  # noqa: E402
+from adcommon.tools.testing import start_serve, tiny_synthetic  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = methods.names()

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from adcommon.testing import tiny_synthetic
+from adcommon.tools.testing import tiny_synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,7 +19,8 @@ def test_counts_the_files_of_a_train_and_val_run(tmp_path_factory, tmp_path):
     files = [ln.strip() for ln in lines[1:] if ln.startswith("  ")]
     assert int(r.stdout.split(" files of the repository")[0].split()[-1]) == len(files)
     assert files[0].startswith("STFPM-Paddle/") and "STFPM-Paddle/train.py" in files
-    for f in ("adcommon/pipeline.py", "adcommon/metrics.py", "adcommon/evaluation.py", "shared_data/dataset.py"):
+    for f in ("adcommon/method/pipeline.py", "adcommon/evaluate/metrics.py", "adcommon/evaluate/evaluation.py",
+              "shared_data/dataset.py"):
         assert f in files
     assert not any("site-packages" in f for f in files)
     assert os.path.isfile(tmp_path / "o" / "brick" / "metrics.json")

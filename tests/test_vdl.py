@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from adcommon import methods, vdl
-from adcommon.testing import tiny_synthetic
+from adcommon.tools.testing import tiny_synthetic
 
 
 class _Writer:

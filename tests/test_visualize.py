@@ -1,11 +1,11 @@
-"""adcommon.visualize: colour order on disk, colour map direction, panel layout, ROC file."""
+"""adcommon.evaluate.visualize: colour order on disk, colour map direction, panel layout, ROC file."""
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from adcommon.visualize import draw_contours, heatmap, overlay, panel, save_png, save_roc
+from adcommon.evaluate.visualize import draw_contours, heatmap, overlay, panel, save_png, save_roc
 from shared_data.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""KDAD's engine (the method contract, adcommon.contract): the cloner's training, the held-out
+"""KDAD's engine (the method contract, adcommon.method.contract): the cloner's training, the held-out
 calibration, checkpoints, and the runner and deployment description of its localization methods."""
 import os
 import sys
@@ -11,8 +11,8 @@ from tqdm import tqdm
 from adcommon import checkpoint as C
 from adcommon import distributed as D
 from adcommon import vdl
-from adcommon.compiled import CompiledForward
-from adcommon.maps import postprocess, threshold_from_normals, vis_range
+from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range
+from adcommon.method.compiled import CompiledForward
 from shared_data.dataset import ImageCache
 
 from .localization import detect, localize, paper_localization_auroc, soft_masks
@@ -21,7 +21,7 @@ from .loss import distill_loss
 from .model import KDAD, TRAIN_LAYERS
 
 METHOD = "kdad"
-TITLE = "KDAD (Multiresolution Knowledge Distillation)"   # for people: notebooks and docs (adcommon.contract)
+TITLE = "KDAD (Multiresolution Knowledge Distillation)"   # for people: notebooks and docs (adcommon.method.contract)
 SUMMARY = ("KDAD distils a frozen expert network into a smaller cloner on normal images; the cloner's disagreement "
            "with the expert scores the image, and its maps locate the defect.")
 # the paper's own localization number; the image AUROC of the other image score (map maximum or the paper's)
@@ -159,11 +159,11 @@ def val_settings(args):
 
 
 def train_category(args, category, out, log, main=True):
-    """The training half of the contract (adcommon.training): the cloner trained on ``category``'s
+    """The training half of the contract (adcommon.method.training): the cloner trained on ``category``'s
     normal images (``train``, --resume from last.pdparams), then the threshold and picture ranges from
     the held-out normal images (``holdout_calibration``), written to out/model.pdparams."""
     from adcommon import cli
-    from adcommon.compiled import resolve
+    from adcommon.method.compiled import resolve
     from shared_data.dataset import train_split
     resume = C.training_state(os.path.join(out, C.STATE), METHOD, log, args.resume)
     # built from the flags; a resumed run refuses a state written with other ones (restore_training)
@@ -211,7 +211,7 @@ def train(model, images, holdout, out_dir, log, epochs=601, batch_size=64, lr=1e
     continue from (adcommon.checkpoint.training_state; the model must be built from its model_args).
     The order of images in epoch e comes from numpy Generator([seed, e]), so a resumed run repeats
     the same batches as an uninterrupted one. ``compiled``: the cloner's training forward and backward
-    run as a static oneDNN graph (adcommon.compiled; the same numbers). Returns training statistics.
+    run as a static oneDNN graph (adcommon.method.compiled; the same numbers). Returns training statistics.
     """
     n = len(images)
     opt = paddle.optimizer.Adam(learning_rate=float(lr), parameters=model.cloner.parameters())
@@ -411,7 +411,7 @@ def extra_metrics(ck, ds, raw, maps, scores, options=None):
     threshold sweep (0..0.999) is defined for gradient maps in [0, 1] only), and the image AUROC of the
     score that does not decide: with the paper's score, the discrepancy map's maximum (discrepancy maps
     only: gradient maps are scaled per image); with image_score map_max, the paper's detection score."""
-    from adcommon.metrics import SingleClassError, image_auroc
+    from adcommon.evaluate.metrics import SingleClassError, image_auroc
     localization = _options(ck, options)[0]
     kind = image_score_of(ck["model_args"])
     paper = other = None

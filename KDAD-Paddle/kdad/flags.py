@@ -1,4 +1,4 @@
-"""KDAD's own script flags beyond the shared ones (adcommon.scripts), and what they become."""
+"""KDAD's own script flags beyond the shared ones (adcommon.method.scripts), and what they become."""
 from adcommon.cli import str2bool
 from shared_data.errors import UserError
 

@@ -5,7 +5,7 @@ detection score (N,) and the localization map. With ``deploy_map="gradients"`` (
 the vanilla gradient of the score with respect to the input, |grad| summed over channels and scaled per image by its
 minimum and 99th percentile, (N, 1, S, S); with ``"discrepancy"`` (our oneDNN/Paddle-2.6 friendly
 alternative) it is three per-position expert/cloner discrepancy maps at 1/8, 1/16, 1/32 of S.
-The Gaussian blur (sigma 4) happens in adcommon.pipeline, outside the graph.
+The Gaussian blur (sigma 4) happens in adcommon.method.pipeline, outside the graph.
 """
 import paddle
 import paddle.nn as nn

@@ -10,7 +10,7 @@ sys.path[:0] = [p for p in (TESTS, HERE, ROOT) if p not in sys.path]
 
 from kdad_testutil import TRAIN_ARGS, run_script  # noqa: E402
 
-from adcommon.testing import tiny_synthetic  # noqa: E402
+from adcommon.tools.testing import tiny_synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ def one_line_error(r):
 
 def load_script(name):
     """Import one of this folder's scripts under a unique module name (train.py exists in every folder)."""
-    from adcommon.testing import load_script as load
+    from adcommon.tools.testing import load_script as load
     return load(os.path.join(HERE, f"{name}.py"))
 
 

@@ -4,7 +4,7 @@ import os
 import pytest
 from kdad_testutil import HERE
 
-from adcommon.testing import load_script
+from adcommon.tools.testing import load_script
 
 
 @pytest.mark.slow

@@ -60,9 +60,9 @@ def test_val_predict_export_infer_agree(trained, tmp_path):
 @pytest.mark.parametrize("kind", ["gradients", "discrepancy"])
 def test_predictor_matches_dygraph_raw_and_postprocessed(trained, tmp_path, kind):
     """Raw outputs and post-processed maps of Paddle Inference vs the dygraph model (val.py's path)."""
-    from adcommon import pipeline
-    from adcommon.maps import postprocess
-    from adcommon.predictor import Predictor
+    from adcommon.deploy.predictor import Predictor
+    from adcommon.evaluate.maps import postprocess
+    from adcommon.method import pipeline
     from kdad import engine
     from kdad.localization import localize
     from shared_data.dataset import MVTecAD
@@ -142,9 +142,9 @@ def test_map_max_image_score_from_training_to_the_exported_model(syn_root, tmp_p
     image by the maximum of its post-processed discrepancy map; other maps are refused with one line."""
     from kdad_testutil import TRAIN_ARGS, one_line_error
 
-    from adcommon import pipeline
-    from adcommon.maps import postprocess, threshold_from_normals
-    from adcommon.metrics import image_auroc
+    from adcommon.evaluate.maps import postprocess, threshold_from_normals
+    from adcommon.evaluate.metrics import image_auroc
+    from adcommon.method import pipeline
     from kdad import engine
     from kdad.localization import discrepancy
     from shared_data.dataset import MVTecAD, train_split
@@ -201,7 +201,7 @@ def test_the_three_backends_agree_on_the_discrepancy_graph(trained, tmp_path):
     OpenVINO: the same scores and maps (1e-4). The gradient graph (paddle.grad) has no ONNX form: one line."""
     pytest.importorskip("paddle2onnx")
     pytest.importorskip("onnxruntime")
-    from adcommon.testing import backends_agree
+    from adcommon.tools.testing import backends_agree
     root, out = trained
     folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     model = os.path.join(out, "brick", "model.pdparams")

@@ -2,7 +2,7 @@
 import pytest
 from kdad_testutil import HERE
 
-from adcommon.tipc import check_lite_chain, config_errors
+from adcommon.tools.tipc import check_lite_chain, config_errors
 
 CONFIG = "test_tipc/configs/KDAD/train_infer_python.txt"
 

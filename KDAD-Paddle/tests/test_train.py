@@ -8,7 +8,7 @@ from kdad_testutil import TRAIN_ARGS, run_script
 
 
 def test_train_writes_a_self_describing_checkpoint(trained):
-    from adcommon import pipeline
+    from adcommon.method import pipeline
     from kdad import engine
     root, out = trained
     d = os.path.join(out, "brick")
@@ -105,10 +105,10 @@ def test_feature_scale_rms_is_each_layers_rms_on_the_training_images(tmp_path):
 
 
 def test_compiled_cloner_trains_the_same_numbers(tmp_path):
-    from adcommon.compiled import available
+    from adcommon.method.compiled import available
     if not available():
         pytest.skip("static oneDNN training needs Paddle >= 3 on CPU")
-    from adcommon.testing import assert_within_float_noise
+    from adcommon.tools.testing import assert_within_float_noise
     _, ref, ref_w, _ = _engine_run(tmp_path / "eager", compiled=False)
     _, fast, fast_w, _ = _engine_run(tmp_path / "compiled", compiled=True)
     _, _, noisy_w, _ = _engine_run(tmp_path / "jitter", compiled=False, jitter=1e-6)

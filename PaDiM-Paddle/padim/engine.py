@@ -1,4 +1,4 @@
-"""PaDiM's engine (the method contract, adcommon.contract): build, and the fit with out-of-fold
+"""PaDiM's engine (the method contract, adcommon.method.contract): build, and the fit with out-of-fold
 calibration; the runner and the deployment description are the contract's defaults."""
 import os
 import sys
@@ -11,7 +11,7 @@ from tqdm import tqdm
 from adcommon import cli, vdl
 from adcommon import distributed as D
 from adcommon.checkpoint import save_checkpoint
-from adcommon.maps import postprocess, threshold_from_normals, vis_range
+from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches
 from shared_data.errors import UserError
 
@@ -19,10 +19,10 @@ from .gaussian import GaussianAccumulator
 from .model import PaDiM
 
 METHOD = "padim"
-TITLE = "PaDiM (Patch Distribution Modeling)"   # for people: notebooks and docs (adcommon.contract)
+TITLE = "PaDiM (Patch Distribution Modeling)"   # for people: notebooks and docs (adcommon.method.contract)
 SUMMARY = ("PaDiM fits one Gaussian per feature-map position on the normal images (no training, one pass) and scores "
            "a test image by the Mahalanobis distance of each patch.")
-OUTPUTS = ["distance_map"]  # the exported graph's (adcommon.contract)
+OUTPUTS = ["distance_map"]  # the exported graph's (adcommon.method.contract)
 SIGMA = 4.0  # reference: scipy gaussian_filter(sigma=4) on the 224 x 224 map
 
 
@@ -143,7 +143,7 @@ def prepare_args(args):
 
 
 def train_category(args, category, out, log, main=True):
-    """The training half of the contract (adcommon.training): the Gaussians of ``category``'s normal
+    """The training half of the contract (adcommon.method.training): the Gaussians of ``category``'s normal
     images and the threshold from their out-of-fold scores (``fit``), written to out/model.pdparams.
     Every process of the launcher fits its share; the one that writes saves."""
     from shared_data.dataset import MVTecAD

@@ -1,7 +1,7 @@
 """PaDiM model: frozen backbone -> aligned multi-layer embedding -> per-position Mahalanobis distance.
 
 Eval forward returns what is deployed: the distance map at feature resolution, (N, 1, h, w)
-(56 x 56 for a 224 input). Resize, blur and the image score are adcommon.pipeline's job.
+(56 x 56 for a 224 input). Resize, blur and the image score are adcommon.method.pipeline's job.
 """
 import random
 

@@ -1,7 +1,7 @@
 """bench.py's scoring comparison runs and agrees with the reference loop (no timing assertions)."""
 import os
 
-from adcommon.testing import load_script
+from adcommon.tools.testing import load_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from adcommon.testing import distributed_data, launch
+from adcommon.tools.testing import distributed_data, launch
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the paper folder
 

@@ -78,7 +78,7 @@ def test_out_of_fold_fit_scores_every_image_and_ends_with_all_images():
     k = fold[0]   # refit without image 0's fold: the same score for image 0
     engine.fit(model, list(images[fold != k]), batch_size=4, folds=0, log=quiet)
     spec = engine.postprocess_spec(64)
-    from adcommon.maps import postprocess
+    from adcommon.evaluate.maps import postprocess
     with paddle.no_grad():
         _, s0 = postprocess([model(paddle.to_tensor(images[:1])).numpy()], spec)
     np.testing.assert_allclose(s0[0], oof[0], rtol=1e-3)

@@ -20,7 +20,7 @@ def _scores(path):
 
 
 def test_checkpoint_round_trip(trained):
-    from adcommon import pipeline
+    from adcommon.method import pipeline
     from padim import engine
     root, out = trained
     model, ck = pipeline.load(engine, os.path.join(out, "brick", "model.pdparams"))
@@ -207,7 +207,7 @@ def test_the_three_backends_agree(trained, tmp_path):
     on Paddle Inference, ONNX Runtime and OpenVINO: the same scores and maps (1e-4)."""
     pytest.importorskip("paddle2onnx")
     pytest.importorskip("onnxruntime")
-    from adcommon.testing import backends_agree
+    from adcommon.tools.testing import backends_agree
     root, out = trained
     folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     backends_agree(folder, os.path.join(out, "brick", "model.pdparams"), os.path.join(root, "brick", "test"), tmp_path)

@@ -1,4 +1,4 @@
-"""CutPaste + SSPCAB's engine (the method contract, adcommon.contract): the training loop, the density
+"""CutPaste + SSPCAB's engine (the method contract, adcommon.method.contract): the training loop, the density
 fit and the checkpoints; the runner and the deployment description are the contract's defaults."""
 import math
 import os
@@ -12,8 +12,8 @@ from tqdm import tqdm
 from adcommon import checkpoint as C
 from adcommon import distributed as D
 from adcommon import vdl
-from adcommon.evaluation import run_batches
-from adcommon.maps import postprocess, threshold_from_normals, vis_range
+from adcommon.evaluate.evaluation import run_batches
+from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches, to_tensor
 from shared_data.errors import UserError
 
@@ -23,10 +23,10 @@ from .loss import class_labels, total_loss
 from .model import ProjectionNet
 
 METHOD = "sspcab"
-TITLE = "CutPaste with the SSPCAB block"   # for people: notebooks and docs (adcommon.contract)
+TITLE = "CutPaste with the SSPCAB block"   # for people: notebooks and docs (adcommon.method.contract)
 SUMMARY = ("CutPaste learns to tell normal images from ones with a pasted patch (3-way self-supervision, with the "
            "SSPCAB block), then scores images with a Gaussian density of its features.")
-OUTPUTS = ["score", "patch_map"]  # the exported graph's (adcommon.contract)
+OUTPUTS = ["score", "patch_map"]  # the exported graph's (adcommon.method.contract)
 PIXEL_NOTE = " (ours)"  # neither paper localises: the patch map is ours
 SUMMARY_EXTRA = ("image_auroc_patch_max", "image_auroc_pooled")  # the other image score's AUROC
 SIGMA = 4.0          # Gaussian smoothing of the upsampled patch map (as PaDiM; CutPaste smooths its patch maps too)
@@ -280,7 +280,7 @@ def val_settings(args):
 
 
 def train_category(args, category, out, log, main=True):
-    """The training half of the contract (adcommon.training): CutPaste (+ SSPCAB) trained on
+    """The training half of the contract (adcommon.method.training): CutPaste (+ SSPCAB) trained on
     ``category``'s normal images (``train``, --resume from last.pdparams), then the Gaussian densities
     and the threshold from the held-out normal images (``fit_density``), written to out/model.pdparams
     (which supersedes the training state)."""
@@ -360,7 +360,7 @@ def upgrade(ck, path):
 
 def extra_metrics(ck, ds, raw, maps, scores, options=None):
     """Both image scores, whichever decides: the pooled GDE (output 0) and the map's maximum."""
-    from adcommon.metrics import SingleClassError, image_auroc
+    from adcommon.evaluate.metrics import SingleClassError, image_auroc
     kind = ck["model_args"].get("image_score", "pooled")
     other_name = "patch_max" if kind == "pooled" else "pooled"
     other = maps.reshape(len(maps), -1).max(1) if other_name == "patch_max" else raw[0]

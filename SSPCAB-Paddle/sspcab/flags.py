@@ -1,4 +1,4 @@
-"""CutPaste + SSPCAB's own script flags beyond the shared ones (adcommon.scripts), and the seeds' infer.py
+"""CutPaste + SSPCAB's own script flags beyond the shared ones (adcommon.method.scripts), and the seeds' infer.py
 command line."""
 import os
 
@@ -36,7 +36,7 @@ def check_val(args):
 
 
 def seed_argv(argv):
-    """The seeds' infer.py flags -> adcommon.infer's; --data_type CAT -> --model_dir output/CAT/inference."""
+    """The seeds' infer.py flags -> adcommon.deploy.scoring's; --data_type CAT -> --model_dir output/CAT/inference."""
     out, category = [], None
     it = iter(argv)
     for a in it:

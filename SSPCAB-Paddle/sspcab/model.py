@@ -6,7 +6,7 @@ Eval forward returns what is deployed, scored inside the graph from buffers (no 
     [image score (N,): Mahalanobis distance of the L2-normalised pooled embedding (GDE, the paper),
      patch map (N, 1, h, w): a GDE shared by every position of the ``patch_layer`` features (ours,
      localisation; layer3 = stride 16 by default, README: root causes)]
-Resize and blur of the map are adcommon.pipeline's job (no interpolate in the graph).
+Resize and blur of the map are adcommon.method.pipeline's job (no interpolate in the graph).
 """
 import paddle
 import paddle.nn as nn

@@ -10,7 +10,7 @@ sys.path[:0] = [p for p in (ROOT, PAPER, HERE) if p not in sys.path]
 
 from sspcab_helpers import SIZE, TINY_TRAIN, run_script  # noqa: E402
 
-from adcommon.testing import tiny_synthetic  # noqa: E402
+from adcommon.tools.testing import tiny_synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")

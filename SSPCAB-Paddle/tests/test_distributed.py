@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from adcommon.testing import alone_and_launched, distributed_data, launch
+from adcommon.tools.testing import alone_and_launched, distributed_data, launch
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the paper folder
 

@@ -69,9 +69,9 @@ def test_maps_match_dygraph(exported, mkldnn):
     """Same maps after the shared post-processing: exported graph vs the dygraph model."""
     import paddle
 
-    from adcommon import pipeline
-    from adcommon.maps import postprocess
-    from adcommon.predictor import Predictor
+    from adcommon.deploy.predictor import Predictor
+    from adcommon.evaluate.maps import postprocess
+    from adcommon.method import pipeline
     from shared_data.dataset import MVTecAD
     from sspcab import engine
     model, ck = pipeline.load(engine, exported["ckpt"])
@@ -102,6 +102,6 @@ def test_the_three_backends_agree(trained, tmp_path):
     image scores (the pooled GDE) and patch maps (1e-4)."""
     pytest.importorskip("paddle2onnx")
     pytest.importorskip("onnxruntime")
-    from adcommon.testing import backends_agree
+    from adcommon.tools.testing import backends_agree
     folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     backends_agree(folder, trained["ckpt"], os.path.join(trained["data_dir"], "brick", "test"), tmp_path)

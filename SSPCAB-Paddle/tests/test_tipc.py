@@ -2,7 +2,7 @@
 import pytest
 from sspcab_helpers import PAPER
 
-from adcommon.tipc import check_lite_chain, config_errors
+from adcommon.tools.tipc import check_lite_chain, config_errors
 
 CONFIG = "test_tipc/configs/SSPCAB/train_infer_python.txt"
 

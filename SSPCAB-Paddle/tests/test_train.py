@@ -8,8 +8,9 @@ paddle = pytest.importorskip("paddle")
 
 from sspcab_helpers import SIZE  # noqa: E402
 
-from adcommon import cli, pipeline  # noqa: E402
+from adcommon import cli  # noqa: E402
 from adcommon.checkpoint import load_checkpoint  # noqa: E402
+from adcommon.method import pipeline  # noqa: E402
 from sspcab import engine  # noqa: E402
 from sspcab.model import ProjectionNet  # noqa: E402
 

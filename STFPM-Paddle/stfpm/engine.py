@@ -1,4 +1,4 @@
-"""STFPM's engine (the method contract, adcommon.contract): build, and the training with held-out
+"""STFPM's engine (the method contract, adcommon.method.contract): build, and the training with held-out
 selection; the runner and the deployment description are the contract's defaults.
 
 Training follows the official code (docs/reference.md#stfpm-training): SGD lr 0.4, momentum 0.9, weight
@@ -18,8 +18,8 @@ from tqdm import tqdm
 from adcommon import checkpoint as C
 from adcommon import distributed as D
 from adcommon import vdl
-from adcommon.compiled import CompiledForward
-from adcommon.maps import postprocess, threshold_from_normals, vis_range_of
+from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range_of
+from adcommon.method.compiled import CompiledForward
 from shared_data.dataset import ImageCache
 from shared_data.errors import UserError
 
@@ -27,10 +27,10 @@ from .loss import stfpm_loss
 from .model import STFPM
 
 METHOD = "stfpm"
-TITLE = "STFPM (Student-Teacher Feature Pyramid Matching)"   # for people: notebooks and docs (adcommon.contract)
+TITLE = "STFPM (Student-Teacher Feature Pyramid Matching)"   # for people: notebooks and docs (adcommon.method.contract)
 SUMMARY = ("STFPM trains a student network to reproduce a frozen ImageNet teacher's features on normal images; where "
            "they disagree, the image is anomalous.")
-OUTPUTS = ["layer1_distance", "layer2_distance", "layer3_distance"]  # the graph's (adcommon.contract)
+OUTPUTS = ["layer1_distance", "layer2_distance", "layer3_distance"]  # the graph's (adcommon.method.contract)
 TEACHER_CACHE_MB = 4096   # cache the teacher's features of the training images up to this size
 # Backbones whose student trains faster as a static oneDNN graph than eagerly (README benchmark:
 # ResNet-18 1.8x; EfficientNet-Lite0 slower, its depthwise convolutions are slow in oneDNN's backward).
@@ -68,11 +68,11 @@ def prepare_args(args):
 
 
 def train_category(args, category, out, log, main=True):
-    """The training half of the contract (adcommon.training): the student trained on ``category``'s
+    """The training half of the contract (adcommon.method.training): the student trained on ``category``'s
     normal images, the best epoch on the held-out ones kept (``train``: candidate.pdparams, promoted to
     model.pdparams when the run ends), --resume from last.pdparams."""
     from adcommon import cli
-    from adcommon.compiled import resolve
+    from adcommon.method.compiled import resolve
     from shared_data.dataset import train_split
     resume = C.training_state(os.path.join(out, C.STATE), METHOD, log, args.resume)
     # built from the flags; a resumed run refuses a state written with other ones (restore_training)
@@ -164,7 +164,7 @@ def train(model, fit_ds, holdout_ds, out_dir, category, epochs=100, batch_size=3
 
     ``cache_teacher``: compute the frozen teacher's features once (the same numbers, a quarter less
     work per step); ``compiled``: run the student's training forward and backward as a static oneDNN
-    graph (adcommon.compiled; the same numbers, faster on CPU for ResNets).
+    graph (adcommon.method.compiled; the same numbers, faster on CPU for ResNets).
 
     Writes <out_dir>/candidate.pdparams (best teacher + student, threshold, vis_range) whenever the
     held-out score improves and <out_dir>/last.pdparams (adcommon.checkpoint's training state) after

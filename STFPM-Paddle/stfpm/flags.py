@@ -1,4 +1,4 @@
-"""STFPM's own script flags beyond the shared ones (adcommon.scripts)."""
+"""STFPM's own script flags beyond the shared ones (adcommon.method.scripts)."""
 from shared_data.errors import UserError
 
 

@@ -2,7 +2,7 @@
 
 Eval forward returns what is deployed: the three per-layer distance maps at feature resolution,
 [(N, 1, S/4, S/4), (N, 1, S/8, S/8), (N, 1, S/16, S/16)] (64, 32, 16 for a 256 input). Upsampling,
-the product over layers and the image score are adcommon.pipeline's job: F.interpolate inside the
+the product over layers and the image score are adcommon.method.pipeline's job: F.interpolate inside the
 graph breaks Paddle 3's oneDNN predictor (docs/reference.md#interpolate-breaks-the-onednn-predictor).
 """
 import paddle.nn as nn

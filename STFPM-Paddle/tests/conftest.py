@@ -15,7 +15,7 @@ sys.path[:0] = [p for p in (ROOT, PAPER, HERE) if p not in sys.path]
 
 from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
 
-from adcommon.testing import tiny_synthetic  # noqa: E402
+from adcommon.tools.testing import tiny_synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")

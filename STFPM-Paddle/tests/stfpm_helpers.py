@@ -12,7 +12,7 @@ CATEGORY = "brick"
 
 def load_script(name):
     """Import STFPM-Paddle/<name>.py under a unique module name (other papers have a train.py too)."""
-    from adcommon.testing import load_script as load
+    from adcommon.tools.testing import load_script as load
     return load(os.path.join(PAPER, f"{name}.py"))
 
 

@@ -8,10 +8,10 @@ paddle = pytest.importorskip("paddle")
 
 from stfpm_helpers import CATEGORY, IMAGE_SIZE, load_script  # noqa: E402
 
-from adcommon import contract, pipeline  # noqa: E402
-from adcommon.export import export_inference  # noqa: E402
-from adcommon.maps import image_scores, postprocess  # noqa: E402
-from adcommon.predictor import Predictor, load_meta  # noqa: E402
+from adcommon.deploy.export import export_inference  # noqa: E402
+from adcommon.deploy.predictor import Predictor, load_meta  # noqa: E402
+from adcommon.evaluate.maps import image_scores, postprocess  # noqa: E402
+from adcommon.method import contract, pipeline  # noqa: E402
 from stfpm import engine  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def _scores(path):
 @pytest.mark.parametrize("mkldnn", [False, True])
 def test_infer_matches_val(syn_root, trained, exported, tmp_path, mkldnn):
     """infer.py (Paddle Inference) and val.py (dygraph) give the same image scores (<= 1e-4)."""
-    from adcommon.deploy import infer_main
+    from adcommon.deploy.infer import infer_main
     assert load_script("val").main(["--data_dir", syn_root, "--category", CATEGORY, "--output_dir", trained]) == 0
     save = str(tmp_path / "infer")
     assert infer_main(["--model_dir", exported, "--img_path", os.path.join(syn_root, CATEGORY, "test"),
@@ -82,7 +82,7 @@ def test_the_three_backends_agree(syn_root, trained, tmp_path):
     scores and maps (1e-4)."""
     pytest.importorskip("paddle2onnx")
     pytest.importorskip("onnxruntime")
-    from adcommon.testing import backends_agree
+    from adcommon.tools.testing import backends_agree
     folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     backends_agree(folder, os.path.join(trained, CATEGORY, "model.pdparams"), os.path.join(syn_root, CATEGORY,
                                                                                         "test"), tmp_path)
@@ -93,7 +93,7 @@ def test_image_score_top_reaches_the_export(syn_root, tmp_path):
     map's top pixels; a resumed run may change it (it decides scoring only)."""
     import paddle
 
-    from adcommon.deploy import infer_main
+    from adcommon.deploy.infer import infer_main
     out = str(tmp_path / "out")
     common = ["--data_dir", syn_root, "--category", CATEGORY, "--output_dir", out, "--pretrained", "none",
               "--image_size", str(IMAGE_SIZE), "--batch_size", "4", "--seed", "0"]

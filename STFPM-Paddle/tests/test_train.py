@@ -7,8 +7,9 @@ paddle = pytest.importorskip("paddle")
 
 from stfpm_helpers import CATEGORY, IMAGE_SIZE  # noqa: E402
 
-from adcommon import cli, pipeline  # noqa: E402
+from adcommon import cli  # noqa: E402
 from adcommon.checkpoint import load_checkpoint, training_state  # noqa: E402
+from adcommon.method import pipeline  # noqa: E402
 from shared_data.dataset import ImageCache, MVTecAD  # noqa: E402
 from stfpm import engine  # noqa: E402
 from stfpm.loss import stfpm_loss  # noqa: E402
@@ -140,7 +141,7 @@ def test_fast_paths_train_the_same_numbers(syn_root, tmp_path, monkeypatch, comp
     relative change of the input alone moves single gradient entries of this random-init ResNet by
     up to a few percent (ReLU masks flip), and lr 0.4 carries that into the weights: the yardstick is
     the eager run on inputs changed by 1e-6."""
-    from adcommon.compiled import available
+    from adcommon.method.compiled import available
     if compiled and not available():
         pytest.skip("static oneDNN training needs Paddle >= 3 on CPU")
 
@@ -156,7 +157,7 @@ def test_fast_paths_train_the_same_numbers(syn_root, tmp_path, monkeypatch, comp
                              log=lambda m: None, **kw)
         return [h["loss"] for h in stats["history"]], _numpy_state(model.student), stats
 
-    from adcommon.testing import assert_within_float_noise
+    from adcommon.tools.testing import assert_within_float_noise
     ref_loss, ref_state, _ = run(tmp_path / "ref", compiled=False, cache_teacher=False)
     loss, state, stats = run(tmp_path / "fast", compiled=compiled, cache_teacher=cache)
     assert stats["compiled"] is compiled and stats["teacher_cached"] is cache

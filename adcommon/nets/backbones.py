@@ -10,9 +10,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from adcommon.nets.weights import BACKBONES, describe_weights, load_into, normalize_pretrained, resolve_weights
 from shared_data.errors import UserError
-
-from .weights import BACKBONES, describe_weights, load_into, normalize_pretrained, resolve_weights
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

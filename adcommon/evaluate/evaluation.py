@@ -1,17 +1,17 @@
 """The test split's result files: metrics.json (written last: its presence means the evaluation finished),
 scores.csv, and with pictures or report.html; the summary line val.py prints. The lifecycle
-(adcommon.pipeline.evaluate) runs the model and calls ``save_val_outputs``."""
+(adcommon.method.pipeline.evaluate) runs the model and calls ``save_val_outputs``."""
 import contextlib
 import os
 import time
 
 import numpy as np
 
-from .files import save_json, write_scores_csv
-from .maps import vis_range
-from .provenance import git_commit, machine
-from .regions import crop_note
-from .visualize import save_panel, verdict
+from adcommon.evaluate.maps import vis_range
+from adcommon.evaluate.regions import crop_note
+from adcommon.evaluate.visualize import save_panel, verdict
+from adcommon.files import save_json, write_scores_csv
+from adcommon.provenance import git_commit, machine
 
 
 def run_batches(fn, dataset, batch_size):
@@ -53,7 +53,7 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
     AUPRO and F1-max are unchanged by it. ``map_threshold`` (pictures only) is for maps whose units
     differ from the image score's (KDAD's per-image scaled gradient maps); default: ``threshold``.
     """
-    from .metrics import all_metrics
+    from adcommon.evaluate.metrics import all_metrics
     labels = dataset.labels
     masks = None
     if maps is not None and dataset.has_masks:
@@ -67,7 +67,7 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
     out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     out["commit"] = git_commit()
-    from . import vdl
+    from adcommon import vdl
     if vdl.wanted():   # train.py --use_vdl --val: the metrics and a few panels in VisualDL
         vdl.evaluation(out, _vdl_panels(dataset, maps, scores, masks, threshold, vrange, map_threshold,
                                         region_only_if_anomalous))
@@ -80,12 +80,12 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
         write_scores_csv(os.path.join(work, "scores.csv"), rows, header)
         pictures = {}
         if save_vis or report:
-            from .visualize import save_roc
+            from adcommon.evaluate.visualize import save_roc
             vis_dir = os.path.join(work, "vis")
             save_roc(labels, scores, os.path.join(vis_dir, "roc.png"), title=f"{method} {dataset.category}")
             if maps is not None:
-                from .outputs import result_name
-                from .results import SUFFIX
+                from adcommon.evaluate.results import SUFFIX
+                from adcommon.outputs import result_name
                 lo, hi = vrange or vis_range(maps[labels == 0], threshold if map_threshold is None else map_threshold)
                 test_root = os.path.join(dataset.root, dataset.category, "test")
                 for i in range(len(dataset)):
@@ -96,7 +96,7 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
                                map_threshold, region_only_if_anomalous)
                     pictures[i] = f"vis/{name}"
         if report:
-            from .report import write_report
+            from adcommon.evaluate.report import write_report
             records = [{"path": s.path, "score": float(sc), "label": s.kind, "picture": pictures.get(i),
                         "verdict": verdict(sc, threshold) if threshold is not None else None}
                        for i, (s, sc) in enumerate(zip(dataset.samples, scores))]
@@ -108,7 +108,7 @@ def save_val_outputs(out_dir, method, dataset, maps, scores, threshold, extra=No
 
 def _vdl_panels(dataset, maps, scores, masks, threshold, vrange, map_threshold, region_only_if_anomalous, n=2):
     """[(tag, picture)] of the ``n`` highest-scored defective and normal test images, for VisualDL."""
-    from .visualize import panel_picture
+    from adcommon.evaluate.visualize import panel_picture
     if maps is None:
         return []
     labels, scores = np.asarray(dataset.labels), np.asarray(scores, np.float64)
@@ -126,17 +126,16 @@ def _vdl_panels(dataset, maps, scores, masks, threshold, vrange, map_threshold, 
 def _panel_frame(dataset, i, amap, masks):
     """(image, map, ground truth) of test image i for its picture: with a centre crop, the whole resized
     image with the map on the inspected square (NaN around it, framed in the picture), else as scored."""
+    from adcommon.evaluate.regions import to_image
     from shared_data.dataset import load_image, load_mask, resize_image, resize_mask
-
-    from .regions import to_image
-    S, C = dataset.image_size, dataset.crop_size
+    size, crop = dataset.image_size, dataset.crop_size
     gt = masks[i] if masks is not None else None
-    if not C or C >= S:
+    if not crop or crop >= size:
         return dataset.load_rgb(i), amap, gt
     s = dataset.samples[i]
     if gt is not None:
-        gt = resize_mask(load_mask(s.mask_path), S) if s.mask_path else np.zeros((S, S), bool)
-    return resize_image(load_image(s.path), S), to_image(amap, S, S, S, C), gt
+        gt = resize_mask(load_mask(s.mask_path), size) if s.mask_path else np.zeros((size, size), bool)
+    return resize_image(load_image(s.path), size), to_image(amap, size, size, size, crop), gt
 
 
 @contextlib.contextmanager

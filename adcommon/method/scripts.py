@@ -18,9 +18,8 @@ import argparse
 import importlib
 import sys
 
+from adcommon import cli
 from shared_data.errors import ArgumentParser
-
-from . import cli
 
 SUPPRESS = argparse.SUPPRESS
 
@@ -83,7 +82,7 @@ PARSERS = {"train": train_parser, "val": val_parser, "predict": predict_parser, 
 
 
 def _mains():
-    from . import pipeline, training
+    from adcommon.method import pipeline, training
     return {"train": training.train_main, "val": pipeline.val_main, "predict": pipeline.predict_picture_or_main,
             "export": pipeline.export_main}
 
@@ -91,7 +90,7 @@ def _mains():
 def folder_name(package):
     """The paper folder's name without '-Paddle' (STFPM, PaDiM, ...): what infer.py and serve.py call
     the method in their logs (auto_log's model_name)."""
-    from . import methods
+    from adcommon import methods
     for m in methods.table():
         if m.package == package:
             return m.folder[:-len("-Paddle")] if m.folder.endswith("-Paddle") else m.folder
@@ -103,9 +102,9 @@ def entry(kind, package, doc=None, aliases=None, hidden=None, ignored=(), flags=
     if kind in ("infer", "serve"):
         def main_deployed(args=None):
             if kind == "infer":
-                from .deploy import infer_main as run
+                from adcommon.deploy.infer import infer_main as run
             else:
-                from .serve import serve_main as run
+                from adcommon.deploy.serve import serve_main as run
             given = sys.argv[1:] if args is None else list(args)
             return run(argv(given) if argv else given, folder_name(package))
         return main_deployed, None

@@ -15,9 +15,8 @@ import tempfile
 
 import numpy as np
 
+from adcommon.deploy.predictor import check_input_size, load_meta
 from shared_data.errors import UserError
-
-from .predictor import check_input_size, load_meta
 
 BACKENDS = ("paddle", "onnxruntime", "openvino")
 ONNX_FILE = "inference.onnx"
@@ -86,7 +85,7 @@ def to_onnx(folder, model_file, params_file, meta):
     except ImportError:
         print("note: onnxruntime is not installed, so the ONNX model was not checked against Paddle", file=sys.stderr)
         return info
-    from .predictor import Predictor
+    from adcommon.deploy.predictor import Predictor
     size = meta["preprocess"].get("crop_size") or meta["preprocess"]["image_size"]
     x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
     want = Predictor(folder, use_mkldnn=False).run(x)
@@ -199,7 +198,7 @@ class OpenVino(_OnnxRunner):
 
 
 def _threads():
-    from .cli import cpu_threads
+    from adcommon.cli import cpu_threads
     return cpu_threads()
 
 
@@ -207,7 +206,7 @@ def make_runner(model_dir, backend="paddle", use_gpu=False, use_mkldnn=False, cp
                 use_tensorrt=False, gpu_mem=500, gpu_id=0, ir_optim=True):
     """The runner of ``backend`` over the export folder ``model_dir``."""
     if backend == "paddle":
-        from .predictor import Predictor
+        from adcommon.deploy.predictor import Predictor
         return Predictor(model_dir, use_gpu=use_gpu, use_mkldnn=use_mkldnn, cpu_threads=cpu_threads,
                          precision=precision, use_tensorrt=use_tensorrt, gpu_mem=gpu_mem, gpu_id=gpu_id,
                          ir_optim=ir_optim)

@@ -23,10 +23,9 @@ import re
 import shutil
 import time
 
+from adcommon.files import csv_row
+from adcommon.outputs import RESULT_NAMES
 from shared_data.errors import UserError, make_temp_dir, printable, remove_stale_temps, write_text_atomic
-
-from .files import csv_row
-from .outputs import RESULT_NAMES
 
 SUFFIX = {"mask": "_mask.png", "picture": "_vis.png", "npy": "_map.npy", "png16": "_map.png"}
 PER_IMAGE = re.compile(r".+(_mask\.png|_vis\.png|_map\.npy|_map\.png)$")
@@ -54,7 +53,7 @@ def previous_files(folder):
     """Names in ``folder`` that an earlier run of ours wrote there: its fixed files, the files its
     predictions.jsonl lists, and, in a folder marked as ours, per-image files a killed run wrote before
     their line."""
-    from .outputs import MARKER
+    from adcommon.outputs import MARKER
     names = set(RESULT_NAMES)
     for rec in _lines(os.path.join(folder, JSONL)):
         names.update(str(v) for v in (rec.get("files") or {}).values())

@@ -103,7 +103,7 @@ def launch(args, log_dir, cwd, timeout=600, env=None):
     (adcommon.distributed.launch_command), in ``cwd``: the CompletedProcess."""
     import subprocess
 
-    from .distributed import launch_command
+    from adcommon.distributed import launch_command
     cmd, base = launch_command(2, log_dir)
     return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=dict(base, **(env or {})))

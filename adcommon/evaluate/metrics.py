@@ -67,7 +67,7 @@ def _pixels(masks, maps):
     s = _maps_3d(maps, "anomaly maps")
     if m.shape != s.shape:
         raise UserError(f"masks {m.shape} and anomaly maps {s.shape} differ in shape; resize the maps "
-                        "to the ground-truth size (adcommon.maps.upsample) before scoring")
+                        "to the ground-truth size (adcommon.evaluate.maps.upsample) before scoring")
     s = _finite_scores(s, "anomaly maps")
     return m > 0, s
 

@@ -108,7 +108,7 @@ class AutoLogger:
 
     @staticmethod
     def _make_logger(save_path):
-        log = logging.getLogger(f"adcommon.autolog.{id(save_path)}.{time.time_ns()}")
+        log = logging.getLogger(f"adcommon.deploy.autolog.{id(save_path)}.{time.time_ns()}")
         log.setLevel(logging.INFO)
         log.propagate = False
         fmt = logging.Formatter("[%(asctime)s] root %(levelname)s: %(message)s", datefmt="%Y/%m/%d %H:%M:%S")

@@ -1,6 +1,6 @@
 """The method contract, written once: what a method's ``engine`` module provides to the shared mains
-(adcommon.training: train.py; adcommon.pipeline: val.py, predict.py, export_model.py; adcommon.deploy:
-infer.py). docs/design.md and CONTRIBUTING.md point here.
+(adcommon.method.training: train.py; adcommon.method.pipeline: val.py, predict.py, export_model.py;
+adcommon.deploy.infer: infer.py). docs/design.md and CONTRIBUTING.md point here.
 
 An engine is a module (``<package>/engine.py`` of the method's folder, listed in methods.tsv). The
 required parts are in ``Engine``; the optional ones have defaults in ``Method``, which the mains use, so
@@ -8,7 +8,7 @@ no main asks an engine what it has. ``check(engine)`` lists what an engine gets 
 (tests/test_contract.py runs it on every method of the table).
 
 A checkpoint ``ck`` is the dict of adcommon.checkpoint: ``model_args`` (the architecture, incl. the
-post-processing spec under ``postprocess``, adcommon.maps), ``state_dict``, ``threshold``,
+post-processing spec under ``postprocess``, adcommon.evaluate.maps), ``state_dict``, ``threshold``,
 ``vis_range``, ``category``, and the method's own entries. ``options`` is a dict of a run's choices
 that change the graph or its outputs (KDAD's localization method), or None.
 """
@@ -39,7 +39,7 @@ class Engine(Protocol):
         adcommon.checkpoint: model_args with the post-processing spec, the weights and buffers, threshold,
         vis_range and the training's statistics. A resumable method continues from its training state
         under --resume. Returns what args.yml should record besides the flags (values the method
-        resolved, e.g. an automatic crop), or None. adcommon.training.train_main calls it inside the
+        resolved, e.g. an automatic crop), or None. adcommon.method.training.train_main calls it inside the
         claimed, locked folder, with ``log`` writing train.log and the seed set."""
 
 
@@ -64,7 +64,7 @@ class Method:
     PIXEL_NOTE                    " (ours)" where the papers do not localise. Default: ""
     SUMMARY_EXTRA                 metrics.json keys added to val.py's summary line. Default: none
 
-    and for training (adcommon.training.train_main):
+    and for training (adcommon.method.training.train_main):
     PROGRESS                      "epoch" or "step": what a resumable training counts (its flag is
                                   --epochs / --steps, its state last.pdparams). Default: None, a fit
     prepare_args(args)            check and complete train.py's flags before any work. Default: nothing
@@ -184,7 +184,7 @@ def check(engine) -> List[str]:
     for name, n in _OPTIONAL_FUNCTIONS.items():
         f = getattr(engine, name, None)
         if f is not None and (not callable(f) or not _takes(f, n)):
-            problems.append(f"{where}: {name} must take {n} arguments (adcommon.contract.Method)")
+            problems.append(f"{where}: {name} must take {n} arguments (adcommon.method.contract.Method)")
     if getattr(engine, "deploy_meta", None) is None:
         outs = getattr(engine, "OUTPUTS", None)
         if not outs or not all(isinstance(o, str) for o in outs):
@@ -199,11 +199,10 @@ def check(engine) -> List[str]:
 
 def check_meta(meta: Dict[str, Any], n_outputs: Optional[int] = None) -> List[str]:
     """What a deploy_meta dict gets wrong: a key it must give (META_KEYS), inference.yml's own checks
-    (adcommon.predictor.check_meta, what infer.py applies), and, given the runner's number of outputs,
+    (adcommon.deploy.predictor.check_meta, what infer.py applies), and, given the runner's number of outputs,
     whether its output names fit them."""
+    from adcommon.deploy.predictor import check_meta as check_yml
     from shared_data.errors import UserError
-
-    from .predictor import check_meta as check_yml
     problems = [f"deploy_meta lacks {k}" for k in META_KEYS if k not in meta]
     try:
         check_yml(meta, "deploy_meta")

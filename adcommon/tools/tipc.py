@@ -35,10 +35,10 @@ def read_config(folder, config):
 
 def _flags(folder, script):
     if script == "infer":
-        from .deploy import build_infer_parser
+        from adcommon.deploy.infer import build_infer_parser
         parser = build_infer_parser("TIPC check")
     else:
-        from .testing import load_script
+        from adcommon.tools.testing import load_script
         parser = load_script(os.path.join(folder, f"{script}.py")).build_parser()
     return {s for a in parser._actions for s in a.option_strings}
 
@@ -95,7 +95,7 @@ def run_lite_chain(folder, config, model_name, mode="lite_train_lite_infer", tim
 
 def check_lite_chain(folder, config, model_name):
     """What every folder's TIPC test asserts about its lite chain, run as users run it: no failed
-    command, one result line per command the config implies (adcommon.tipc.expected_results), and
+    command, one result line per command the config implies (adcommon.tools.tipc.expected_results), and
     inference run with oneDNN both off and on."""
     import paddle
     lines, failed, out = run_lite_chain(folder, config, model_name)

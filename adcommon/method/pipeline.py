@@ -1,26 +1,25 @@
 """The method lifecycle: what every method's scripts share around its own model, written once.
 
-A method's engine module fills the method contract (adcommon.contract). This module runs, for every
+A method's engine module fills the method contract (adcommon.method.contract). This module runs, for every
 method: ``load`` (a checkpoint into its model), ``evaluate`` (the test split through the model; the
-only writer of metrics.json, scores.csv and the test pictures, adcommon.evaluation), ``export``; and the
+only writer of metrics.json, scores.csv and the test pictures, adcommon.evaluate.evaluation), ``export``; and the
 val.py / predict.py / export_model.py mains. The post-processing from raw outputs to maps and scores and
-the thresholds are adcommon.maps, the checkpoint files adcommon.checkpoint, the data shared_data.dataset.
+the thresholds are adcommon.evaluate.maps, the checkpoint files adcommon.checkpoint, the data shared_data.dataset.
 """
 import os
 import sys
 import time
 
+from adcommon import checkpoint as C
+from adcommon.evaluate.evaluation import run_batches, save_val_outputs, summary_line
+from adcommon.evaluate.maps import postprocess
+from adcommon.evaluate.regions import aspect_note, crop_note
+from adcommon.method.contract import bind
 from shared_data.errors import UserError, printable
-
-from . import checkpoint as C
-from .contract import bind
-from .evaluation import run_batches, save_val_outputs, summary_line
-from .maps import postprocess
-from .regions import aspect_note, crop_note
 
 
 def load(engine, path):
-    """(model in eval mode, checkpoint) from a checkpoint of ``engine``'s method (adcommon.contract): the
+    """(model in eval mode, checkpoint) from a checkpoint of ``engine``'s method (adcommon.method.contract): the
     architecture comes from the checkpoint's model_args, every tensor must fit."""
     method = bind(engine)
     ck = C.load_checkpoint(path, method.name)
@@ -81,9 +80,9 @@ def evaluate(engine, model, ck, data_dir, category, out_dir, batch_size=32, save
 
 def export(engine, model, ck, out_dir, options=None, onnx=False):
     """The model's deployable graph + inference.yml (``onnx``: + inference.onnx) into out_dir
-    (adcommon.export). Returns inference.yml's path."""
+    (adcommon.deploy.export). Returns inference.yml's path."""
     method = bind(engine)
-    from .export import export_inference
+    from adcommon.deploy.export import export_inference
     meta = method.deploy_meta(ck, options)
     # whether the model comes from a finished training: infer.py warns about an unfinished one
     meta["training"] = {"complete": ck.get("complete") is not False, "progress": ck.get("progress")}
@@ -106,8 +105,8 @@ def val_main(engine, args, options=None):
     into --save_dir if the script has it, else the engine's ``result_dir`` (optional), else the category's
     folder; that folder and the checkpoint's are held while it runs (adcommon.outputs)."""
     method = bind(engine)
-    from . import cli
-    from .outputs import output_folder
+    from adcommon import cli
+    from adcommon.outputs import output_folder
     cli.set_image_limit(args)
     cli.set_device(args.device)
     cats = cli.categories_arg(args.data_dir, args.category)
@@ -131,15 +130,15 @@ def val_main(engine, args, options=None):
 
 def predict_main(engine, args, options=None):
     """The whole predict.py: images (a file, a folder, a glob) through a checkpoint -> the results folder
-    --save_dir (default <checkpoint's folder>/predict; adcommon.results), held with the checkpoint's
+    --save_dir (default <checkpoint's folder>/predict; adcommon.evaluate.results), held with the checkpoint's
     folder while it runs. ``--threshold`` and ``--map_threshold`` override the stored image and map
-    thresholds. Returns the exit code (adcommon.infer.exit_code)."""
+    thresholds. Returns the exit code (adcommon.deploy.scoring.exit_code)."""
     method = bind(engine)
-    from . import cli
-    from .files import find_images
-    from .infer import exit_code, predict_dir, predict_images, scored_line
-    from .outputs import image_root, output_folder
-    from .results import previous_files
+    from adcommon import cli
+    from adcommon.deploy.scoring import exit_code, predict_dir, predict_images, scored_line
+    from adcommon.evaluate.results import previous_files
+    from adcommon.files import find_images
+    from adcommon.outputs import image_root, output_folder
     cli.set_image_limit(args)
     ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
     paths = find_images(args.img_path)
@@ -182,11 +181,10 @@ def predict_picture_or_main(engine, args, options=None):
     import shutil
     import tempfile
 
+    from adcommon.evaluate.results import SUFFIX
+    from adcommon.files import find_images
+    from adcommon.outputs import image_root, result_name
     from shared_data.errors import atomic_path, check_utf8
-
-    from .files import find_images
-    from .outputs import image_root, result_name
-    from .results import SUFFIX
     paths = find_images(args.img_path)
     if len(paths) != 1:
         raise UserError(f"--save_dir {picture} is a picture name: give one image, or a folder name")
@@ -212,7 +210,7 @@ def export_main(engine, args, options=None):
     checkpoint's folder while it is written. ``options``: a dict, or a function of the checkpoint giving
     one (KDAD's map follows the checkpoint's localization method)."""
     method = bind(engine)
-    from .outputs import output_folder
+    from adcommon.outputs import output_folder
     ckpt = C.checkpoint_path(args.model_path, args.output_dir, args.category)
     model, ck = load(method, ckpt)
     if callable(options):

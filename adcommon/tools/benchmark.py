@@ -1,6 +1,6 @@
 """Benchmark helpers: FLOPs of a network, the machine's matrix-multiply rate, time per call, and the
 speed of an exported model with its post-processing (scripts/benchmark.py and each folder's bench.py).
-The auto_log-format timing logger is adcommon.autolog."""
+The auto_log-format timing logger is adcommon.deploy.autolog."""
 import time
 
 import numpy as np
@@ -65,8 +65,8 @@ def time_per_call(fn, repeats=5, warmup=1):
 
 def predictor_speed(pred, x, spec, repeats=5, warmup=1):
     """(images/s of ``pred.run(x)``, post-processing time as a share of it) for an exported model:
-    the predictor's median time per batch, then adcommon.maps.postprocess on its outputs."""
-    from .maps import postprocess
+    the predictor's median time per batch, then adcommon.evaluate.maps.postprocess on its outputs."""
+    from adcommon.evaluate.maps import postprocess
     t_inf = time_per_call(lambda: pred.run(x), repeats=repeats, warmup=warmup)
     outs = pred.run(x)
     t_post = time_per_call(lambda: postprocess(outs, spec), repeats=3, warmup=1)
@@ -82,9 +82,8 @@ def train_scaling(folder, method, flags, schedule, what, n):
     import subprocess
     import tempfile
 
+    from adcommon.distributed import launch_command
     from shared_data.synthetic import generate
-
-    from .distributed import launch_command
     speed = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
@@ -97,7 +96,7 @@ def train_scaling(folder, method, flags, schedule, what, n):
             r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, env=env)
             if r.returncode != 0:
                 raise RuntimeError((r.stdout + r.stderr)[-800:])
-            from .pdfile import load as _load
+            from adcommon.pdfile import load as _load
             speed[k] = _load(os.path.join(out, "brick", "model.pdparams"))["train"]["train_images_per_s"]
     return [{"method": method, "what": f"training, {' '.join(flags[:2])} 128 px, global batch 8, {what}",
              "value": f"{speed[1]:.3g} / {speed[2]:.3g} img/s",

@@ -1,10 +1,10 @@
 """The whole train.py of every method, written once: the categories, the processes of
 paddle.distributed.launch, a finished run under --resume, the output folder (claimed and locked) and its
-train.log, args.yml, and --val. The method's engine trains one category (adcommon.contract: its training
+train.log, args.yml, and --val. The method's engine trains one category (adcommon.method.contract: its training
 half); each paper's train.py declares its flags and calls ``train_main``."""
 import os
 
-from .contract import bind
+from adcommon.method.contract import bind
 
 
 def train_main(engine, args):
@@ -16,10 +16,10 @@ def train_main(engine, args):
     writes (the only one without the launcher) adds args.yml (the flags, the category and what the
     engine resolved) and, with --val, evaluates the test split into the same folder.
     """
-    from . import checkpoint as C
-    from . import cli, distributed, vdl
-    from .files import save_yaml
-    from .pipeline import evaluate, load, summary
+    from adcommon import checkpoint as C
+    from adcommon import cli, distributed, vdl
+    from adcommon.files import save_yaml
+    from adcommon.method.pipeline import evaluate, load, summary
     m = bind(engine)
     m.prepare_args(args)                               # the method's own checks and aliases, before any work
     vdl.check_available(args)

@@ -1,7 +1,7 @@
 """Scoring a file, a folder or a glob of images (or a watched folder): shared by every predict.py (dygraph,
-through adcommon.pipeline.predict_main) and infer.py (an exported model), so both write the same files
-from the same code. The images go through adcommon.stream's overlapped stages into an
-adcommon.results folder, batch by batch.
+through adcommon.method.pipeline.predict_main) and infer.py (an exported model), so both write the same files
+from the same code. The images go through adcommon.deploy.stream's overlapped stages into an
+adcommon.evaluate.results folder, batch by batch.
 
 ``meta`` is what export_model.py writes to inference.yml (and what predict.py builds from the
 checkpoint): {"method", "preprocess": {image_size, crop_size, mean, std}, "postprocess": spec,
@@ -14,13 +14,12 @@ import time
 
 import numpy as np
 
-from shared_data import dataset as D
+from adcommon.deploy import stream
+from adcommon.evaluate.maps import postprocess, vis_range
+from adcommon.evaluate.results import SUFFIX, ResultsFolder
+from adcommon.evaluate.visualize import save_panel
+from shared_data import dataset
 from shared_data.errors import UserError, printable
-
-from . import stream
-from .maps import postprocess, vis_range
-from .results import SUFFIX, ResultsFolder
-from .visualize import save_panel
 
 EXIT_UNREADABLE = 3   # predict.py / infer.py: every readable image scored, at least one could not be read
 
@@ -52,9 +51,10 @@ def model_input(rgb, preprocess):
     """One decoded image -> (the network's input (3, H, W) float32, the image resized to the model's square
     for its panel): the resize, centre crop and normalisation of inference.yml's ``preprocess``, the same
     for predict.py, infer.py and serve.py."""
-    S, C = preprocess["image_size"], preprocess.get("crop_size")
-    small = D.resize_image(rgb, S)   # the whole resized image: the panel shows what is cropped away
-    x = D.to_tensor(small if not C or C >= S else D.resize_image(rgb, S, C), preprocess.get("mean"),
+    side, crop = preprocess["image_size"], preprocess.get("crop_size")
+    small = dataset.resize_image(rgb, side)   # the whole resized image: the panel shows what is cropped away
+    scored = small if not crop or crop >= side else dataset.resize_image(rgb, side, crop)
+    x = dataset.to_tensor(scored, preprocess.get("mean"),
                     preprocess.get("std"))
     return x, small
 
@@ -72,13 +72,13 @@ def image_record(path, size, m, score, meta):
     at the image's own size), its map at that size (NaN outside the inspected box) and the map level of
     its regions and mask: the same for predict.py, infer.py and serve.py. ``m``: the post-processed map
     at model resolution."""
-    from . import regions as R
+    from adcommon.evaluate import regions as R
     p = meta["preprocess"]
-    S, C = p["image_size"], p.get("crop_size")
+    side, crop = p["image_size"], p.get("crop_size")
     W, H = size
-    full = R.to_image(m, W, H, S, C)
+    full = R.to_image(m, W, H, side, crop)
     thr = region_threshold(meta, score)
-    rec = dict(_record(path, size, score, meta.get("threshold")), inspected=list(R.inspected_box(W, H, S, C)),
+    rec = dict(_record(path, size, score, meta.get("threshold")), inspected=list(R.inspected_box(W, H, side, crop)),
                regions=R.find_regions(full, thr))
     return rec, full, thr
 
@@ -86,9 +86,9 @@ def image_record(path, size, m, score, meta):
 def _image_results(item, m, score, meta, folder, save_vis, save_maps, vrange, spent):
     """One image's files in ``folder`` (the mask and, with ``save_maps``, the map at the image's own size;
     the panel with ``save_vis``) and its predictions.jsonl record."""
-    from . import regions as R
+    from adcommon.evaluate import regions as R
     p, threshold = meta["preprocess"], meta.get("threshold")
-    S, C = p["image_size"], p.get("crop_size")
+    side, crop = p["image_size"], p.get("crop_size")
     t0 = time.perf_counter()
     rec, full, region_thr = image_record(item.path, item.size, m, score, meta)
     t1 = time.perf_counter()
@@ -103,7 +103,7 @@ def _image_results(item, m, score, meta, folder, save_vis, save_maps, vrange, sp
     if save_vis:
         lo, hi = vrange
         rec["files"]["picture"] = item.name + SUFFIX["picture"]
-        save_panel(os.path.join(folder, rec["files"]["picture"]), item.small, R.to_image(m, S, S, S, C),
+        save_panel(os.path.join(folder, rec["files"]["picture"]), item.small, R.to_image(m, side, side, side, crop),
                    float(score), threshold, lo, hi, None, meta.get("map_threshold"),
                    bool(meta.get("region_only_if_anomalous")), clean=False)
     spent["postprocess"] += t1 - t0
@@ -115,7 +115,7 @@ def predict_images(paths, run_fn, meta, save_dir, root=None, batch_size=1, save_
                    save_maps="none", report=False, title="predictions", strict=False, resume=False, workers=None,
                    settings=None, on_batch=None, watch=None, log=print):
     """Score ``paths`` (or, with ``watch``, the images appearing in a folder) with
-    ``run_fn(batch) -> list of outputs`` into the results folder ``save_dir`` (adcommon.results; claimed
+    ``run_fn(batch) -> list of outputs`` into the results folder ``save_dir`` (adcommon.evaluate.results; claimed
     and locked by the caller): each batch's lines and files are written as soon as it is scored. File
     names come from each path below ``root`` (adcommon.outputs.result_name).
 
@@ -125,7 +125,7 @@ def predict_images(paths, run_fn, meta, save_dir, root=None, batch_size=1, save_
     ``on_batch(records, maps, scores)``: for callers that want the numbers (maps at model resolution).
     Returns the summary (summary.json): counts, and the seconds of each stage.
     """
-    from .outputs import result_name
+    from adcommon.outputs import result_name
     p, spec, threshold = meta["preprocess"], meta["postprocess"], meta.get("threshold")
     save_vis = save_vis or report
     timings = stream.Timings()
@@ -137,7 +137,7 @@ def predict_images(paths, run_fn, meta, save_dir, root=None, batch_size=1, save_
     def prepare(q):
         t0 = time.perf_counter()
         try:
-            rgb = D.load_image(q)
+            rgb = dataset.load_image(q)
             x, small = model_input(rgb, p)
             item = Prepared(q, result_name(q, root), x, (rgb.shape[1], rgb.shape[0]), small if save_vis else None)
         except UserError as e:
@@ -216,17 +216,17 @@ def predict_images(paths, run_fn, meta, save_dir, root=None, batch_size=1, save_
         else:
             results.close()
         raise
-    from .cli import peak_rss_mb
+    from adcommon.cli import peak_rss_mb
     extra = {"seconds": round(time.perf_counter() - t_start, 3), "timings": timings.as_dict(),
              "peak_rss_mb": round(peak_rss_mb(), 1)}
     if report:
-        from .regions import crop_note
-        from .report import label_from_path, write_report
+        from adcommon.evaluate.regions import crop_note
+        from adcommon.evaluate.report import label_from_path, write_report
         recs = [dict(r, label=label_from_path(r["path"]), picture=r["files"].get("picture"))
                 for r in results.records() if not r.get("error")]
         write_report(save_dir, recs, threshold, title=title, note=crop_note(p["image_size"], p.get("crop_size")))
     summary = results.finish(extra)
-    from .regions import aspect_note, crop_note
+    from adcommon.evaluate.regions import aspect_note, crop_note
     for note in (crop_note(p["image_size"], p.get("crop_size")),
                  aspect_note([s for s in state["sizes"] if s[0]], p["image_size"])):
         if note:

@@ -5,7 +5,7 @@
 
 The decode stage works ``ahead`` batches in front of the network and the writing stage at most
 ``behind`` batches behind it, so what is held at any time does not depend on the number of images.
-The stage functions come from the caller (adcommon.infer); this module only orders and overlaps them.
+The stage functions come from the caller (adcommon.deploy.scoring); this module only orders and overlaps them.
 """
 import collections
 import concurrent.futures as cf

@@ -11,7 +11,7 @@ regions at the image's own size and, on request (``?outputs=mask,map``), the mas
 (16-bit PNG with its scaling) in base64. ``GET /health``, ``GET /model`` (inference.yml, the export
 checks) and the OpenAPI docs at ``/docs``.
 
-The numbers come from the code infer.py runs (adcommon.deploy.open_model, adcommon.infer.model_input,
+The numbers come from the code infer.py runs (adcommon.deploy.infer.open_model, adcommon.deploy.scoring.model_input,
 maps.postprocess, infer.image_record): the same model gives the same scores, regions and masks. Requests
 arriving together are batched (up to --batch_size images, waiting at most --max_wait_ms for a batch to
 fill) and run on --workers runtimes; at most --queue images wait, beyond that the answer is 503 and the
@@ -33,9 +33,8 @@ import time
 
 import numpy as np
 
+from adcommon.cli import add_image_limit, add_infer_args, set_image_limit
 from shared_data.errors import ArgumentParser, Range, UserError, printable
-
-from .cli import add_image_limit, add_infer_args, set_image_limit
 
 __all__ = ["build_serve_parser", "serve_main", "Service", "make_app"]
 
@@ -96,7 +95,7 @@ class Service:
     so decoding and region finding of concurrent requests overlap the network."""
 
     def __init__(self, runners, meta, batch_size=8, max_wait_ms=5.0, queue_size=64):
-        from .maps import postprocess
+        from adcommon.evaluate.maps import postprocess
         self.meta, self.runners = meta, list(runners)
         self.batch_size, self.max_wait = int(batch_size), max(0.0, float(max_wait_ms)) / 1000.0
         self.queue_size = int(queue_size)
@@ -123,7 +122,7 @@ class Service:
     def _warm_up(self):
         """Batches of 1, 2, 4, ... and --batch_size images through each runtime before the first request:
         the first requests are not slowed by the runtime's set-up, and OpenVINO compiles those shapes now
-        (a batch in between is padded to the next: adcommon.backends.OpenVino), so a batch of 3 costs at
+        (a batch in between is padded to the next: adcommon.deploy.backends.OpenVino), so a batch of 3 costs at
         most 4 images' time, and the memory is flat from the start."""
         p = self.meta["preprocess"]
         side = p.get("crop_size") or p["image_size"]
@@ -167,9 +166,8 @@ class Service:
     # -- the requests' side
     def prepare(self, data, name):
         """Bytes -> (network input, (width, height)); a UserError for what is not a readable image."""
+        from adcommon.deploy.scoring import model_input
         from shared_data.dataset import decode_image
-
-        from .infer import model_input
         rgb = decode_image(data, name)
         return model_input(rgb, self.meta["preprocess"])[0], (rgb.shape[1], rgb.shape[0])
 
@@ -203,9 +201,9 @@ class Service:
     def record(self, name, size, result, outputs=()):
         """The answer for one scored image: infer.py's record (without its file names) plus, on request,
         the mask and the map as base64 PNGs."""
-        from . import regions as R
-        from .files import png_bytes
-        from .infer import _record, image_record
+        from adcommon.deploy.scoring import _record, image_record
+        from adcommon.evaluate import regions as R
+        from adcommon.files import png_bytes
         m, score = result
         if m is None:
             rec, full, thr = _record(name, size, score, self.meta.get("threshold")), None, None
@@ -405,10 +403,9 @@ def serve_main(argv, model_name):
     except ImportError as e:
         raise UserError(f"serve.py needs FastAPI, uvicorn and python-multipart ({e.name} is missing): "
                         "pip install -e .[serve]") from None
+    from adcommon.cli import cpu_threads
+    from adcommon.deploy.infer import RUNTIMES, model_dir_of, open_model
     from shared_data.errors import extend_stop_grace
-
-    from .cli import cpu_threads
-    from .deploy import RUNTIMES, model_dir_of, open_model
     set_image_limit(args)
     if args.token is not None and not args.token.strip():
         raise UserError("--token is empty: give the secret every request must carry, or leave the flag out")

@@ -122,7 +122,7 @@ def panel(image, amap, threshold, vmin, vmax, gt_mask=None, title=None):
 
 def save_png(path, rgb, clean=True):
     """Write an RGB (or greyscale) uint8 image as PNG, atomically (temporary file, then rename)."""
-    from .files import write_png
+    from adcommon.files import write_png
     return write_png(path, _rgb(rgb), clean)
 
 
@@ -132,7 +132,7 @@ def save_roc(labels, scores, path, title=None):
     from matplotlib.figure import Figure
     from sklearn.metrics import roc_curve
 
-    from adcommon.metrics import image_auroc
+    from adcommon.evaluate.metrics import image_auroc
 
     auc = image_auroc(labels, scores)  # validates the inputs, raises UserError when one class only
     fpr, tpr, _ = roc_curve(np.asarray(labels).astype(bool).ravel(), np.asarray(scores, np.float64).ravel())

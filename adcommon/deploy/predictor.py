@@ -1,4 +1,4 @@
-"""Paddle Inference predictor over an export folder written by adcommon.export.
+"""Paddle Inference predictor over an export folder written by adcommon.deploy.export.
 
 oneDNN is ON by default in Paddle 3's CPU config, so ``use_mkldnn=False`` disables it explicitly
 (otherwise the TIPC "mkldnn False" rows would silently run with oneDNN).
@@ -11,10 +11,9 @@ import os
 import numpy as np
 import yaml
 
+from adcommon.cli import cpu_threads as _cli_threads
+from adcommon.outputs import MODEL_FILES
 from shared_data.errors import UserError
-
-from .cli import cpu_threads as _cli_threads
-from .outputs import MODEL_FILES
 
 
 def load_meta(model_dir, check=True):

@@ -12,10 +12,9 @@ import os
 import sys
 import time
 
+from adcommon.cli import add_infer_args, add_result_args, set_image_limit, str2bool
+from adcommon.files import find_images, iter_images
 from shared_data.errors import ArgumentParser, UserError, printable
-
-from .cli import add_infer_args, add_result_args, set_image_limit, str2bool
-from .files import find_images, iter_images
 
 __all__ = ["build_infer_parser", "infer_main", "HotFolder", "unfinished_warning", "model_dir_of", "open_model"]
 
@@ -118,8 +117,8 @@ def model_dir_of(args):
 
 
 def checked_meta(model_dir, model_name):
-    """inference.yml of ``model_dir``, checked (adcommon.predictor.load_meta) and exported by ``model_name``."""
-    from .predictor import load_meta
+    """inference.yml of ``model_dir``, checked (adcommon.deploy.predictor.load_meta) and exported by ``model_name``."""
+    from adcommon.deploy.predictor import load_meta
     meta = load_meta(model_dir)
     exported_by = str(meta.get("method", "")).lower()
     if exported_by and exported_by != model_name.lower():
@@ -131,7 +130,7 @@ def checked_meta(model_dir, model_name):
 def open_model(args, model_name, model_dir, cpu_threads=None):
     """The runtime of ``args.backend`` over the export in ``model_dir``, checked (its inference.yml, its
     files' digests, that ``model_name`` exported it), for infer.py and serve.py alike."""
-    from .backends import make_runner
+    from adcommon.deploy.backends import make_runner
     meta = checked_meta(model_dir, model_name)
     use_mkldnn = args.use_mkldnn
     if use_mkldnn and not args.use_gpu and args.backend == "paddle" and meta.get("graph_has_gradients"):
@@ -150,10 +149,10 @@ def open_model(args, model_name, model_dir, cpu_threads=None):
 
 def infer_main(argv, model_name):
     """The whole infer.py: an exported model over images into a results folder, auto_log benchmark."""
-    from .autolog import get_autologger
-    from .infer import exit_code, predict_images, scored_line
-    from .outputs import image_root, output_folder
-    from .results import previous_files
+    from adcommon.deploy.autolog import get_autologger
+    from adcommon.deploy.scoring import exit_code, predict_images, scored_line
+    from adcommon.evaluate.results import previous_files
+    from adcommon.outputs import image_root, output_folder
 
     args = build_infer_parser(f"{model_name}: an exported model on images (Paddle Inference, ONNX Runtime or "
                               "OpenVINO)").parse_args(argv)

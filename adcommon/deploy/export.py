@@ -11,9 +11,8 @@ import shutil
 
 import yaml
 
+from adcommon.outputs import EXPORT_NAMES, MODEL_FILES
 from shared_data.errors import UserError, make_temp_dir, write_text_atomic
-
-from .outputs import EXPORT_NAMES, MODEL_FILES
 
 EXPORT_FILES = EXPORT_NAMES - {"inference.yml"}   # what an export may write besides inference.yml
 
@@ -21,7 +20,7 @@ EXPORT_FILES = EXPORT_NAMES - {"inference.yml"}   # what an export may write bes
 def export_inference(layer, out_dir, input_shape, meta, input_name="image", onnx=False):
     """Trace ``layer`` (eval mode) with a dynamic batch and save it with its meta data into ``out_dir``
     (claimed and locked by the caller: adcommon.outputs). ``onnx``: also inference.onnx, converted and
-    checked by adcommon.backends.to_onnx, and recorded in inference.yml.
+    checked by adcommon.deploy.backends.to_onnx, and recorded in inference.yml.
 
     The files are written in a temporary folder inside ``out_dir`` and then moved into place one by one:
     inference.yml goes first (a folder without it is not a model) and comes back last, so a stop at any
@@ -51,10 +50,10 @@ def export_inference(layer, out_dir, input_shape, meta, input_name="image", onnx
         })
         write_text_atomic(os.path.join(tmp, "inference.yml"), yaml.safe_dump(info, sort_keys=False))
         if onnx:
-            from .backends import to_onnx
+            from adcommon.deploy.backends import to_onnx
             info["onnx"] = to_onnx(tmp, model_file, "inference.pdiparams", info)
         # the SHA-256 of every file of the model, checked before it scores (predictor.verify_files)
-        from .predictor import file_digest
+        from adcommon.deploy.predictor import file_digest
         info["sha256"] = {name: file_digest(os.path.join(tmp, name))
                           for name in sorted(set(os.listdir(tmp)) - {"inference.yml"})}
         write_text_atomic(os.path.join(tmp, "inference.yml"), yaml.safe_dump(info, sort_keys=False))

@@ -1,0 +1,1 @@
+"""What a trained model's outputs become: maps, scores, metrics, pictures, result files."""

@@ -1,0 +1,1 @@
+"""A method's lifecycle: the engine contract, training, evaluation and export mains, script entries."""

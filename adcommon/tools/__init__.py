@@ -1,0 +1,1 @@
+"""Tools around the suite: benchmarks, the TIPC runner, test helpers."""
