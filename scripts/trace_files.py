@@ -17,6 +17,12 @@ import threading
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _ours(rel):
+    """A file of the repository, not of a virtual environment kept inside it (.venv, site-packages)."""
+    parts = rel.split(os.sep)
+    return not any(p.startswith(".") or p in ("site-packages", "dist-packages") for p in parts)
+
+
 def traced_files(folder, script, argv):
     """The repository's .py files (relative paths, sorted) whose code ran during the script."""
     seen = set()
@@ -25,7 +31,7 @@ def traced_files(folder, script, argv):
     def profile(frame, event, arg):
         if event == "call":
             f = frame.f_code.co_filename
-            if f.startswith(root) and f.endswith(".py"):
+            if f.startswith(root) and f.endswith(".py") and f not in seen and _ours(f[len(root):]):
                 seen.add(f)
     cwd, old_argv, old_path = os.getcwd(), sys.argv, list(sys.path)
     here = os.path.join(ROOT, folder)
