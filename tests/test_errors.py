@@ -312,6 +312,7 @@ def test_a_run_blocked_in_native_code_stops_within_the_grace_period(tmp_path, si
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env)
     assert p.stdout.readline().strip() == "ready"
+    time.sleep(0.5)   # the child is inside the native call now, the case under test (not between bytecodes)
     t0 = time.monotonic()
     p.send_signal(getattr(signal, sig))
     try:
