@@ -25,14 +25,15 @@ def _ours(rel):
 
 def traced_files(folder, script, argv):
     """The repository's .py files (relative paths, sorted) whose code ran during the script."""
-    seen = set()
+    seen, other = set(), set()
     root = ROOT + os.sep
 
     def profile(frame, event, arg):
         if event == "call":
             f = frame.f_code.co_filename
-            if f.startswith(root) and f.endswith(".py") and f not in seen and _ours(f[len(root):]):
-                seen.add(f)
+            if f in seen or f in other:
+                return
+            (seen if f.startswith(root) and f.endswith(".py") and _ours(f[len(root):]) else other).add(f)
     cwd, old_argv, old_path = os.getcwd(), sys.argv, list(sys.path)
     here = os.path.join(ROOT, folder)
     os.chdir(here)

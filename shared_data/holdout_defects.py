@@ -76,6 +76,11 @@ def foreground(rgb):
     return (cv2.resize(part, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.float32)
 
 
+def _is_grey(rgb):
+    """An RGB array whose three channels are equal (a greyscale image loaded as RGB)."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+
+
 def draw(rgb, region, kind, rng):
     """One ``kind`` defect on ``rgb`` (H x W x 3 uint8) inside ``region`` -> (image, bool mask).
 
@@ -84,7 +89,7 @@ def draw(rgb, region, kind, rng):
     the proportion to the part that the synthetic data's defects have to theirs.
     """
     h, w = rgb.shape[:2]
-    grey = bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    grey = _is_grey(rgb)
     src = rgb[..., :1] if grey else rgb
     side = int(np.clip(np.sqrt(region.sum()) / 0.6, min(64, h, w), min(h, w)))
     ys, xs = np.nonzero(region > 0.5)
@@ -126,7 +131,7 @@ def _build(tmp, normals, ratio, seed, kinds):
     counts = dict.fromkeys(kinds, 0)
     for i, p in enumerate(held):
         rgb = load_image(p)
-        grey = bool(np.array_equal(rgb[..., 0], rgb[..., 2]))
+        grey = _is_grey(rgb)
         stem = os.path.splitext(os.path.basename(p))[0]
         _write(os.path.join(tmp, "test", "good", stem + ".png"), rgb, grey)
         kind = kinds[i % len(kinds)]

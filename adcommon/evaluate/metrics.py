@@ -72,6 +72,16 @@ def _pixels(masks, maps):
     return m > 0, s
 
 
+def _two_class_pixels(masks, maps, needs):
+    """_pixels, refused in one line (SingleClassError) unless there are anomalous and normal pixels;
+    ``needs`` names the metric and what it needs, for the message."""
+    pos, s = _pixels(masks, maps)
+    n_pos = int(pos.sum())
+    if n_pos == 0 or n_pos == pos.size:
+        raise SingleClassError(f"{needs}; the masks have {n_pos} anomalous of {pos.size}")
+    return pos, s
+
+
 # ----------------------------------------------------------------------------- image level
 
 
@@ -152,11 +162,7 @@ def _auroc_sorted(neg, pos_sorted):
 
 def pixel_auroc(masks, maps):
     """Pixel AUROC over all pixels of all images pooled (masks binarised ``> 0``), exact with ties."""
-    pos, s = _pixels(masks, maps)
-    n_pos = int(pos.sum())
-    if n_pos == 0 or n_pos == pos.size:
-        raise SingleClassError(f"pixel AUROC needs normal and anomalous pixels; the masks have {n_pos} "
-                               f"anomalous of {pos.size}")
+    pos, s = _two_class_pixels(masks, maps, "pixel AUROC needs normal and anomalous pixels")
     neg, pos_sorted, _ = _sorted_pixels(pos, s)
     return _auroc_sorted(neg, pos_sorted)
 
@@ -235,11 +241,7 @@ def aupro(masks, maps, fpr_limit=0.3):
     interpolated at the limit; trapezoid area / ``fpr_limit``.
     """
     fpr_limit = _check_limit(fpr_limit)
-    pos, s = _pixels(masks, maps)
-    n_pos = int(pos.sum())
-    if n_pos == 0 or n_pos == pos.size:
-        raise SingleClassError(f"AUPRO needs anomalous regions and normal pixels; the masks have {n_pos} "
-                               f"anomalous of {pos.size}")
+    pos, s = _two_class_pixels(masks, maps, "AUPRO needs anomalous regions and normal pixels")
     neg, pos_sorted, order = _sorted_pixels(pos, s)
     w, n_regions = _region_weights(pos)
     return _aupro_sorted(neg, pos_sorted, w[order], n_regions, fpr_limit)
