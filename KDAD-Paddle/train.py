@@ -11,8 +11,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
+from adbase import ArgumentParser, Range  # noqa: E402
 from adcommon import cli  # noqa: E402
-from shared_data.errors import ArgumentParser, Range  # noqa: E402
 
 
 def build_parser():

@@ -9,8 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # shared_data, adcommon
 
+from adbase import ArgumentParser  # noqa: E402
 from adcommon import cli  # noqa: E402
-from shared_data.errors import ArgumentParser  # noqa: E402
 
 
 def build_parser():

@@ -13,9 +13,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # shared_data, adcommon
 
+from adbase import ArgumentParser, write_text_atomic  # noqa: E402
 from adcommon import cli  # noqa: E402
 from adcommon.files import save_json  # noqa: E402
-from shared_data.errors import ArgumentParser, write_text_atomic  # noqa: E402
 
 VARIANTS = {"CutPaste 3-way": ["--no_sspcab"], "CutPaste 3-way + SSPCAB": []}
 METRICS = ("image_auroc", "pixel_auroc", "aupro")

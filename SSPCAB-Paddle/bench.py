@@ -26,10 +26,11 @@ def _train_row(backbone, pretrained, size, batch, steps, sspcab=True):
     cli.set_seed(0)
     model = ProjectionNet(backbone, pretrained, image_size=size, sspcab=sspcab)
     images = np.random.default_rng(0).integers(0, 255, (max(batch, 4), size, size, 3), dtype=np.uint8)
-    quiet = dict(freeze_steps=0, log=lambda s: None, log_interval=10 ** 9)
-    engine.train(model, images, 1, batch, **quiet)                   # warm-up (allocations, kernels)
+    def quiet(n):
+        return engine.TrainSettings(n, batch, freeze_steps=0, log_interval=10 ** 9)
+    engine.train(model, images, quiet(1), log=lambda s: None)                   # warm-up (allocations, kernels)
     t0 = time.perf_counter()
-    engine.train(model, images, steps, batch, **quiet)
+    engine.train(model, images, quiet(steps), log=lambda s: None)
     secs = time.perf_counter() - t0
     return {"what": "train", "backbone": backbone, "image_size": size, "batch_size": batch,
             "images_per_step": 3 * batch, "sspcab": sspcab, "steps_per_s": round(steps / secs, 3),
@@ -98,7 +99,7 @@ def run(quick=False):
 
 
 def main(argv=None):
-    from shared_data.errors import ArgumentParser
+    from adbase import ArgumentParser
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="one small case, few repeats")
     p.add_argument("--json", default=None, help="also write the rows here")

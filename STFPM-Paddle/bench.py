@@ -146,7 +146,7 @@ def run(quick=False):
 
 
 def main(argv=None):
-    from shared_data.errors import ArgumentParser
+    from adbase import ArgumentParser
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", default=None, help="also write the rows here")

@@ -6,7 +6,7 @@ val/predict/export need no repeated flags.
 """
 import os
 
-from shared_data.errors import UserError, atomic_path
+from adbase import UserError, atomic_path
 
 from . import pdfile
 

@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 
-from shared_data.errors import UserError, run_cli  # noqa: F401 (re-exported: every script uses them)
+from adbase import UserError, run_cli  # noqa: F401 (re-exported: every script uses them)
 
 __all__ = ["str2bool", "auto_or_bool", "add_common_args", "add_infer_args", "add_compile_arg", "add_threshold_args",
            "add_val_args", "add_workers_arg", "add_result_args", "crop_arg", "resolve_crop",
@@ -271,7 +271,7 @@ def make_logger(path):
     """log(msg): print and append a time-stamped line to ``path`` (train.log)."""
     import time
 
-    from shared_data.errors import make_dirs, printable
+    from adbase import make_dirs, printable
     make_dirs(os.path.dirname(os.path.abspath(path)))
 
     def log(msg):

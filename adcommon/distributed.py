@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from shared_data.errors import UserError
+from adbase import UserError
 
 __all__ = ["launched", "init", "rank", "world_size", "is_main", "all_sum", "all_gather", "gather_shares", "barrier",
            "shard", "launch_command", "batch_share", "data_parallel", "broadcast_parameters", "all_sum_gradients",

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import yaml
 
+from adbase import UserError, printable, write_bytes_atomic, write_text_atomic
 from adcommon.outputs import folder_lock  # noqa: F401 (re-exported: the lock's home before adcommon.outputs)
 from shared_data.categories import IMAGE_EXTENSIONS
-from shared_data.errors import UserError, printable, write_bytes_atomic, write_text_atomic
 
 __all__ = ["iter_images", "find_images", "save_yaml", "save_json", "write_scores_csv", "write_png", "png_bytes",
            "folder_lock"]

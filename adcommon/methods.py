@@ -16,7 +16,7 @@ import os
 import sys
 from typing import List, NamedTuple
 
-from shared_data.errors import UserError
+from adbase import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = os.path.join(ROOT, "methods.tsv")

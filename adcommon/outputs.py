@@ -19,13 +19,13 @@ import re
 import sys
 import time
 
-from shared_data.errors import UserError, check_utf8, make_dirs, printable, write_text_atomic
+from adbase import UserError, check_utf8, make_dirs, printable, write_text_atomic
 
 __all__ = ["MARKER", "claim", "owns", "check_apart", "folder_lock", "output_folder", "result_name", "image_root"]
 
 MARKER = ".adsuite.json"
 LOCK = ".lock"
-_TEMP = re.compile(r"^\..+\.\d+-[^.]*\.tmp(\.[^.]+)?$")   # shared_data.errors.atomic_path / make_temp_dir
+_TEMP = re.compile(r"^\..+\.\d+-[^.]*\.tmp(\.[^.]+)?$")   # adbase.atomic_path / make_temp_dir
 
 # What each kind of folder holds besides per-image files; a folder of one kind is never written as another.
 VAL_NAMES = {"metrics.json", "scores.csv", "vis", "report.html"}
@@ -209,7 +209,7 @@ def _python_pid(pid):
         with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
             return b"python" in f.read().lower()
     except (OSError, ValueError):
-        from shared_data.errors import process_alive
+        from adbase import process_alive
         return process_alive(int(pid)) if str(pid).isdigit() else False
 
 
@@ -249,7 +249,7 @@ def _acquire(folder):
 
 
 def _acquire_pid_file(folder, path):
-    from shared_data.errors import process_alive
+    from adbase import process_alive
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -14,7 +14,7 @@ import io
 import pickle
 import threading
 
-from shared_data.errors import UserError
+from adbase import UserError
 
 __all__ = ["load", "data_unpickler", "UnsafeFile", "ALLOWED"]
 

@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 
-from shared_data.errors import UserError
+from adbase import UserError
 
 __all__ = ["check_available", "board", "scalars", "evaluation"]
 
@@ -46,7 +46,7 @@ def board(args, method, category, out, main=True):
         return
     from visualdl import LogWriter
 
-    from shared_data.errors import make_dirs
+    from adbase import make_dirs
     folder = log_dir(args, method, category, out)
     make_dirs(folder)
     writer = LogWriter(logdir=folder, display_name=f"{method} {category}")

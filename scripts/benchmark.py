@@ -19,8 +19,8 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from adbase import ArgumentParser, run_cli, write_text_atomic  # noqa: E402
 from adcommon import methods  # noqa: E402
-from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noqa: E402
 
 
 def scaling_rows(quick):

@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import yaml  # noqa: E402
 
+from adbase import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
 from adcommon import methods  # noqa: E402
-from shared_data.errors import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
 
 METRICS = [("image_auroc", "Image AUROC"), ("pixel_auroc", "Pixel AUROC"), ("aupro", "AUPRO (FPR<=0.3)"),
            ("paper_localization_auroc", "Localization AUROC, paper's definition"),

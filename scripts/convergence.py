@@ -18,8 +18,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adbase import ArgumentParser, UserError, run_cli  # noqa: E402
 from adcommon import methods, pdfile  # noqa: E402
-from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 # The quick-start recipes (scripts/quickstart.sh) run for longer.
 RECIPES = {

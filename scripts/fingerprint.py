@@ -21,8 +21,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adbase import ArgumentParser, UserError, run_cli  # noqa: E402
 from adcommon import methods, pdfile  # noqa: E402
-from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 SKIP = {"date", "machine", "commit", "timing", "data_dir", "train", "training", "fit", "peak_rss_mb"}
 

@@ -13,9 +13,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adbase import ArgumentParser, run_cli, write_text_atomic  # noqa: E402
 from adcommon import methods  # noqa: E402
 from adcommon.method import contract  # noqa: E402
-from shared_data.errors import ArgumentParser, run_cli, write_text_atomic  # noqa: E402
 
 METHODS = methods.names()
 

@@ -19,8 +19,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adbase import ArgumentParser, UserError, make_dirs, run_cli, write_text_atomic  # noqa: E402
 from adcommon import methods  # noqa: E402
-from shared_data.errors import ArgumentParser, UserError, make_dirs, run_cli, write_text_atomic  # noqa: E402
 
 HEAD = '''import os
 import sys

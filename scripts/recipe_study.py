@@ -20,8 +20,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adbase import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
 from adcommon import methods  # noqa: E402
-from shared_data.errors import ArgumentParser, UserError, run_cli, write_text_atomic  # noqa: E402
 
 LITE = ["--backbone", "efficientnet_lite0"]
 # (label, train.py flags, val.py flags); the first rows are the earlier quick start's recipe

@@ -25,8 +25,8 @@ from typing import Callable, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from adbase import ArgumentParser, UserError, run_cli  # noqa: E402
 from adcommon import methods  # noqa: E402
-from shared_data.errors import ArgumentParser, UserError, run_cli  # noqa: E402
 
 FOLDERS = [m.folder for m in methods.table()]
 TOOLS = "shared_data"   # the data tools, run as `python -m shared_data.<tool>` from the repository
@@ -240,7 +240,7 @@ def _changed(w):
 
 def _temps(folder):
     """Temporary files or folders of ours left anywhere below ``folder``."""
-    from shared_data.errors import _TEMP
+    from adbase.safefiles import _TEMP
     return [os.path.join(d, n) for d, dirs, files in os.walk(folder) for n in dirs + files if _TEMP.match(n)]
 
 

@@ -1,7 +1,8 @@
 """MVTec AD data for the four reproductions: categories, download, lite subset, synthetic data,
 and a paddle Dataset for any folder in MVTec layout."""
+from adbase import UserError
+
 from .categories import MVTEC_CATEGORIES, OBJECTS, TEXTURES
-from .errors import UserError
 
 __all__ = ["MVTEC_CATEGORIES", "TEXTURES", "OBJECTS", "UserError", "MVTecAD", "scan_category"]
 

@@ -10,8 +10,9 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from adbase import UserError, printable
+
 from .categories import IMAGE_EXTENSIONS
-from .errors import UserError, printable
 
 Sample = namedtuple("Sample", "path label kind mask_path")  # label: 0 good, 1 defective
 

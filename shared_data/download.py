@@ -25,8 +25,9 @@ from pathlib import PurePosixPath
 
 from tqdm import tqdm
 
+from adbase import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
+
 from .categories import IMAGE_EXTENSIONS, MVTEC_ARCHIVE_NAME, MVTEC_CATEGORIES, MVTEC_SHA256, MVTEC_URL
-from .errors import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
 
 __all__ = ["download_file", "sha256sum", "safe_extract", "layout_problem", "main"]
 

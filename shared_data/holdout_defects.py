@@ -21,9 +21,9 @@ import shutil
 import cv2
 import numpy as np
 
+from adbase import ArgumentParser, Range, UserError, make_dirs, make_temp_dir, run_cli
 from shared_data import synthetic
 from shared_data.dataset import category_dir, list_images, load_image, split_holdout
-from shared_data.errors import ArgumentParser, Range, UserError, make_dirs, make_temp_dir, run_cli
 
 KINDS = ("scratch", "crack", "hole", "contamination", "color", "thread")
 _REGION_SIZE = 256        # the foreground estimate works on images this size

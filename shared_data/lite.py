@@ -9,8 +9,9 @@ import os
 import random
 import shutil
 
+from adbase import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
+
 from .categories import IMAGE_EXTENSIONS, MVTEC_CATEGORIES
-from .errors import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
 
 __all__ = ["make_lite", "main"]
 

@@ -21,8 +21,8 @@ import zlib
 import cv2
 import numpy as np
 
+from adbase import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
 from shared_data.categories import MVTEC_CATEGORIES
-from shared_data.errors import ArgumentParser, UserError, make_dirs, make_temp_dir, run_cli
 
 TEXTURE_CATEGORIES = ["brick", "grass", "gravel", "mesh", "concrete"]
 OBJECT_CATEGORIES = ["tablet", "hexnut"]

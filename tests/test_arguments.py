@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
+from adbase import RANGES, ArgumentParser, Range
 from adcommon import methods
-from shared_data.errors import RANGES, ArgumentParser, Range
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDERS = [m.folder for m in methods.table()]

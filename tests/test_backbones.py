@@ -22,8 +22,8 @@ import pytest
 
 import adcommon.nets.backbones as B
 import adcommon.nets.weights as W
+from adbase import UserError
 from adcommon.nets.torch_state import LEGACY_MAGIC, load_torch_state_dict
-from shared_data.errors import UserError
 
 ACCEPT_CAT = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ACCEPT_CUP = {504, 967, 968}  # coffee mug, espresso, cup

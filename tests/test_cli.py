@@ -5,8 +5,8 @@ import os
 import pytest
 
 import adcommon
+from adbase import UserError
 from adcommon import cli
-from shared_data.errors import UserError
 
 
 def test_cpu_threads_uses_the_users_omp_setting(monkeypatch):

@@ -9,10 +9,10 @@ import types
 import numpy as np
 import pytest
 
+from adbase import UserError
 from adcommon import methods
 from adcommon.method import contract
 from adcommon.tools.testing import tiny_synthetic
-from shared_data.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = methods.names()

@@ -154,7 +154,7 @@ def test_a_workers_error_surfaces_and_nothing_hangs(tmp_path):
     helper.write_text(
         "import numpy as np\n"
         "from shared_data.dataset import image_batches\n"
-        "from shared_data.errors import UserError\n"
+        "from adbase import UserError\n"
         "class Fails:\n"
         "    def __len__(self): return 20\n"
         "    def __getitem__(self, i):\n"

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adbase import UserError, run_cli
 from shared_data import download
 from shared_data.download import download_file, main, safe_extract, sha256sum
-from shared_data.errors import UserError, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

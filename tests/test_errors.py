@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from shared_data.errors import UserError, atomic_path, make_temp_dir, remove_stale_temps, write_text_atomic
+from adbase import UserError, atomic_path, make_temp_dir, remove_stale_temps, write_text_atomic
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_a_failed_block_leaves_nothing(tmp_path):
 
 
 def _boundary(capsys, exc):
-    from shared_data.errors import run_cli
+    from adbase import run_cli
 
     def main(argv):
         raise exc
@@ -134,8 +134,8 @@ def _holder(folder):
 
 
 def test_folder_lock_refuses_a_second_writer_and_is_never_stale(tmp_path):
+    from adbase import UserError
     from adcommon.files import folder_lock
-    from shared_data.errors import UserError
     folder = str(tmp_path / "out" / "brick")
     with folder_lock(folder):
         assert json.load(open(os.path.join(folder, ".lock")))["pid"] == os.getpid()
@@ -159,8 +159,8 @@ def test_folder_lock_refuses_a_second_writer_and_is_never_stale(tmp_path):
 
 
 def test_an_earlier_versions_pid_lock_counts_only_while_its_python_process_lives(tmp_path):
+    from adbase import UserError
     from adcommon.files import folder_lock
-    from shared_data.errors import UserError
     folder = tmp_path / "brick"
     folder.mkdir()
     python = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -226,7 +226,7 @@ def test_a_user_error_naming_a_path_that_is_not_utf8_is_one_line(capsys):
 SIGTERM_SELF = """
 import os, signal, sys, time
 sys.path.insert(0, {root!r})
-from shared_data.errors import atomic_path, run_cli
+from adbase import atomic_path, run_cli
 
 def main(argv):
     {import_paddle}
@@ -255,7 +255,7 @@ def test_sigterm_ends_in_one_line_143_and_no_temporary_file(tmp_path, import_pad
 HALF_BUILT = """
 import sys
 sys.path.insert(0, {root!r})
-from shared_data.errors import run_cli
+from adbase import run_cli
 
 class Bar:                      # like a progress bar cut short by the signal inside its __init__
     def __init__(self):
@@ -287,7 +287,7 @@ def test_a_destructor_failing_after_ctrl_c_does_not_follow_the_error_line():
 _BLOCKED = r'''
 import ctypes, sys
 sys.path.insert(0, {root!r})
-from shared_data.errors import run_cli
+from adbase import run_cli
 
 def main(argv):
     libc = ctypes.CDLL(None)
@@ -327,7 +327,7 @@ def test_a_run_blocked_in_native_code_stops_within_the_grace_period(tmp_path, si
 def test_the_watchdog_leaves_a_normal_run_alone(tmp_path):
     """A run that ends by itself, or stops at once on SIGTERM, is not cut short or given another line."""
     script = tmp_path / "quick.py"
-    script.write_text("import sys, time\nsys.path.insert(0, %r)\nfrom shared_data.errors import run_cli\n"
+    script.write_text("import sys, time\nsys.path.insert(0, %r)\nfrom adbase import run_cli\n"
                       "def main(argv):\n    print('done')\n    return 0\nrun_cli(main)\n"
                       % os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
@@ -340,7 +340,7 @@ def test_a_forked_worker_stopped_by_its_parent_does_not_end_the_parent(tmp_path)
     arm the parent's watchdog, which would end a healthy run after the grace period."""
     script = tmp_path / "workers.py"
     script.write_text(
-        "import multiprocessing, sys, time\nsys.path.insert(0, %r)\nfrom shared_data.errors import run_cli\n"
+        "import multiprocessing, sys, time\nsys.path.insert(0, %r)\nfrom adbase import run_cli\n"
         "def main(argv):\n"
         "    p = multiprocessing.get_context('fork').Process(target=time.sleep, args=(30,))\n"
         "    p.start()\n    time.sleep(0.5)\n    p.terminate()\n    p.join()\n"

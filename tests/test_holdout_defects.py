@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adbase import UserError
 from shared_data import holdout_defects as hd
 from shared_data import synthetic as syn
 from shared_data.dataset import list_images, scan_category, split_holdout
-from shared_data.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -92,3 +92,27 @@ def test_shared_data_imports_nothing_of_adcommon():
     for f in sorted(os.listdir(folder)):
         if f.endswith(".py"):
             assert not list(_imports(os.path.join(folder, f), f"shared_data.{f[:-3]}")), f
+
+
+def _packages_imported(path):
+    """The top-level packages a file imports (also inside functions)."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module.split(".")[0]
+
+
+def test_adbase_is_the_bottom_and_shared_data_holds_data_only():
+    """adbase (errors, runner, safe files, parser) imports neither shared_data nor adcommon; shared_data
+    defines no argument parser or command-line runner of its own (it uses adbase's)."""
+    for f in sorted(os.listdir(os.path.join(ROOT, "adbase"))):
+        if f.endswith(".py"):
+            found = set(_packages_imported(os.path.join(ROOT, "adbase", f))) & {"shared_data", "adcommon"}
+            assert not found, (f, found)
+    for f in sorted(os.listdir(os.path.join(ROOT, "shared_data"))):
+        if f.endswith(".py"):
+            tree = ast.parse(open(os.path.join(ROOT, "shared_data", f), encoding="utf-8").read())
+            defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            assert not defined & {"run_cli", "ArgumentParser", "UserError", "atomic_path"}, f

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
+from adbase import UserError, run_cli
 from adcommon.tools.testing import file_bytes
-from shared_data.errors import UserError, run_cli
 from shared_data.lite import main, make_lite
 
 KINDS = {"good": 5, "crack": 3, "hole": 4, "scratch": 2}

@@ -6,9 +6,9 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
+from adbase import UserError
 from adcommon.evaluate import metrics
 from adcommon.evaluate.metrics import SingleClassError, all_metrics, aupro, f1_max, image_auroc, pixel_auroc
-from shared_data.errors import UserError
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz
 

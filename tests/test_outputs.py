@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from adbase import UserError, make_dirs, remove_created_dirs
 from adcommon.outputs import MARKER, check_apart, claim, output_folder, owns
-from shared_data.errors import UserError, make_dirs, remove_created_dirs
 
 
 def _tree(root):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from adbase import UserError
 from adcommon.evaluate.maps import anomaly_maps, combine, gaussian_blur, image_scores, postprocess, upsample
-from shared_data.errors import UserError
 
 
 def _paddle_bilinear(x, size):

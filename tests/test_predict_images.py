@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adbase import UserError
 from adcommon.deploy.scoring import predict_images
 from adcommon.outputs import result_name
 from adcommon.tools.testing import file_bytes
-from shared_data.errors import UserError
 
 META = {"preprocess": {"image_size": 16, "crop_size": None, "mean": None, "std": None},
         "postprocess": {"out_size": 16, "combine": "product", "sigma": None, "map_outputs": [0],

@@ -7,9 +7,9 @@ paddle = pytest.importorskip("paddle")
 
 from tiny_layer import TinyNet
 
+from adbase import UserError
 from adcommon.deploy.export import export_inference
 from adcommon.deploy.predictor import Predictor, load_meta
-from shared_data.errors import UserError
 
 META = {"method": "tiny", "outputs": ["map", "pooled"], "threshold": 1.5,
         "preprocess": {"image_size": 16, "crop_size": None, "mean": None, "std": None},

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adbase import UserError
 from shared_data import synthetic as syn
-from shared_data.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64

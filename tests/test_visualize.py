@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adbase import UserError
 from adcommon.evaluate.visualize import draw_contours, heatmap, overlay, panel, save_png, save_roc
-from shared_data.errors import UserError
 
 
 def test_save_png_keeps_rgb_order(tmp_path):

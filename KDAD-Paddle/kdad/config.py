@@ -7,7 +7,7 @@ import os
 
 import yaml
 
-from shared_data.errors import RANGES, UserError, check_number
+from adbase import RANGES, UserError, check_number
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "config.yaml")

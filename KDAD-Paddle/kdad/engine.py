@@ -1,17 +1,16 @@
 """KDAD's engine (the method contract, adcommon.method.contract): the cloner's training, the held-out
 calibration, checkpoints, and the runner and deployment description of its localization methods."""
+import dataclasses
 import os
-import sys
 import time
 
 import numpy as np
 import paddle
-from tqdm import tqdm
 
 from adcommon import checkpoint as C
 from adcommon import distributed as D
-from adcommon import vdl
 from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range
+from adcommon.method import loop
 from adcommon.method.compiled import CompiledForward
 from shared_data.dataset import ImageCache
 
@@ -56,7 +55,7 @@ def check_image_score(image_score, localization):
     """One line when the image score cannot come from the run's maps: map_max needs discrepancy maps
     (``localization`` None: detection only, no maps)."""
     if image_score == "map_max" and localization != "discrepancy":
-        from shared_data.errors import UserError
+        from adbase import UserError
         raise UserError("image_score map_max scores an image by the maximum of its discrepancy map: it needs "
                         "--localization_method discrepancy"
                         + (" and --localization_test True" if localization is None else f" (got {localization})"))
@@ -139,7 +138,7 @@ PROGRESS = "epoch"   # --epochs, resumable from last.pdparams
 
 def prepare_args(args):
     """train.py's flags: the ones not given from --config, then the paper's; checked before any work."""
-    from shared_data.errors import UserError
+    from adbase import UserError
 
     from .config import apply_config
     apply_config(args)
@@ -184,8 +183,7 @@ def train_category(args, category, out, log, main=True):
         f"cloner pools: {model.model_args['cloner_pools']}, image score: {args.image_score}, "
         f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
     fit, holdout = stack_images(fit_ds), stack_images(holdout_ds)
-    stats = train(model, fit, holdout, out, log, args.epochs, args.batch_size, args.lr, args.seed, args.eval_interval,
-                  args.save_interval, resume, args.cache_expert, args.select, compiled=compiled)
+    stats = train(model, fit, holdout, out, loop.settings_from(TrainSettings, args, compile=compiled), log, resume)
     if not main:
         return None
     calib = holdout_calibration(model, holdout, args.batch_size, args.threshold_quantile, args.threshold_rule)
@@ -198,116 +196,111 @@ def train_category(args, category, out, log, main=True):
     return None
 
 
-def train(model, images, holdout, out_dir, log, epochs=601, batch_size=64, lr=1e-3, seed=0, eval_interval=10,
-          save_interval=10, resume=None, cache_expert=True, select="last", compiled=False):
-    """Adam on the cloner with the distillation loss over pool2..pool5 (docs/reference.md#kdad-training).
-    ``images``, ``holdout``: training and held-out normal images, float32 (N, 3, S, S) in [0, 1]
-    (``stack_images``); ``holdout`` may be None.
+@dataclasses.dataclass
+class TrainSettings:
+    """The training's settings (train.py's flags of the same names; the defaults are the reference's)."""
+    epochs: int = 601
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    eval_interval: int = 10    # the held-out normal images scored every N epochs (and after the first and last)
+    save_interval: int = 10    # last.pdparams every N epochs
+    cache_expert: bool = True  # the frozen expert's targets computed once (the reference uses no augmentation)
+    select: str = "last"       # last: the final epoch (the reference); holdout: the lowest held-out mean score
+    compile: bool = False      # the cloner's training forward and backward as a static oneDNN graph
 
-    Every ``eval_interval`` epochs the held-out NORMAL images are scored (mean detection score; no
-    test data is ever looked at). ``select='holdout'`` keeps the epoch with the lowest such mean,
-    'last' (the reference) the final epoch. ``<out_dir>/last.pdparams`` (weights, Adam state, epoch,
-    history) is rewritten atomically every ``save_interval`` epochs; ``resume``: a training state to
-    continue from (adcommon.checkpoint.training_state; the model must be built from its model_args).
-    The order of images in epoch e comes from numpy Generator([seed, e]), so a resumed run repeats
-    the same batches as an uninterrupted one. ``compiled``: the cloner's training forward and backward
-    run as a static oneDNN graph (adcommon.method.compiled; the same numbers). Returns training statistics.
-    """
-    n = len(images)
-    opt = paddle.optimizer.Adam(learning_rate=float(lr), parameters=model.cloner.parameters())
-    last_path = os.path.join(out_dir, "last.pdparams")
-    log_path = os.path.join(out_dir, "train.log")
-    settings = {"batch_size": batch_size, "lr": float(lr), "seed": int(seed), "select": select}
-    start, history, best = 0, [], None
-    if resume is not None:
-        progress = C.restore_training(resume, last_path, model, opt, model.cloner, settings)
-        start, history, best = int(progress["epoch"]), list(progress.get("history", [])), progress.get("best")
-        log(f"resumed from {last_path} at epoch {start}")
-    t0 = time.perf_counter()
-    targets = expert_targets(model, images, batch_size) if cache_expert else None
-    if start == 0:
-        targets = calibrate_feature_scale(model, images, batch_size, targets)
-    # a resumed run keeps the divisors its checkpoint holds, and its expert already applies them
-    if model.model_args.get("feature_scale") == "rms":
-        log("expert layers scaled to unit RMS, divisors " +
-            ", ".join(f"{v:.3f}" for v in model.expert.feature_scale.numpy()))
-    if targets is not None:
-        targets = [paddle.to_tensor(t) for t in targets]
-        mb = sum(int(np.prod(t.shape)) for t in targets) * 4 / 2 ** 20
-        log(f"expert pool2-pool5 of {n} training images cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
-    world, main = D.world_size(), D.is_main()   # several processes: each takes a share of every batch
-    compiled = D.data_parallel(model.cloner, batch_size, compiled, log, "cloner")
-    cloner = CompiledForward(model.cloner, enabled=compiled)
 
-    def save_last(epoch):
-        if not main:   # one process writes
-            return
-        C.save_training_state(last_path, METHOD, model, opt, model.cloner, settings,
-                              {"epoch": epoch, "history": history, "best": best})
+class ClonerTrainer(loop.Trainer):
+    """Adam on the cloner with the distillation loss over pool2..pool5 (docs/reference.md#kdad-training), one
+    epoch per unit; the held-out score is the mean detection score of the held-out NORMAL images."""
+    method = METHOD
 
-    t_train, seen = 0.0, 0
-    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="train", unit="epoch",
-               disable=None if main else True, file=sys.stdout)
-    for epoch in bar:
-        model.cloner.train()
-        t_ep = time.perf_counter()
-        perm = np.random.default_rng([int(seed), epoch]).permutation(n)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            full = perm[i:i + batch_size]
-            idx, weight = D.batch_share(full)
-            x = paddle.to_tensor(images[idx])
-            outs = cloner(x)
-            pred = [outs[k] for k in TRAIN_LAYERS]
-            if targets is not None:
-                it = paddle.to_tensor(idx)
-                real = [paddle.gather(t, it) for t in targets]
+    def __init__(self, model, images, holdout, s):
+        self.model, self.network, self.images, self.held, self.s = model, model.cloner, images, holdout, s
+        self.optimizer = paddle.optimizer.Adam(learning_rate=float(s.lr), parameters=model.cloner.parameters())
+        self.settings = {"batch_size": s.batch_size, "lr": float(s.lr), "seed": int(s.seed), "select": s.select}
+        self.has_holdout, self.targets, self.best = holdout is not None, None, None
+
+    def prepare(self, start, log):
+        t0, n = time.perf_counter(), len(self.images)
+        targets = expert_targets(self.model, self.images, self.s.batch_size) if self.s.cache_expert else None
+        if start == 0:   # a resumed run keeps the divisors its checkpoint holds; its expert applies them
+            targets = calibrate_feature_scale(self.model, self.images, self.s.batch_size, targets)
+        if self.model.model_args.get("feature_scale") == "rms":
+            log("expert layers scaled to unit RMS, divisors " +
+                ", ".join(f"{v:.3f}" for v in self.model.expert.feature_scale.numpy()))
+        if targets is not None:
+            self.targets = [paddle.to_tensor(t) for t in targets]
+            mb = sum(int(np.prod(t.shape)) for t in targets) * 4 / 2 ** 20
+            log(f"expert pool2-pool5 of {n} training images cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
+        self.cloner = CompiledForward(self.network, enabled=D.data_parallel(
+            self.network, self.s.batch_size, self.s.compile, log, "cloner"))
+
+    def step(self, epoch):
+        self.network.train()
+        n, b = len(self.images), self.s.batch_size   # epoch e's order: Generator([seed, e]), so resume repeats it
+        perm, total = np.random.default_rng([int(self.s.seed), epoch - 1]).permutation(n), 0.0
+        for i in range(0, n, b):
+            full = perm[i:i + b]
+            idx, weight = D.batch_share(full)   # several processes: each takes a share of every batch
+            x = paddle.to_tensor(self.images[idx])
+            outs = self.cloner(x)
+            if self.targets is not None:
+                real = [paddle.gather(t, paddle.to_tensor(idx)) for t in self.targets]
             else:
                 with paddle.no_grad():
-                    real = model.expert(x)
-            loss = distill_loss(pred, real, model.lamda, model.direction_only)
-            D.backward_share(loss, weight, model.cloner.parameters(), cloner.backward)
-            opt.step()
-            opt.clear_grad()
+                    real = self.model.expert(x)
+            loss = distill_loss([outs[k] for k in TRAIN_LAYERS], real, self.model.lamda, self.model.direction_only)
+            D.backward_share(loss, weight, self.network.parameters(), self.cloner.backward)
+            self.optimizer.step()
+            self.optimizer.clear_grad()
             total += float(loss) * weight * len(full)
-        t_train += time.perf_counter() - t_ep
-        seen += n
-        done = epoch + 1
-        ep_loss = float(D.all_sum(np.array([total]))[0]) / n
-        bar.set_postfix(loss=f"{ep_loss:.4f}")
-        vdl.scalars(done, {"loss": ep_loss, "lr": lr, "images_per_s": n / max(time.perf_counter() - t_ep, 1e-9)})
-        if main:
-            _append(log_path, f"[Train] epoch {done}/{epochs} loss {ep_loss:.4f} ({time.perf_counter() - t_ep:.2f} s)")
-        if holdout is not None and (done % eval_interval == 0 or done == epochs or done == start + 1):
-            hs = shared_detection_scores(model, holdout, batch_size)
-            rec = {"epoch": done, "loss": round(ep_loss, 6), "holdout_mean_score": float(hs.mean())}
-            history.append(rec)
-            vdl.scalars(done, {"holdout_mean_score": rec["holdout_mean_score"]})
-            msg = f"[Eval] epoch {done}: held-out normal mean score {rec['holdout_mean_score']:.4f} ({len(hs)} images)"
-            if select == "holdout" and (best is None or rec["holdout_mean_score"] < best["score"]):
-                best = {"epoch": done, "score": rec["holdout_mean_score"],
-                        "state": {k: v.numpy() for k, v in model.cloner.state_dict().items()}}
-                msg += " (best so far)"
-            log(msg)
-        if done % save_interval == 0 or done == epochs:
-            save_last(done)
-    bar.close()
-    chosen = epochs
-    if select == "holdout" and best is not None:
-        model.cloner.set_state_dict({k: paddle.to_tensor(v) for k, v in best["state"].items()})
-        chosen = best["epoch"]
-        log(f"selected epoch {chosen} (lowest held-out normal mean score {best['score']:.4f})")
-    model.eval()
-    return {"epochs": epochs, "start_epoch": start, "selected_epoch": chosen, "select": select,
-            "n_fit": n, "n_holdout": 0 if holdout is None else len(holdout), "history": history,
-            "train_seconds": round(t_train, 3),
-            "train_images_per_s": round(seen / t_train, 2) if t_train > 0 else None,
-            "expert_cached": targets is not None, "compiled": cloner.enabled, "processes": world}
+        return {"loss": float(D.all_sum(np.array([total]))[0]) / n, "images": n, "lr": self.s.lr}
+
+    def holdout(self, epoch):
+        hs = shared_detection_scores(self.model, self.held, self.s.batch_size)
+        return {"holdout_score": float(hs.mean()), "holdout_mean_score": float(hs.mean())}
+
+    def keep(self, epoch, record):
+        if self.s.select == "holdout" and record.get("holdout_score") is not None:
+            self.best = {"epoch": epoch, "score": record["holdout_score"],
+                         "state": {k: v.numpy() for k, v in self.network.state_dict().items()}}
+
+    def line(self, r, best):   # the seed's [Train] / [Eval] lines
+        lines = [f"[Train] epoch {r['epoch']}/{self.s.epochs} loss {r['loss']:.4f} ({r['seconds']:.2f} s)"]
+        if "holdout_score" in r:
+            lines.append(f"[Eval] epoch {r['epoch']}: held-out normal mean score {r['holdout_score']:.4f} "
+                         f"({len(self.held)} images){' (best so far)' if best and self.s.select == 'holdout' else ''}")
+        return lines
+
+    def state(self):
+        return {"best": self.best}
+
+    def restore(self, progress):
+        self.best = progress.get("best")
+
+    def finish(self, stats):
+        if self.s.select == "holdout" and self.best is not None:
+            self.network.set_state_dict({k: paddle.to_tensor(v) for k, v in self.best["state"].items()})
+            stats["selected_epoch"] = self.best["epoch"]
+        self.model.eval()
+        stats.update(select=self.s.select, n_fit=len(self.images), n_holdout=0 if self.held is None else len(self.held),
+                     expert_cached=self.targets is not None, compiled=self.cloner.enabled)
 
 
-def _append(path, msg):
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
+def train(model, images, holdout, out_dir, settings, log=print, resume=None):
+    """Train the cloner (ClonerTrainer, adcommon.method.loop). ``images``, ``holdout``: training and held-out
+    normal images, float32 (N, 3, S, S) in [0, 1] (``stack_images``; ``holdout`` may be None). No test
+    image is ever looked at. ``<out_dir>/last.pdparams`` is rewritten every ``save_interval`` epochs;
+    ``resume``: a training state to continue from (adcommon.checkpoint.training_state; the model built
+    from its model_args). Returns the run's summary."""
+    s = settings
+    sched = loop.Schedule("epoch", s.epochs, eval_every=s.eval_interval, save_every=s.save_interval, select=s.select)
+    stats = loop.run(ClonerTrainer(model, images, holdout, s), sched, out_dir, log, resume)
+    if s.select == "holdout" and stats["selected_epoch"] is not None:
+        log(f"selected epoch {stats['selected_epoch']} (lowest held-out normal mean score "
+            f"{stats['holdout_score']:.4f})")
+    return stats
 
 
 def holdout_calibration(model, images, batch_size=32, quantile=0.99, rule="robust"):

@@ -1,6 +1,6 @@
 """KDAD's own script flags beyond the shared ones (adcommon.method.scripts), and what they become."""
+from adbase import UserError
 from adcommon.cli import str2bool
-from shared_data.errors import UserError
 
 LOCALIZATION = ["gradients", "smooth_grad", "gbp", "discrepancy"]
 

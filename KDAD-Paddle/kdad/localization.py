@@ -120,7 +120,7 @@ def localize(model, x, localization="gradients", smooth_n=50, seed=0):
         return guided_backprop(model, x)
     if localization == "discrepancy":
         return discrepancy(model, x)
-    from shared_data.errors import UserError
+    from adbase import UserError
     raise UserError(f"unknown localization method {localization!r}; choose one of {', '.join(METHODS)}")
 
 

@@ -126,7 +126,7 @@ class Expert(nn.Layer):
                                       frozen=True)
             self.pool_positions = (0, 1, 2, 3)
         else:
-            from shared_data.errors import UserError
+            from adbase import UserError
             raise UserError(f"unknown expert backbone {name!r}; choose one of {', '.join(EXPERTS)}")
         self.name = name
         chans = list(self.net.channels)
@@ -157,19 +157,19 @@ class KDAD(nn.Layer):
         # EfficientNet-Lite0, whose stride 4..16 stage outputs are signed: README, root causes).
         cloner_pools = cloner_pools or ("relu" if backbone == "vgg16" else "linear")
         if cloner_pools not in CLONER_POOLS:
-            from shared_data.errors import UserError
+            from adbase import UserError
             raise UserError(f"cloner_pools must be one of {', '.join(CLONER_POOLS)}, got {cloner_pools!r}")
         if image_score not in IMAGE_SCORES:
-            from shared_data.errors import UserError
+            from adbase import UserError
             raise UserError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {image_score!r}")
         if feature_scale not in FEATURE_SCALES:
-            from shared_data.errors import UserError
+            from adbase import UserError
             raise UserError(f"feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
         if image_size % 32:
-            from shared_data.errors import UserError
+            from adbase import UserError
             raise UserError(f"--image_size must be a multiple of 32 (five 2x2 pools), got {image_size}")
         if equal_network_size and backbone != "vgg16":
-            from shared_data.errors import UserError
+            from adbase import UserError
             raise UserError("equal_network_size (cloner 'A' = VGG-16 widths) needs the vgg16 expert")
         self.expert = Expert(backbone, pretrained)
         cfg = cloner_cfg(self.expert.pool_channels, equal_network_size)

@@ -5,8 +5,8 @@ import pytest
 import yaml
 from kdad_testutil import load_script
 
+from adbase import UserError
 from kdad.config import DEFAULT_CONFIG, KEYS, apply_config, load_config
-from shared_data.errors import UserError
 
 
 @pytest.mark.smoke

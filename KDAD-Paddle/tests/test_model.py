@@ -100,7 +100,7 @@ def test_forward_is_the_deployed_output():
 
 
 def test_bad_image_size_is_a_user_error():
-    from shared_data.errors import UserError
+    from adbase import UserError
     with pytest.raises(UserError, match="multiple of 32"):
         KDAD("vgg16", "none", 100)
 

@@ -88,8 +88,8 @@ def _engine_run(out, compiled, feature_scale="rms", epochs=2, jitter=0.0):
                           "equal_network_size": False, "direction_loss_only": False, "feature_scale": feature_scale})
     x = np.random.default_rng(0).random((10, 3, 64, 64)).astype(np.float32)
     x *= (1 + jitter * np.random.default_rng(1).standard_normal(x.shape)).astype(np.float32)
-    stats = engine.train(model, x[:8], x[8:], str(out), lambda m: None, epochs=epochs,
-                         batch_size=4, eval_interval=1, save_interval=epochs, compiled=compiled)
+    stats = engine.train(model, x[:8], x[8:], str(out), engine.TrainSettings(
+        epochs=epochs, batch_size=4, eval_interval=1, save_interval=epochs, compile=compiled), lambda m: None)
     return model, stats, {k: v.numpy().copy() for k, v in model.cloner.state_dict().items()}, paddle
 
 
@@ -129,7 +129,7 @@ def test_resume_with_rms_feature_scale_repeats_the_uninterrupted_run(tmp_path):
     last = os.path.join(str(tmp_path / "part"), "last.pdparams")
     state = C.training_state(last, engine.METHOD, lambda m: None, True)
     x = np.random.default_rng(0).random((10, 3, 64, 64)).astype(np.float32)
-    engine.train(model, x[:8], x[8:], str(tmp_path / "part"), lambda m: None, epochs=3, batch_size=4,
-                 eval_interval=1, save_interval=3, resume=state, compiled=False)
+    engine.train(model, x[:8], x[8:], str(tmp_path / "part"), engine.TrainSettings(
+        epochs=3, batch_size=4, eval_interval=1, save_interval=3, compile=False), lambda m: None, state)
     for k, v in model.cloner.state_dict().items():
         np.testing.assert_allclose(v.numpy(), full_w[k], rtol=1e-4, atol=1e-6, err_msg=k)

@@ -8,12 +8,12 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from adbase import UserError
 from adcommon import cli, vdl
 from adcommon import distributed as D
 from adcommon.checkpoint import save_checkpoint
 from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range
 from shared_data.dataset import image_batches
-from shared_data.errors import UserError
 
 from .gaussian import GaussianAccumulator
 from .model import PaDiM

@@ -8,8 +8,8 @@ import random
 import paddle
 import paddle.nn as nn
 
+from adbase import UserError
 from adcommon.nets.backbones import build_backbone
-from shared_data.errors import UserError
 
 # Paper: ResNet-18 layer1-3 has 448 channels, a random subset of d=100 is kept; Wide-ResNet-50 1792 -> 550.
 PAPER_DIMS = {"resnet18": 100, "wide_resnet50_2": 550, "efficientnet_lite0": 100}

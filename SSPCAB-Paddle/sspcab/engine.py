@@ -1,21 +1,20 @@
 """CutPaste + SSPCAB's engine (the method contract, adcommon.method.contract): the training loop, the density
 fit and the checkpoints; the runner and the deployment description are the contract's defaults."""
+import dataclasses
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import paddle
-from tqdm import tqdm
 
+from adbase import UserError
 from adcommon import checkpoint as C
 from adcommon import distributed as D
-from adcommon import vdl
 from adcommon.evaluate.evaluation import run_batches
 from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range
+from adcommon.method import loop
 from shared_data.dataset import image_batches, to_tensor
-from shared_data.errors import UserError
 
 from .cutpaste import VARIANTS, batch_indices, cutpaste_views, step_rng
 from .density import fit_gaussian, l2_normalize, subsample
@@ -79,97 +78,98 @@ def _batches(ds, batch_size, num_workers):
         yield paddle.to_tensor(x)
 
 
-def _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, sspcab_lambda, seed, frozen_stages):
-    return dict(zip(TRAIN_KEYS, (int(steps), int(batch_size), float(lr), float(momentum), float(weight_decay),
-                                 int(freeze_steps), float(sspcab_lambda), int(seed), str(frozen_stages))))
+@dataclasses.dataclass
+class TrainSettings:
+    """The training's settings (train.py's flags of the same names; the defaults are the reference's)."""
+    steps: int = 256
+    batch_size: int = 64
+    lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    freeze_steps: int = 20      # the pretrained backbone frozen for the first N updates
+    sspcab_lambda: float = 0.1
+    seed: int = 0
+    frozen_stages: str = "none"  # layer1..layer3: the backbone up to that stage keeps its ImageNet weights
+    num_workers: int = 0
+    save_interval: int = 100     # last.pdparams every N updates (and after the last)
+    log_interval: int = 10
+    eval_interval: int = 0       # the held-out curve every N updates (0: none; it picks nothing)
 
 
-def save_state(path, model, opt, step, targs, history):
-    """The resumable training state (adcommon.checkpoint, atomic): weights, optimizer, next step, settings."""
-    C.save_training_state(path, METHOD, model, opt, model, targs, {"step": int(step), "history": history})
+class CutPasteTrainer(loop.Trainer):
+    """CutPaste training (+ lambda * L_SSPCAB), one update per unit: SGD with momentum, one cosine decay over
+    the run, each update 3 x batch_size images (one per class for 3-way). ``curve_data`` (fit_ds,
+    holdout_ds: normal images only): the image GDE fitted on fit_ds and the held-out normals' mean score
+    logged every eval_interval updates (a convergence curve; it picks nothing)."""
+    method = METHOD
 
+    def __init__(self, model, images, s, curve_data=None):
+        self.model, self.network, self.images, self.s, self.curve = model, model, images, s, curve_data
+        self.settings = dict(zip(TRAIN_KEYS, (int(s.steps), int(s.batch_size), float(s.lr), float(s.momentum),
+                                              float(s.weight_decay), int(s.freeze_steps), float(s.sspcab_lambda),
+                                              int(s.seed), str(s.frozen_stages))))
+        if s.frozen_stages and s.frozen_stages != "none":
+            model.freeze_stages(s.frozen_stages)
+        self.optimizer = paddle.optimizer.Momentum(learning_rate=s.lr, momentum=s.momentum,
+                                                   parameters=model.parameters(), weight_decay=s.weight_decay)
+        self.freeze = model.model_args["pretrained"] != "none" and s.freeze_steps > 0   # not a random backbone
+        self.has_holdout = bool(curve_data) and D.is_main()
+        self.n_views = VARIANTS[model.model_args["variant"]]
 
-def _resume(path, model, opt, targs, log):
-    """Load the training state at ``path`` into model/optimizer; returns (next step, history), or (0, [])
-    when there is none yet. Refuses a state written with other settings."""
-    ck = C.training_state(path, METHOD, log)
-    if ck is None:
-        return 0, []
-    progress = C.restore_training(ck, path, model, opt, model, targs)
-    log(f"resumed from {path} at step {progress['step']}/{targs['steps']}")
-    return int(progress["step"]), list(progress.get("history") or [])
+    def prepare(self, start, log):
+        a, s = self.model.model_args, self.s
+        D.data_parallel(self.model, s.batch_size, False, log, "network")   # several processes: a share of every step
+        self.share, self.weight = D.batch_share(np.arange(s.batch_size))
+        ds = CutPasteSteps(self.images, s.batch_size, s.seed, start, s.steps, a["variant"], a["mean"], a["std"],
+                           self.share)
+        self.loader = _batches(ds, len(self.share), s.num_workers)
+        self.labels = class_labels(self.n_views, len(self.share))          # (V B,)
+        self.model.train()
 
-
-def train(model, images, steps, batch_size=64, lr=0.03, momentum=0.9, weight_decay=3e-5, freeze_steps=20,
-          sspcab_lambda=0.1, seed=0, num_workers=0, state_path=None, save_interval=100, resume=False,
-          log_interval=10, log=print, curve_data=None, eval_interval=0, frozen_stages="none"):
-    """CutPaste training (+ lambda * L_SSPCAB): SGD with momentum, one cosine decay over ``steps``
-    updates, the pretrained backbone frozen for the first ``freeze_steps`` updates.
-
-    Each update sees 3 x batch_size images (one per class for 3-way). With ``eval_interval`` and
-    ``curve_data`` (fit_ds, holdout_ds: normal images only) every eval_interval updates the image GDE
-    is fitted on fit_ds and the mean score of the held-out normals is logged (a convergence curve;
-    it picks nothing). ``frozen_stages`` (layer1..layer3) keeps the backbone up to that stage at its
-    ImageNet weights and BN statistics (ProjectionNet.freeze_stages). Returns training statistics.
-    """
-    variant = model.model_args["variant"]
-    n_views = VARIANTS[variant]
-    targs = _train_args(steps, batch_size, lr, momentum, weight_decay, freeze_steps, sspcab_lambda, seed,
-                        frozen_stages)
-    if frozen_stages and frozen_stages != "none":
-        model.freeze_stages(frozen_stages)
-    opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=momentum, parameters=model.parameters(),
-                                    weight_decay=weight_decay)
-    start, history = _resume(state_path, model, opt, targs, log) if resume and state_path else (0, [])
-    freeze = model.model_args["pretrained"] != "none" and freeze_steps > 0   # a random backbone is not frozen
-    a = model.model_args
-    main = D.is_main()
-    D.data_parallel(model, batch_size, False, log, "network")   # several processes: a share of every step
-    share, weight = D.batch_share(np.arange(batch_size))
-    ds = CutPasteSteps(images, batch_size, seed, start, steps, variant, a["mean"], a["std"], share)
-    loader = _batches(ds, len(share), num_workers)
-    labels = class_labels(n_views, len(share))                              # (V B,)
-    model.train()
-    t0, seen = time.perf_counter(), 0
-    steps_left = zip(range(start, steps), loader) if start < steps else []
-    bar = tqdm(steps_left, total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True, file=sys.stdout,
-               disable=not main)
-    for step, views in bar:
-        model.set_backbone_trainable(not (freeze and step < freeze_steps))
-        # stochastic layers (Lite0's drop-connect) draw from paddle's RNG: seed it per step for resume
-        paddle.seed(int(step_rng(seed, step).integers(2 ** 31)))
-        opt.set_lr(lr_at(step, steps, lr))
+    def step(self, unit):
+        s, step = self.s, unit - 1
+        self.model.set_backbone_trainable(not (self.freeze and step < s.freeze_steps))
+        # stochastic layers (Lite0's drop-connect) draw from paddle's RNG: seeded per step for resume
+        paddle.seed(int(step_rng(s.seed, step).integers(2 ** 31)))
+        self.optimizer.set_lr(lr_at(step, s.steps, s.lr))
+        views = next(self.loader)
         x = views.transpose([1, 0, 2, 3, 4]).reshape([-1] + views.shape[2:])   # (V B, 3, S, S), view-major
-        _, logits, io = model.train_forward(x)
-        loss, ce, rec = total_loss(logits, labels, io, sspcab_lambda)
-        D.backward_share(loss, weight, model.parameters())
-        opt.step()
-        opt.clear_grad()
+        _, logits, io = self.model.train_forward(x)
+        loss, ce, rec = total_loss(logits, self.labels, io, s.sspcab_lambda)
+        D.backward_share(loss, self.weight, self.model.parameters())
+        self.optimizer.step()
+        self.optimizer.clear_grad()
         # the step's figures over the whole batch (each process's share weighted, then added)
         loss_v, ce_v, rec_v, acc = D.all_sum(np.array([float(loss), float(ce), float(rec), float(
-            (logits.argmax(axis=1) == labels).astype("float32").mean())]) * weight)
-        seen += n_views * batch_size   # the whole step's images, whichever share this process took
-        row = {"step": step + 1, "loss": float(loss_v), "ce": float(ce_v), "sspcab": float(rec_v), "acc": float(acc),
-               "lr": lr_at(step, steps, lr)}
-        bar.set_postfix(loss=f"{row['loss']:.4f}", ce=f"{row['ce']:.3f}", ssp=f"{row['sspcab']:.4f}",
-                        acc=f"{acc:.2f}")
-        if main and eval_interval and curve_data and ((step + 1) % eval_interval == 0 or step + 1 == steps):
-            row["holdout_mean_score"] = holdout_mean_score(model, *curve_data)
-            model.train()
-            log(f"step {step + 1}/{steps}: held-out normal mean score {row['holdout_mean_score']:.4f}")
-        if (step + 1) % log_interval == 0 or step + 1 == steps or "holdout_mean_score" in row:
-            ips = seen / max(time.perf_counter() - t0, 1e-9)
-            history.append(row)
-            vdl.scalars(step + 1, dict(row, images_per_s=ips))
-            log(f"step {step + 1}/{steps} loss {row['loss']:.4f} (ce {row['ce']:.4f} + {sspcab_lambda} x sspcab "
-                f"{row['sspcab']:.4f}) acc {acc:.3f} lr {row['lr']:.6f} {ips:.1f} img/s")
-        if main and state_path and save_interval and ((step + 1) % save_interval == 0 or step + 1 == steps):
-            save_state(state_path, model, opt, step + 1, targs, history)  # also at the end: density may fail
-    bar.close()
-    model.set_backbone_trainable(True)
-    secs = time.perf_counter() - t0
-    return dict(targs, variant=variant, start_step=start, train_seconds=round(secs, 1),
-                train_images_per_s=round(seen / max(secs, 1e-9), 2), history=history, processes=D.world_size())
+            (logits.argmax(axis=1) == self.labels).astype("float32").mean())]) * self.weight)
+        return {"loss": float(loss_v), "ce": float(ce_v), "sspcab": float(rec_v), "acc": float(acc),
+                "lr": lr_at(step, s.steps, s.lr), "images": self.n_views * s.batch_size}   # the whole step's
+
+    def holdout(self, unit):
+        score = holdout_mean_score(self.model, *self.curve)
+        self.model.train()
+        return {"holdout_score": score, "holdout_mean_score": score}
+
+    def line(self, r, best):
+        lines = [f"step {r['step']}/{self.s.steps}: held-out normal mean score {r['holdout_score']:.4f}"] \
+            if "holdout_score" in r else []
+        return lines + [f"step {r['step']}/{self.s.steps} loss {r['loss']:.4f} (ce {r['ce']:.4f} + "
+                        f"{self.s.sspcab_lambda} x sspcab {r['sspcab']:.4f}) acc {r['acc']:.3f} lr {r['lr']:.6f} "
+                        f"{r['images_per_s']:.1f} img/s"]
+
+    def finish(self, stats):
+        self.model.set_backbone_trainable(True)
+        stats.update(self.settings, variant=self.model.model_args["variant"])
+
+
+def train(model, images, settings, out_dir=None, log=print, resume=None, curve_data=None):
+    """Train ``model`` on ``images`` (CutPasteTrainer, adcommon.method.loop): <out_dir>/last.pdparams every
+    save_interval updates and after the last (``out_dir`` None: none); ``resume``: a training state to
+    continue from (adcommon.checkpoint.training_state). Returns the run's summary."""
+    s = settings
+    sched = loop.Schedule("step", s.steps, eval_every=s.eval_interval if curve_data else 0,
+                          save_every=s.save_interval, log_every=s.log_interval, select="none")
+    return loop.run(CutPasteTrainer(model, images, s, curve_data), sched, out_dir, log, resume)
 
 
 @paddle.no_grad()
@@ -306,11 +306,9 @@ def train_category(args, category, out, log, main=True):
     state = os.path.join(out, C.STATE)
     if holdout_ds is not None:
         ImageCache(holdout_ds)  # read the held-out images now: a bad one fails before training, not after
-    train_stats = train(model, ImageCache(fit_ds).rgb, args.steps, args.batch_size, args.lr, args.momentum,
-                        args.weight_decay, args.freeze_steps, args.sspcab_lambda, args.seed, args.num_workers, state,
-                        args.save_interval, args.resume, args.log_interval, log,
-                        curve_data=(fit_ds, holdout_ds) if holdout_ds else None, eval_interval=args.eval_interval,
-                        frozen_stages=args.frozen_stages)
+    train_stats = train(model, ImageCache(fit_ds).rgb, loop.settings_from(TrainSettings, args), out, log,
+                        C.training_state(state, METHOD, log, args.resume),
+                        curve_data=(fit_ds, holdout_ds) if holdout_ds else None)
     if not main:
         return None   # the density fit, the threshold and every file: rank 0
     fit_stats = fit_density(model, fit_ds, holdout_ds, batch_size=min(args.batch_size, 32),

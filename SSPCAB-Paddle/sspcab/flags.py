@@ -2,8 +2,8 @@
 command line."""
 import os
 
+from adbase import UserError
 from adcommon.cli import str2bool
-from shared_data.errors import UserError
 
 RENAMED = {"--img-path": "--img_path", "--img_file": "--img_path", "--cuda": "--use_gpu"}
 

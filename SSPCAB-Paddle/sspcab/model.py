@@ -12,8 +12,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from adbase import UserError
 from adcommon.nets.backbones import build_backbone
-from shared_data.errors import UserError
 
 from .cutpaste import VARIANTS
 from .sspcab import SSPCAB

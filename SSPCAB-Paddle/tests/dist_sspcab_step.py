@@ -35,8 +35,9 @@ images = [np.clip(128 + 60 * np.sin(np.arange(128)[:, None, None] / (3 + i) + rn
                   + rng.normal(0, 20, (128, 128, 3)), 0, 255).astype(np.uint8) for i in range(6)]
 start = {k: v.numpy().copy() for k, v in model.state_dict().items()}   # rank 0's = the broadcast weights
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-stats = engine.train(model, images, steps, batch_size=4, lr=0.1, momentum=0.9, weight_decay=3e-5, freeze_steps=0,
-                     sspcab_lambda=0.1, seed=0, num_workers=0, state_path=None, log_interval=1, log=lambda m: None)
+stats = engine.train(model, images, engine.TrainSettings(steps, batch_size=4, lr=0.1, momentum=0.9, weight_decay=3e-5,
+                                                        freeze_steps=0, sspcab_lambda=0.1, seed=0, num_workers=0,
+                                                        log_interval=1), log=lambda m: None)
 if rank == 0:
     sd = model.state_dict()
     np.savez(sys.argv[1], **{k: v.numpy() - start[k] for k, v in sd.items()},

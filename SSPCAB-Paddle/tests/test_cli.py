@@ -93,9 +93,11 @@ def test_resume_with_other_flags(syn_root, tmp_path):
     m = ProjectionNet("resnet18", "none", image_size=SIZE)
     opt = paddle.optimizer.Momentum(learning_rate=0.1, parameters=m.parameters())
     out = tmp_path / "o"
-    targs = engine._train_args(50, 2, 0.03, 0.9, 3e-5, 20, 0.1, 0, "none")
+    targs = engine.CutPasteTrainer(m, [], engine.TrainSettings(steps=50, batch_size=2)).settings
     claim(str(out / "brick"), "category", "--output_dir")   # the training folder of the run to resume
-    engine.save_state(str(out / "brick" / "last.pdparams"), m, opt, 1, targs, [])
+    from adcommon.checkpoint import save_training_state
+    save_training_state(str(out / "brick" / "last.pdparams"), engine.METHOD, m, opt, m, targs,
+                        {"step": 1, "history": []})
     r = run_script("train.py", "--data_dir", syn_root, "--category", "brick", "--output_dir", out,
                    "--pretrained", "none", "--image_size", SIZE, "--steps", "3", "--batch_size", "2", "--resume")
     _one_line_error(r, "cannot resume", "steps=50")

@@ -5,7 +5,7 @@ import pytest
 paddle = pytest.importorskip("paddle")
 import paddle.nn.functional as F  # noqa: E402
 
-from shared_data.errors import UserError  # noqa: E402
+from adbase import UserError  # noqa: E402
 from sspcab import engine  # noqa: E402
 from sspcab.loss import class_labels, total_loss  # noqa: E402
 from sspcab.model import ProjectionNet  # noqa: E402

@@ -9,7 +9,7 @@ paddle = pytest.importorskip("paddle")
 from sspcab_helpers import SIZE  # noqa: E402
 
 from adcommon import cli  # noqa: E402
-from adcommon.checkpoint import load_checkpoint  # noqa: E402
+from adcommon.checkpoint import load_checkpoint, training_state  # noqa: E402
 from adcommon.method import pipeline  # noqa: E402
 from sspcab import engine  # noqa: E402
 from sspcab.model import ProjectionNet  # noqa: E402
@@ -20,10 +20,12 @@ def _images(syn_root):
     return ImageCache(MVTecAD(syn_root, "brick", "train", image_size=SIZE)).rgb[:4]
 
 
-def _run(images, seed=0, steps=3, backbone="resnet18", pretrained="none", **kw):
+def _run(images, seed=0, steps=3, backbone="resnet18", pretrained="none", out=None, resume=False, **kw):
     cli.set_seed(seed)
     m = ProjectionNet(backbone, pretrained, image_size=SIZE)
-    stats = engine.train(m, images, steps, batch_size=2, seed=seed, log=lambda s: None, **kw)
+    state = training_state(os.path.join(out, "last.pdparams"), engine.METHOD, lambda s: None) if resume else None
+    stats = engine.train(m, images, engine.TrainSettings(steps=steps, batch_size=2, seed=seed, **kw), out,
+                         lambda s: None, state)
     return m, stats
 
 
@@ -50,6 +52,7 @@ def test_resume_equals_uninterrupted_run(syn_root, tmp_path, monkeypatch):
     imgs = _images(syn_root)
     full, _ = _run(imgs, steps=4)
     state = str(tmp_path / "last.pdparams")
+    out = str(tmp_path)
     real = engine.CutPasteSteps.__getitem__
 
     def crash_at_step_2(self, k):
@@ -59,15 +62,15 @@ def test_resume_equals_uninterrupted_run(syn_root, tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine.CutPasteSteps, "__getitem__", crash_at_step_2)
     with pytest.raises(KeyboardInterrupt):
-        _run(imgs, steps=4, state_path=state, save_interval=2)
+        _run(imgs, steps=4, out=out, save_interval=2)
     monkeypatch.setattr(engine.CutPasteSteps, "__getitem__", real)
     ck = load_checkpoint(state, engine.METHOD)
     assert ck["kind"] == "train_state" and ck["progress"]["step"] == 2
-    resumed, stats = _run(imgs, steps=4, state_path=state, save_interval=2, resume=True)
+    resumed, stats = _run(imgs, steps=4, out=out, save_interval=2, resume=True)
     assert stats["start_step"] == 2
     _same_weights(full, resumed, atol=1e-6)
     with pytest.raises(cli.UserError, match="cannot resume"):              # another run's state
-        _run(imgs, steps=5, state_path=state, resume=True)
+        _run(imgs, steps=5, out=out, resume=True)
 
 
 @pytest.mark.slow
@@ -78,7 +81,7 @@ def test_pretrained_backbone_frozen_for_the_first_steps(syn_root):
     conv = m.backbone.net._blocks[3]._project_conv.weight.numpy().copy()
     head = m.head[0].weight.numpy().copy()
     ssp = m.sspcab.conv1.weight.numpy().copy()
-    engine.train(m, imgs, 2, batch_size=2, freeze_steps=2, log=lambda s: None)
+    engine.train(m, imgs, engine.TrainSettings(steps=2, batch_size=2, freeze_steps=2), log=lambda s: None)
     np.testing.assert_array_equal(m.backbone.net._blocks[3]._project_conv.weight.numpy(), conv)
     assert not np.array_equal(m.head[0].weight.numpy(), head)
     assert not np.array_equal(m.sspcab.conv1.weight.numpy(), ssp)

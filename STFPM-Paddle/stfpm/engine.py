@@ -6,6 +6,7 @@ decay 1e-4, batch 32, 100 epochs, 80/20 split of train/good; after every epoch t
 the held-out normal images and kept when their mean anomaly map value drops. The test split is never
 looked at during training.
 """
+import dataclasses
 import os
 import sys
 import time
@@ -15,13 +16,13 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
+from adbase import UserError
 from adcommon import checkpoint as C
 from adcommon import distributed as D
-from adcommon import vdl
 from adcommon.evaluate.maps import postprocess, threshold_from_normals, vis_range_of
+from adcommon.method import loop
 from adcommon.method.compiled import CompiledForward
 from shared_data.dataset import ImageCache
-from shared_data.errors import UserError
 
 from .loss import stfpm_loss
 from .model import STFPM
@@ -88,9 +89,8 @@ def train_category(args, category, out, log, main=True):
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}, "
         f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student" +
         (f", image score: mean of the top {a['image_score_top']:g} of the map" if a.get("image_score_top") else ""))
-    stats = train(model, fit_ds, holdout_ds, out, category, args.epochs, args.batch_size, args.lr, args.momentum,
-                  args.weight_decay, args.seed, resume, args.threshold_quantile, log,
-                  threshold_rule=args.threshold_rule, compiled=compiled, cache_teacher=args.cache_teacher)
+    stats = train(model, fit_ds, holdout_ds, out, category, loop.settings_from(TrainSettings, args, compile=compiled),
+                  resume, log)
     if main:
         log(f"saved {os.path.join(out, C.MODEL)} (selected epoch {stats['selected_epoch']}, "
             f"{stats['train_seconds']:.1f} s training, peak RSS {cli.peak_rss_mb():.0f} MB)")
@@ -157,118 +157,117 @@ def holdout_scores(model, holdout, batch_size, teacher):
     return float(total / size), D.gather_shares(len(holdout), mine, scores), peak
 
 
-def train(model, fit_ds, holdout_ds, out_dir, category, epochs=100, batch_size=32, lr=0.4, momentum=0.9,
-          weight_decay=1e-4, seed=42, resume=None, threshold_quantile=0.99, log=print, threshold_rule="robust",
-          compiled=False, cache_teacher=True):
-    """Train the student (Eq. 4) and keep the epoch with the lowest mean held-out anomaly map.
+@dataclasses.dataclass
+class TrainSettings:
+    """The training's settings (train.py's flags of the same names; the defaults are the paper's)."""
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 0.4
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seed: int = 42
+    threshold_quantile: float = 0.99
+    threshold_rule: str = "robust"
+    compile: bool = False        # the student's training forward and backward as a static oneDNN graph
+    cache_teacher: bool = True   # the frozen teacher's features computed once (the same numbers, less work)
 
-    ``cache_teacher``: compute the frozen teacher's features once (the same numbers, a quarter less
-    work per step); ``compiled``: run the student's training forward and backward as a static oneDNN
-    graph (adcommon.method.compiled; the same numbers, faster on CPU for ResNets).
 
-    Writes <out_dir>/candidate.pdparams (best teacher + student, threshold, vis_range) whenever the
-    held-out score improves and <out_dir>/last.pdparams (adcommon.checkpoint's training state) after
-    every epoch; at the end the candidate becomes model.pdparams (an earlier run's model is replaced only
-    then). ``resume``: a training state to continue from (adcommon.checkpoint.training_state; the
-    model must have been built from its model_args). Returns a dict of training statistics.
-    """
-    best_path, last_path = os.path.join(out_dir, C.CANDIDATE), os.path.join(out_dir, C.STATE)
-    opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=momentum, parameters=model.student.parameters(),
-                                    weight_decay=weight_decay)  # coupled L2 decay, like torch SGD(weight_decay)
-    state = {"epoch": 0, "holdout_score": None, "selected_epoch": None, "history": [], "train_seconds": 0.0}
-    settings = {"category": category, "batch_size": batch_size, "lr": lr, "momentum": momentum,
-                "weight_decay": weight_decay, "seed": seed}
-    if resume is not None:
-        state.update(C.restore_training(resume, last_path, model, opt, model.student, settings))
-        log(f"resumed after epoch {state['epoch']}: best held-out score {state['holdout_score']} "
-            f"at epoch {state['selected_epoch']}")
-    if state["epoch"] >= epochs:
-        log(f"already trained for {state['epoch']} epochs (--epochs {epochs}): nothing to do")
-    fit = ImageCache(fit_ds)
-    holdout = ImageCache(holdout_ds) if holdout_ds is not None and len(holdout_ds) else None
-    if holdout is None:
-        log("no held-out normal images: the last epoch is kept and no threshold is set")
-    n = len(fit)
-    t_fit = t_holdout = None
-    mb = teacher_cache_mb(model, n + (len(holdout) if holdout else 0))
-    if cache_teacher and mb <= TEACHER_CACHE_MB:
-        t0 = time.perf_counter()
-        t_fit = teacher_features(model, fit, batch_size)
-        t_holdout = teacher_features(model, holdout, batch_size) if holdout is not None else None
-        log(f"teacher features cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
-    elif cache_teacher:
-        log(f"teacher features not cached: {mb:.0f} MB > {TEACHER_CACHE_MB} MB")
-    world, main = D.world_size(), D.is_main()   # several processes: each takes a share of every batch
-    compiled = D.data_parallel(model.student, batch_size, compiled, log, "student")
-    student = CompiledForward(model.student, enabled=compiled)
-    args = dict(model.model_args, postprocess=spec_of(model.model_args))
-    for epoch in range(state["epoch"] + 1, epochs + 1):
-        model.train()  # the student's BN learns; the teacher is a frozen backbone and stays in eval mode
-        # The order depends only on (seed, epoch): a resumed run sees the same batches as an uninterrupted one.
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        t0, seen, losses = time.perf_counter(), 0, []
-        bar = tqdm(range(0, n, batch_size), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, file=sys.stdout,
-                   disable=not main)
+class StudentTrainer(loop.Trainer):
+    """The student (Eq. 4) trained on normal images, one epoch per unit; the held-out score is the mean
+    held-out anomaly map (the official code), and its best epoch becomes <out_dir>/candidate.pdparams (best
+    teacher + student, threshold, vis_range), promoted to model.pdparams when the run ends."""
+    method = METHOD
+
+    def __init__(self, model, fit_ds, holdout_ds, out_dir, category, s):
+        self.model, self.network, self.s, self.out, self.category = model, model.student, s, out_dir, category
+        self.optimizer = paddle.optimizer.Momentum(learning_rate=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+                                                   parameters=model.student.parameters())  # coupled, as torch SGD
+        self.settings = {"category": category, "batch_size": s.batch_size, "lr": s.lr, "momentum": s.momentum,
+                         "weight_decay": s.weight_decay, "seed": s.seed}
+        self.fit = ImageCache(fit_ds)
+        self.held = ImageCache(holdout_ds) if holdout_ds is not None and len(holdout_ds) else None
+        self.has_holdout, self.t_fit, self.t_held, self.calibration = self.held is not None, None, None, {}
+
+    def prepare(self, start, log):
+        if self.held is None:
+            log("no held-out normal images: the last epoch is kept and no threshold is set")
+        mb = teacher_cache_mb(self.model, len(self.fit) + (len(self.held) if self.held else 0))
+        if self.s.cache_teacher and mb <= TEACHER_CACHE_MB:
+            t0 = time.perf_counter()
+            self.t_fit = teacher_features(self.model, self.fit, self.s.batch_size)
+            self.t_held = teacher_features(self.model, self.held, self.s.batch_size) if self.held else None
+            log(f"teacher features cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
+        elif self.s.cache_teacher:
+            log(f"teacher features not cached: {mb:.0f} MB > {TEACHER_CACHE_MB} MB")
+        self.student = CompiledForward(self.network, enabled=D.data_parallel(
+            self.network, self.s.batch_size, self.s.compile, log, "student"))
+
+    def step(self, epoch):
+        self.model.train()  # the student's BN learns; the teacher is a frozen backbone and stays in eval mode
+        n, b = len(self.fit), self.s.batch_size   # the order depends on (seed, epoch) only: resume repeats it
+        perm, t0, seen, total = np.random.default_rng([self.s.seed, epoch]).permutation(n), time.perf_counter(), 0, 0.0
+        bar = tqdm(range(0, n, b), desc=f"epoch {epoch}/{self.s.epochs}", unit="batch", leave=False, file=sys.stdout,
+                   disable=not D.is_main())
         for i in bar:
-            idx = perm[i:i + batch_size]  # drop_last=False, as the reference
-            share, weight = D.batch_share(idx)
-            x = paddle.to_tensor(fit.batch(share))
-            if t_fit is not None:
-                t_feats = [paddle.to_tensor(t[share]) for t in t_fit]
+            idx = perm[i:i + b]  # drop_last=False, as the reference
+            share, weight = D.batch_share(idx)   # several processes: each takes a share of every batch
+            x = paddle.to_tensor(self.fit.batch(share))
+            if self.t_fit is not None:
+                t_feats = [paddle.to_tensor(t[share]) for t in self.t_fit]
             else:
                 with paddle.no_grad():
-                    t_feats = [F.normalize(t, axis=1) for t in model.teacher(x)]
-            loss = stfpm_loss(t_feats, student(x), teacher_normalized=True)
-            opt.clear_grad()
-            D.backward_share(loss, weight, model.student.parameters(), student.backward)
-            opt.step()
+                    t_feats = [F.normalize(t, axis=1) for t in self.model.teacher(x)]
+            loss = stfpm_loss(t_feats, self.student(x), teacher_normalized=True)
+            self.optimizer.clear_grad()
+            D.backward_share(loss, weight, self.network.parameters(), self.student.backward)
+            self.optimizer.step()
             lv = float(loss) * weight   # this process's part of the batch's mean loss (all of it alone)
-            losses.append(lv * len(idx))
-            seen += len(idx)
+            total, seen = total + lv * len(idx), seen + len(idx)
             bar.set_postfix(loss=f"{lv:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
         bar.close()
-        t_train = time.perf_counter() - t0
-        rec = {"epoch": epoch, "loss": float(D.all_sum(np.array([sum(losses)]))[0]) / seen,
-               "images_per_s": seen / t_train, "seconds": round(t_train, 3)}
-        threshold = vr = None
-        if holdout is not None:
-            map_mean, scores, map_max = holdout_scores(model, holdout, batch_size, t_holdout)
-            rec["holdout_score"] = map_mean  # reference: mean of the score maps of the val split
-            rec["holdout_mean_score"] = float(scores.mean())  # as KDAD and SSPCAB
-            threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
-            vr = list(vis_range_of(map_mean, map_max, threshold))
-        improved = holdout is None or state["holdout_score"] is None or rec["holdout_score"] < state["holdout_score"]
-        state["train_seconds"] += t_train
-        if improved:
-            state["holdout_score"], state["selected_epoch"] = rec.get("holdout_score"), epoch
-        if improved and main:   # one process writes
-            C.save_checkpoint(best_path, METHOD, args, model.state_dict(), category=category,
-                              threshold=threshold, vis_range=vr, selected_epoch=epoch,
-                              holdout_score=rec.get("holdout_score"), threshold_quantile=threshold_quantile,
-                              threshold_rule=threshold_rule,
-                              holdout_scores=[float(v) for v in scores] if holdout is not None else [],
-                              # until the run ends: val/predict/export say that it is an unfinished one
-                              complete=False, progress={"epoch": epoch, "epochs": epochs})
-        state["epoch"] = epoch
-        state["history"].append(rec)
-        vdl.scalars(epoch, dict(rec, lr=lr))
-        if main:
-            C.save_training_state(last_path, METHOD, model, opt, model.student, settings, state)
-        hs = f", held-out score {rec['holdout_score']:.6f}" if holdout is not None else ""
-        log(f"epoch {epoch}/{epochs}: loss {rec['loss']:.5f}{hs}, {rec['images_per_s']:.1f} img/s, "
-            f"{t_train:.1f} s{' *best' if improved else ''}")
-    stats = {"epochs": state["epoch"], "selected_epoch": state["selected_epoch"],
-             "holdout_score": state["holdout_score"],
-             "n_fit": n, "n_holdout": len(holdout) if holdout else 0, "train_seconds": round(state["train_seconds"], 3),
-             "train_images_per_s": round(n * len(state["history"]) / state["train_seconds"], 2)
-             if state["train_seconds"] > 0 else None,
-             "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "seed": seed,
-             "compiled": student.enabled, "teacher_cached": t_fit is not None, "processes": world,
-             "history": state["history"]}
-    if main and os.path.isfile(best_path):
-        C.promote_candidate(out_dir, METHOD, train=stats)   # the run's summary joins the kept checkpoint
-    elif main and os.path.isfile(os.path.join(out_dir, C.MODEL)):   # a resumed run that found no better epoch
-        ck = C.load_checkpoint(os.path.join(out_dir, C.MODEL), METHOD)
-        ck.update(train=stats, complete=True)
-        C.rewrite_checkpoint(os.path.join(out_dir, C.MODEL), ck)
-    return stats
+        return {"loss": float(D.all_sum(np.array([total]))[0]) / seen, "images": seen, "lr": self.s.lr}
+
+    def holdout(self, epoch):
+        map_mean, scores, map_max = holdout_scores(self.model, self.held, self.s.batch_size, self.t_held)
+        threshold = threshold_from_normals(scores, self.s.threshold_quantile, self.s.threshold_rule)
+        self.calibration = {"threshold": threshold, "vis_range": list(vis_range_of(map_mean, map_max, threshold)),
+                            "holdout_scores": [float(v) for v in scores]}
+        # the reference's score: the mean of the held-out maps; the mean image score as KDAD and SSPCAB
+        return {"holdout_score": map_mean, "holdout_mean_score": float(scores.mean())}
+
+    def keep(self, epoch, record):
+        if not D.is_main():   # one process writes
+            return
+        args = dict(self.model.model_args, postprocess=spec_of(self.model.model_args))
+        C.save_checkpoint(os.path.join(self.out, C.CANDIDATE), METHOD, args, self.model.state_dict(),
+                          category=self.category, selected_epoch=epoch, holdout_score=record.get("holdout_score"),
+                          threshold_quantile=self.s.threshold_quantile, threshold_rule=self.s.threshold_rule,
+                          **{"threshold": None, "vis_range": None, "holdout_scores": [], **self.calibration},
+                          # until the run ends: val/predict/export say that it is an unfinished one
+                          complete=False, progress={"epoch": epoch, "epochs": self.s.epochs})
+
+    def line(self, r, best):
+        hs = f", held-out score {r['holdout_score']:.6f}" if "holdout_score" in r else ""
+        return (f"epoch {r['epoch']}/{self.s.epochs}: loss {r['loss']:.5f}{hs}, {r['images_per_s']:.1f} img/s, "
+                f"{r['seconds']:.1f} s{' *best' if best else ''}")
+
+    def finish(self, stats):
+        stats.update(n_fit=len(self.fit), n_holdout=len(self.held) if self.held else 0, compiled=self.student.enabled,
+                     teacher_cached=self.t_fit is not None,
+                     **{k: getattr(self.s, k) for k in ("batch_size", "lr", "momentum", "weight_decay", "seed")})
+        best, model_path = os.path.join(self.out, C.CANDIDATE), os.path.join(self.out, C.MODEL)
+        if D.is_main() and os.path.isfile(best):
+            C.promote_candidate(self.out, METHOD, train=stats)   # the run's summary joins the kept checkpoint
+        elif D.is_main() and os.path.isfile(model_path):   # a resumed run that found no better epoch
+            ck = C.load_checkpoint(model_path, METHOD)
+            ck.update(train=stats, complete=True)
+            C.rewrite_checkpoint(model_path, ck)
+
+
+def train(model, fit_ds, holdout_ds, out_dir, category, settings, resume=None, log=print):
+    """Train the student and keep the epoch with the lowest mean held-out anomaly map (StudentTrainer,
+    adcommon.method.loop: last.pdparams every epoch, ``resume`` a training state from
+    adcommon.checkpoint.training_state, the model built from its model_args). Returns the run's summary."""
+    sched = loop.Schedule("epoch", settings.epochs, unit_bar=False)
+    return loop.run(StudentTrainer(model, fit_ds, holdout_ds, out_dir, category, settings), sched, out_dir, log,
+                    resume)

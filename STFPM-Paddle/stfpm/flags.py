@@ -1,5 +1,5 @@
 """STFPM's own script flags beyond the shared ones (adcommon.method.scripts)."""
-from shared_data.errors import UserError
+from adbase import UserError
 
 
 def add_export_flags(p):

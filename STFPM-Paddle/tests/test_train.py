@@ -31,8 +31,8 @@ def _data(root, model):
 def _train(root, out, epochs, resume=None, seed=0):
     model = engine.build(resume["model_args"]) if resume else _model(seed)
     fit, hold = _data(root, model)
-    stats = engine.train(model, fit, hold, out, CATEGORY, epochs=epochs, batch_size=4, seed=seed, resume=resume,
-                         log=lambda m: None)
+    stats = engine.train(model, fit, hold, out, CATEGORY, engine.TrainSettings(epochs=epochs, batch_size=4, seed=seed),
+                         resume, log=lambda m: None)
     return model, stats
 
 
@@ -67,7 +67,8 @@ def test_teacher_never_changes_and_student_does(syn_root, tmp_path):
     model = _model()
     teacher0, student0 = _numpy_state(model.teacher), _numpy_state(model.student)
     fit, hold = _data(syn_root, model)
-    engine.train(model, fit, hold, str(tmp_path), CATEGORY, epochs=1, batch_size=4, seed=0, log=lambda m: None)
+    engine.train(model, fit, hold, str(tmp_path), CATEGORY, engine.TrainSettings(epochs=1, batch_size=4, seed=0),
+                 log=lambda m: None)
     for k, v in _numpy_state(model.teacher).items():  # weights and BN running statistics
         np.testing.assert_array_equal(v, teacher0[k], err_msg=k)
     assert any(not np.array_equal(v, student0[k]) for k, v in _numpy_state(model.student).items())
@@ -153,14 +154,14 @@ def test_fast_paths_train_the_same_numbers(syn_root, tmp_path, monkeypatch, comp
             noise = np.random.default_rng(1)
             monkeypatch.setattr(ImageCache, "batch", lambda self, idx: real_batch(self, idx) * (
                 1 + jitter * noise.standard_normal((len(idx), 3, IMAGE_SIZE, IMAGE_SIZE))).astype(np.float32))
-        stats = engine.train(model, fit, hold, str(out), CATEGORY, epochs=2, batch_size=4, seed=0,
-                             log=lambda m: None, **kw)
+        stats = engine.train(model, fit, hold, str(out), CATEGORY,
+                             engine.TrainSettings(epochs=2, batch_size=4, seed=0, **kw), log=lambda m: None)
         return [h["loss"] for h in stats["history"]], _numpy_state(model.student), stats
 
     from adcommon.tools.testing import assert_within_float_noise
-    ref_loss, ref_state, _ = run(tmp_path / "ref", compiled=False, cache_teacher=False)
-    loss, state, stats = run(tmp_path / "fast", compiled=compiled, cache_teacher=cache)
+    ref_loss, ref_state, _ = run(tmp_path / "ref", compile=False, cache_teacher=False)
+    loss, state, stats = run(tmp_path / "fast", compile=compiled, cache_teacher=cache)
     assert stats["compiled"] is compiled and stats["teacher_cached"] is cache
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-4)
-    _, noisy_state, _ = run(tmp_path / "jitter", jitter=1e-6, compiled=False, cache_teacher=False)
+    _, noisy_state, _ = run(tmp_path / "jitter", jitter=1e-6, compile=False, cache_teacher=False)
     assert_within_float_noise(state, ref_state, noisy_state)   # weights and BN running statistics

@@ -114,7 +114,7 @@ class AutoLogger:
         fmt = logging.Formatter("[%(asctime)s] root %(levelname)s: %(message)s", datefmt="%Y/%m/%d %H:%M:%S")
         handlers = [logging.StreamHandler(sys.stdout)]
         if save_path:
-            from shared_data.errors import make_dirs
+            from adbase import make_dirs
             make_dirs(os.path.dirname(os.path.abspath(save_path)))
             handlers.append(logging.FileHandler(save_path, mode="a", encoding="utf-8"))
         for h in handlers:

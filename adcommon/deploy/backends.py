@@ -15,8 +15,8 @@ import tempfile
 
 import numpy as np
 
+from adbase import UserError
 from adcommon.deploy.predictor import check_input_size, load_meta
-from shared_data.errors import UserError
 
 BACKENDS = ("paddle", "onnxruntime", "openvino")
 ONNX_FILE = "inference.onnx"

@@ -11,8 +11,8 @@ import shutil
 
 import yaml
 
+from adbase import UserError, make_temp_dir, write_text_atomic
 from adcommon.outputs import EXPORT_NAMES, MODEL_FILES
-from shared_data.errors import UserError, make_temp_dir, write_text_atomic
 
 EXPORT_FILES = EXPORT_NAMES - {"inference.yml"}   # what an export may write besides inference.yml
 

@@ -12,9 +12,9 @@ import os
 import sys
 import time
 
+from adbase import ArgumentParser, UserError, printable
 from adcommon.cli import add_infer_args, add_result_args, set_image_limit, str2bool
 from adcommon.files import find_images, iter_images
-from shared_data.errors import ArgumentParser, UserError, printable
 
 __all__ = ["build_infer_parser", "infer_main", "HotFolder", "unfinished_warning", "model_dir_of", "open_model"]
 

@@ -11,9 +11,9 @@ import os
 import numpy as np
 import yaml
 
+from adbase import UserError
 from adcommon.cli import cpu_threads as _cli_threads
 from adcommon.outputs import MODEL_FILES
-from shared_data.errors import UserError
 
 
 def load_meta(model_dir, check=True):

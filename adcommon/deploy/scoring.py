@@ -14,12 +14,12 @@ import time
 
 import numpy as np
 
+from adbase import UserError, printable
 from adcommon.deploy import stream
 from adcommon.evaluate.maps import postprocess, vis_range
 from adcommon.evaluate.results import SUFFIX, ResultsFolder
 from adcommon.evaluate.visualize import save_panel
 from shared_data import dataset
-from shared_data.errors import UserError, printable
 
 EXIT_UNREADABLE = 3   # predict.py / infer.py: every readable image scored, at least one could not be read
 

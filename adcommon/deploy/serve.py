@@ -33,8 +33,8 @@ import time
 
 import numpy as np
 
+from adbase import ArgumentParser, Range, UserError, printable
 from adcommon.cli import add_image_limit, add_infer_args, set_image_limit
-from shared_data.errors import ArgumentParser, Range, UserError, printable
 
 __all__ = ["build_serve_parser", "serve_main", "Service", "make_app"]
 
@@ -403,9 +403,9 @@ def serve_main(argv, model_name):
     except ImportError as e:
         raise UserError(f"serve.py needs FastAPI, uvicorn and python-multipart ({e.name} is missing): "
                         "pip install -e .[serve]") from None
+    from adbase import extend_stop_grace
     from adcommon.cli import cpu_threads
     from adcommon.deploy.infer import RUNTIMES, model_dir_of, open_model
-    from shared_data.errors import extend_stop_grace
     set_image_limit(args)
     if args.token is not None and not args.token.strip():
         raise UserError("--token is empty: give the secret every request must carry, or leave the flag out")

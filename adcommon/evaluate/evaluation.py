@@ -144,7 +144,7 @@ def built_aside(out_dir, stem):
     (a folder replaces the folder of that name; metrics.json moves last), else remove it."""
     import shutil
 
-    from shared_data.errors import make_temp_dir
+    from adbase import make_temp_dir
     work = make_temp_dir(stem, out_dir)
     replaced = []
     try:

@@ -12,7 +12,7 @@ image-score output, or None for "max of the map". The models stop at feature res
 """
 import numpy as np
 
-from shared_data.errors import UserError
+from adbase import UserError
 
 
 def _to_numpy(x):

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from shared_data.errors import UserError
+from adbase import UserError
 
 __all__ = ["SingleClassError", "image_auroc", "pixel_auroc", "aupro", "f1_max", "all_metrics"]
 

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from adbase import atomic_path
 from adcommon.files import write_png
-from shared_data.errors import atomic_path
 
 __all__ = ["inspected_box", "to_image", "find_regions", "mask_array", "save_mask", "map_png16", "save_map",
            "crop_note", "aspect_note"]

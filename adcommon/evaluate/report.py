@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from shared_data.errors import write_text_atomic
+from adbase import write_text_atomic
 
 __all__ = ["write_report", "label_from_path"]
 

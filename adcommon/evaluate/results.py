@@ -23,9 +23,9 @@ import re
 import shutil
 import time
 
+from adbase import UserError, make_temp_dir, printable, remove_stale_temps, write_text_atomic
 from adcommon.files import csv_row
 from adcommon.outputs import RESULT_NAMES
-from shared_data.errors import UserError, make_temp_dir, printable, remove_stale_temps, write_text_atomic
 
 SUFFIX = {"mask": "_mask.png", "picture": "_vis.png", "npy": "_map.npy", "png16": "_map.png"}
 PER_IMAGE = re.compile(r".+(_mask\.png|_vis\.png|_map\.npy|_map\.png)$")

@@ -6,7 +6,7 @@ conversion happens inside ``save_png`` (the seed ports wrote channel-swapped fil
 import cv2
 import numpy as np
 
-from shared_data.errors import UserError, atomic_path
+from adbase import UserError, atomic_path
 
 __all__ = ["heatmap", "overlay", "draw_contours", "panel", "save_png", "save_roc"]
 

@@ -201,8 +201,8 @@ def check_meta(meta: Dict[str, Any], n_outputs: Optional[int] = None) -> List[st
     """What a deploy_meta dict gets wrong: a key it must give (META_KEYS), inference.yml's own checks
     (adcommon.deploy.predictor.check_meta, what infer.py applies), and, given the runner's number of outputs,
     whether its output names fit them."""
+    from adbase import UserError
     from adcommon.deploy.predictor import check_meta as check_yml
-    from shared_data.errors import UserError
     problems = [f"deploy_meta lacks {k}" for k in META_KEYS if k not in meta]
     try:
         check_yml(meta, "deploy_meta")

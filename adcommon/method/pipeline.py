@@ -10,12 +10,12 @@ import os
 import sys
 import time
 
+from adbase import UserError, printable
 from adcommon import checkpoint as C
 from adcommon.evaluate.evaluation import run_batches, save_val_outputs, summary_line
 from adcommon.evaluate.maps import postprocess
 from adcommon.evaluate.regions import aspect_note, crop_note
 from adcommon.method.contract import bind
-from shared_data.errors import UserError, printable
 
 
 def load(engine, path):
@@ -181,10 +181,10 @@ def predict_picture_or_main(engine, args, options=None):
     import shutil
     import tempfile
 
+    from adbase import atomic_path, check_utf8
     from adcommon.evaluate.results import SUFFIX
     from adcommon.files import find_images
     from adcommon.outputs import image_root, result_name
-    from shared_data.errors import atomic_path, check_utf8
     paths = find_images(args.img_path)
     if len(paths) != 1:
         raise UserError(f"--save_dir {picture} is a picture name: give one image, or a folder name")

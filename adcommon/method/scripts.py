@@ -18,8 +18,8 @@ import argparse
 import importlib
 import sys
 
+from adbase import ArgumentParser
 from adcommon import cli
-from shared_data.errors import ArgumentParser
 
 SUPPRESS = argparse.SUPPRESS
 

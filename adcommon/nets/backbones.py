@@ -10,8 +10,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from adbase import UserError
 from adcommon.nets.weights import BACKBONES, describe_weights, load_into, normalize_pretrained, resolve_weights
-from shared_data.errors import UserError
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

@@ -23,7 +23,7 @@ import zipfile
 
 import numpy as np
 
-from shared_data.errors import UserError
+from adbase import UserError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
 

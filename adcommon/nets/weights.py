@@ -14,9 +14,9 @@ import urllib.request
 import numpy as np
 import paddle
 
+from adbase import UserError, atomic_path
 from adcommon import pdfile
 from adcommon.nets.torch_state import load_torch_state_dict, unwrap_state_dict
-from shared_data.errors import UserError, atomic_path
 
 BACKBONES = ("resnet18", "wide_resnet50_2", "efficientnet_lite0")
 
