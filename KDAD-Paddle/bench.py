@@ -23,9 +23,9 @@ S = 128  # the paper's input size
 def _model():
     import paddle
 
-    from kdad.model import KDAD
+    from kdad.model import KDAD, Architecture
     paddle.seed(0)
-    return KDAD("vgg16", "none", S)
+    return KDAD(Architecture("vgg16", S), "none")
 
 
 def training_speed(quick=False):
@@ -92,7 +92,8 @@ def predictor_throughput(quick=False):
         for kind, onednn in (("gradients", [False]), ("discrepancy", [False, True])):
             model.deploy_map = kind
             d = os.path.join(tmp, kind)
-            export_inference(model, d, [None, 3, S, S], engine.deploy_meta(ck, {"localization": kind}))
+            engine.LocalizationRun(kind).configure(ck)
+            export_inference(model, d, [None, 3, S, S], engine.deploy_meta(ck))
             # the gradient graph runs the forward, then the backward of both networks (~2x the forward)
             flops = fwd * (3 if kind == "gradients" else 1)
             spec = engine.postprocess_spec(kind, S)

@@ -91,17 +91,60 @@ def scaling(quick=False, processes=(1, 2)):
     return rows
 
 
-def scoring_speed(quick=False):
-    """In-graph Mahalanobis (eager, and exported through Paddle Inference) vs the reference's loop
-    (np.linalg.inv + scipy mahalanobis per position, as the original code scores a test set)."""
+def _reference_loop(cov, mean, emb, n_pos):
+    """The reference as the original code runs it: the covariance kept as a float64 (d, d, P) array, and
+    for each of the first ``n_pos`` positions np.linalg.inv, then scipy's mahalanobis for each image.
+    (distances (N, n_pos), seconds)."""
     import time
 
-    import paddle
     from scipy.spatial.distance import mahalanobis
+    cov_ref = np.ascontiguousarray(cov.astype(np.float64).transpose(1, 2, 0))   # (d, d, P)
+    mean_ref = np.ascontiguousarray(mean.T)                                     # (d, P)
+    t0 = time.perf_counter()
+    ref = np.empty((len(emb), n_pos))
+    for p in range(n_pos):
+        inv = np.linalg.inv(cov_ref[:, :, p])
+        ref[:, p] = [mahalanobis(sample[:, p], mean_ref[:, p], inv) for sample in emb]
+    return ref, time.perf_counter() - t0
+
+
+def _exported_scoring(model, emb, quick):
+    """The scoring part of the deployed graph (the same PaDiM.distance code and buffers) exported and run
+    through Paddle Inference with oneDNN: (distances (N, P), seconds per call)."""
+    import paddle
 
     from adcommon import cli
     from adcommon.deploy.export import export_inference
     from adcommon.deploy.predictor import Predictor
+    from adcommon.tools.benchmark import time_per_call
+    from padim.model import PaDiM
+
+    class Scorer(paddle.nn.Layer):
+        def __init__(self, m):
+            super().__init__()
+            self.grid = m.grid
+            self.register_buffer("mean", m.mean)
+            self.register_buffer("inv_cov", m.inv_cov)
+
+        def forward(self, x):
+            return PaDiM.distance(self, x)
+
+    n_img, d, P = emb.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        export_inference(Scorer(model), os.path.join(tmp, "inference"), [None, d, P], {"method": "padim"},
+                         input_name="embedding")
+        pred = Predictor(os.path.join(tmp, "inference"), use_mkldnn=True, cpu_threads=cli.cpu_threads(),
+                         check=False)  # a scoring graph over embeddings, not an image model
+        t_graph = time_per_call(lambda: pred.run(emb), repeats=5 if quick else 15, warmup=2)
+        return pred.run(emb)[0].reshape(n_img, P), t_graph
+
+
+def scoring_speed(quick=False):
+    """In-graph Mahalanobis (eager, and exported through Paddle Inference) vs the reference's loop
+    (np.linalg.inv + scipy mahalanobis per position, as the original code scores a test set)."""
+    import paddle
+
+    from adcommon import cli
     from adcommon.tools.benchmark import time_per_call
     from padim.model import PaDiM
 
@@ -117,43 +160,15 @@ def scoring_speed(quick=False):
     emb = rng.standard_normal((n_img, d, P)).astype(np.float32)
     model.mean.set_value(paddle.to_tensor(mean))
     model.inv_cov.set_value(paddle.to_tensor(np.linalg.inv(cov.astype(np.float64)).astype(np.float32)))
-    # The reference as the original code runs it: the covariance kept as a float64 (d, d, P) array, and for
-    # each position np.linalg.inv, then scipy's mahalanobis for each image. It runs first: Paddle's
-    # math-library threads, once started, would compete with it.
-    cov_ref = np.ascontiguousarray(cov.astype(np.float64).transpose(1, 2, 0))   # (d, d, P)
-    mean_ref = np.ascontiguousarray(mean.T)                                     # (d, P)
+    # The loop runs first: Paddle's math-library threads, once started, would compete with it.
     n_pos = 300 if quick else P                       # --quick times a share of the positions and scales up
-    t0 = time.perf_counter()
-    ref = np.empty((n_img, n_pos))
-    for p in range(n_pos):
-        inv = np.linalg.inv(cov_ref[:, :, p])
-        ref[:, p] = [mahalanobis(sample[:, p], mean_ref[:, p], inv) for sample in emb]
-    t_loop = (time.perf_counter() - t0) * P / n_pos
+    ref, t_loop = _reference_loop(cov, mean, emb, n_pos)
+    t_loop *= P / n_pos
     e = paddle.to_tensor(emb)
     with paddle.no_grad():
         t_eager = time_per_call(lambda: model.distance(e).numpy(), repeats=5 if quick else 15, warmup=2)
         eager = model.distance(e).numpy().reshape(n_img, P)
-
-    class Scorer(paddle.nn.Layer):
-        """Only the scoring part of the deployed graph: the same PaDiM.distance code and buffers."""
-
-        def __init__(self, m):
-            super().__init__()
-            self.grid = m.grid
-            self.register_buffer("mean", m.mean)
-            self.register_buffer("inv_cov", m.inv_cov)
-
-        def forward(self, x):
-            return PaDiM.distance(self, x)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        export_inference(Scorer(model), os.path.join(tmp, "inference"), [None, d, P], {"method": "padim"},
-                         input_name="embedding")
-        pred = Predictor(os.path.join(tmp, "inference"), use_mkldnn=True, cpu_threads=cli.cpu_threads(),
-                         check=False)  # a scoring graph over embeddings, not an image model
-        t_graph = time_per_call(lambda: pred.run(emb), repeats=5 if quick else 15, warmup=2)
-        graph = pred.run(emb)[0].reshape(n_img, P)
-
+    graph, t_graph = _exported_scoring(model, emb, quick)
     diff = max(float(np.abs(eager[:, :n_pos] - ref).max()), float(np.abs(graph[:, :n_pos] - ref).max()))
     what = f"Mahalanobis, {n_img} images x {P} positions, d={d}"
     return [{"method": "PaDiM", "what": f"{what}: reference loop (np.linalg.inv + scipy per position)",

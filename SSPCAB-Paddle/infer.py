@@ -13,7 +13,7 @@ from adcommon.cli import run_cli  # noqa: E402
 from adcommon.method.scripts import entry  # noqa: E402
 from sspcab.flags import seed_argv  # noqa: E402
 
-main, _ = entry("infer", "sspcab", __doc__, argv=seed_argv)
+main, _ = entry("infer", "sspcab", __doc__, prepare=seed_argv)
 
 if __name__ == "__main__":
     run_cli(main)

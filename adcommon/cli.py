@@ -300,3 +300,12 @@ def peak_rss_mb():
     """Peak resident memory of this process so far (MB)."""
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def settings_from(cls, args, **given):
+    """A settings dataclass ``cls`` filled from train.py's flags ``args`` (each field from the flag of its
+    name; ``given`` for the fields that are resolved, not read): settings are typed once, at the entry."""
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: getattr(args, k) for k in names if k not in given and hasattr(args, k)}
+    return cls(**values, **given)

@@ -158,72 +158,103 @@ def _agreement(a, b):
 
 
 def deploy_rows(quick=False, peer_python=None):
+    """The deployment table's rows (see the module's doc): 1000 images, or 200 with ``quick``; the peer's
+    rows need ``peer_python``, the python of a venv with its requirements."""
     n_max = 200 if quick else 1000
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data, sets = _images(tmp, n_max)
         models = _models(tmp, data)
-        few = min(sets)
         for method, model in models.items():
-            folder = FOLDERS[method]
-            best = {}
-            runs = [(b, bs, "fp32") for b in ("paddle", "onnxruntime", "openvino") for bs in (1, 8)]
-            runs.append(("openvino", 8, "fp16"))
-            for backend, batch, precision in runs:
-                tag = f"{method}_{backend}_{batch}_{precision}"
-                got = {n: _infer(folder, model, d, os.path.join(tmp, f"res_{tag}_{n}"), backend, batch,
-                                 ["--precision", precision]) for n, d in sets.items()}
-                big, small = got[n_max], got[few]
-                speed = big["images"] / big["seconds"]
-                key = "bf16" if precision == "fp16" else "f32"
-                best[key] = max(best.get(key, (0, "")), (speed, f"{backend}, batch {batch}"))
-                growth = 100 * (big["peak_rss_mb"] / small["peak_rss_mb"] - 1)
-                label = " --precision fp16 (bf16)" if precision == "fp16" else ""
-                rows.append({"method": method, "what": f"infer.py --backend {backend}{label}, batch {batch}, {n_max} "
-                             "images", "value": f"{speed:.1f} img/s",
-                             "note": f"peak RSS {big['peak_rss_mb']:.0f} MB ({small['peak_rss_mb']:.0f} MB for "
-                                     f"{few} images, {growth:+.1f} %); {small['images'] / small['seconds']:.1f}"
-                                     f" img/s for {few}"})
-            worst, median = _agreement(os.path.join(tmp, f"res_{method}_openvino_8_fp32_{n_max}"),
-                                       os.path.join(tmp, f"res_{method}_openvino_8_fp16_{n_max}"))
-            rows.append({"method": method, "what": "image scores, OpenVINO bf16 vs fp32, same images",
-                         "value": f"{100 * median:.2g} % median", "note": f"largest {100 * worst:.2g} % (relative)"})
-            # where the time goes: every stage in turn in one thread, then overlapped (Paddle Inference, batch 8)
-            for label, extra in (("in turn (--workers 0)", ["--workers", "0"]), ("overlapped (default)", [])):
-                s = _infer(folder, model, sets[few], os.path.join(tmp, f"stages_{method}_{label[:5]}"),
-                           "paddle", 8, extra)
-                t = s["timings"]
-                rows.append({"method": method, "what": f"the stages {label}, paddle batch 8, {s['images']} images",
-                             "value": f"{s['images'] / s['seconds']:.1f} img/s",
-                             "note": ", ".join(f"{k} {v:.2f} s" for k, v in t.items()) +
-                                     f" (sum {sum(t.values()):.2f} s in {s['seconds']:.2f} s of wall time)"})
-            try:
-                for n, d in sets.items():
-                    speed, rss = _before(tmp, folder, model, d, 8)
-                    rows.append({"method": method, "what": f"before ({BEFORE}): infer.py, Paddle Inference + oneDNN,"
-                                 f" batch 8, {n} images", "value": f"{speed:.1f} img/s",
-                                 "note": f"peak RSS {rss:.0f} MB"})
-            except (subprocess.CalledProcessError, RuntimeError, AttributeError) as e:
-                rows.append({"method": method, "what": f"before ({BEFORE})", "value": "not measured",
-                             "note": str(e).splitlines()[0][:120]})
-            if not peer_python:
-                rows.append({"method": method, "what": "anomalib 2.7 OpenVINOInferencer (peer)", "value": "not run",
-                             "note": "pass --peer_python (a venv with ../shared/peer's requirements)"})
-                continue
-            default = _precision()
-            for f32 in (False, True):
-                for n, d in sets.items():
-                    p = _peer(peer_python, method, d, tmp, f32)
-                    prec = "f32 (pinned)" if f32 else f"its default precision here, {default}"
-                    rows.append({"method": method, "what": f"anomalib 2.7 OpenVINOInferencer (peer), {prec}, {n} "
-                                 "images", "value": f"{p['images_per_s']:.1f} img/s",
-                                 "note": f"peak RSS {p['peak_rss_mb']} MB"})
-                    if n == n_max:
-                        ours = best["f32" if f32 else ("bf16" if default == "bf16" else "f32")]
-                        rows.append({"method": method, "what": f"ours (best backend) vs the peer, {prec}",
-                                     "value": f"x{ours[0] / p['images_per_s']:.2f}",
-                                     "note": f"{ours[0]:.1f} img/s ({ours[1]}) vs {p['images_per_s']:.1f} img/s"})
+            backend_rows, best = _backend_rows(tmp, method, model, sets, n_max)
+            rows += backend_rows
+            rows += _stage_rows(tmp, method, model, sets[min(sets)])
+            rows += _before_rows(tmp, method, model, sets)
+            rows += _peer_rows(peer_python, tmp, method, sets, n_max, best)
         if os.path.isdir(os.path.join(tmp, "before")):
             subprocess.run(["git", "worktree", "remove", "--force", os.path.join(tmp, "before")], cwd=ROOT,
                            capture_output=True)
+    return rows
+
+
+def _backend_rows(tmp, method, model, sets, n_max):
+    """infer.py per backend and batch (and OpenVINO in bf16) on each image set, then how far OpenVINO's
+    bf16 scores are from its fp32 ones. Returns (rows, best) where best = {"f32" / "bf16": (images/s,
+    the backend and batch)}."""
+    folder, few = FOLDERS[method], min(sets)
+    rows, best = [], {}
+    runs = [(b, bs, "fp32") for b in ("paddle", "onnxruntime", "openvino") for bs in (1, 8)]
+    runs.append(("openvino", 8, "fp16"))
+    for backend, batch, precision in runs:
+        tag = f"{method}_{backend}_{batch}_{precision}"
+        got = {n: _infer(folder, model, d, os.path.join(tmp, f"res_{tag}_{n}"), backend, batch,
+                         ["--precision", precision]) for n, d in sets.items()}
+        big, small = got[n_max], got[few]
+        speed = big["images"] / big["seconds"]
+        key = "bf16" if precision == "fp16" else "f32"
+        best[key] = max(best.get(key, (0, "")), (speed, f"{backend}, batch {batch}"))
+        growth = 100 * (big["peak_rss_mb"] / small["peak_rss_mb"] - 1)
+        label = " --precision fp16 (bf16)" if precision == "fp16" else ""
+        rows.append({"method": method, "what": f"infer.py --backend {backend}{label}, batch {batch}, {n_max} "
+                     "images", "value": f"{speed:.1f} img/s",
+                     "note": f"peak RSS {big['peak_rss_mb']:.0f} MB ({small['peak_rss_mb']:.0f} MB for "
+                             f"{few} images, {growth:+.1f} %); {small['images'] / small['seconds']:.1f}"
+                             f" img/s for {few}"})
+    worst, median = _agreement(os.path.join(tmp, f"res_{method}_openvino_8_fp32_{n_max}"),
+                               os.path.join(tmp, f"res_{method}_openvino_8_fp16_{n_max}"))
+    rows.append({"method": method, "what": "image scores, OpenVINO bf16 vs fp32, same images",
+                 "value": f"{100 * median:.2g} % median", "note": f"largest {100 * worst:.2g} % (relative)"})
+    return rows, best
+
+
+def _stage_rows(tmp, method, model, images):
+    """Where the time goes: every stage in turn in one thread, then overlapped (Paddle Inference, batch 8)."""
+    rows = []
+    for label, extra in (("in turn (--workers 0)", ["--workers", "0"]), ("overlapped (default)", [])):
+        s = _infer(FOLDERS[method], model, images, os.path.join(tmp, f"stages_{method}_{label[:5]}"),
+                   "paddle", 8, extra)
+        t = s["timings"]
+        rows.append({"method": method, "what": f"the stages {label}, paddle batch 8, {s['images']} images",
+                     "value": f"{s['images'] / s['seconds']:.1f} img/s",
+                     "note": ", ".join(f"{k} {v:.2f} s" for k, v in t.items()) +
+                             f" (sum {sum(t.values()):.2f} s in {s['seconds']:.2f} s of wall time)"})
+    return rows
+
+
+def _before_rows(tmp, method, model, sets):
+    """The version BEFORE on each image set, or a row saying why it was not measured."""
+    rows = []
+    try:
+        for n, d in sets.items():
+            speed, rss = _before(tmp, FOLDERS[method], model, d, 8)
+            rows.append({"method": method, "what": f"before ({BEFORE}): infer.py, Paddle Inference + oneDNN,"
+                         f" batch 8, {n} images", "value": f"{speed:.1f} img/s",
+                         "note": f"peak RSS {rss:.0f} MB"})
+    except (subprocess.CalledProcessError, RuntimeError, AttributeError) as e:
+        rows.append({"method": method, "what": f"before ({BEFORE})", "value": "not measured",
+                     "note": str(e).splitlines()[0][:120]})
+    return rows
+
+
+def _peer_rows(peer_python, tmp, method, sets, n_max, best):
+    """anomalib's OpenVINO deployment at its default precision and pinned to f32 on each image set, and
+    our best backend (``best``, from _backend_rows) against it on n_max images; without ``peer_python``,
+    a row saying it was not run."""
+    if not peer_python:
+        return [{"method": method, "what": "anomalib 2.7 OpenVINOInferencer (peer)", "value": "not run",
+                 "note": "pass --peer_python (a venv with ../shared/peer's requirements)"}]
+    rows = []
+    default = _precision()
+    for f32 in (False, True):
+        for n, d in sets.items():
+            p = _peer(peer_python, method, d, tmp, f32)
+            prec = "f32 (pinned)" if f32 else f"its default precision here, {default}"
+            rows.append({"method": method, "what": f"anomalib 2.7 OpenVINOInferencer (peer), {prec}, {n} "
+                         "images", "value": f"{p['images_per_s']:.1f} img/s",
+                         "note": f"peak RSS {p['peak_rss_mb']} MB"})
+            if n == n_max:
+                ours = best["f32" if f32 else ("bf16" if default == "bf16" else "f32")]
+                rows.append({"method": method, "what": f"ours (best backend) vs the peer, {prec}",
+                             "value": f"x{ours[0] / p['images_per_s']:.2f}",
+                             "note": f"{ours[0]:.1f} img/s ({ours[1]}) vs {p['images_per_s']:.1f} img/s"})
     return rows

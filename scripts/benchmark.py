@@ -143,7 +143,7 @@ def to_markdown(rows, cmd, seconds):
     return "\n".join(out) + "\n"
 
 
-def main(argv=None):
+def build_parser():
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--methods", default=",".join(methods.names()))
@@ -165,43 +165,25 @@ def main(argv=None):
                         "PyTorch on the same step (--peer_python); --readme fills its trainstep block")
     p.add_argument("--scaling", action="store_true",
                    help="only the scale-out table (1 vs 2 processes); --readme fills its scaling block")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     import json
 
     from adcommon.files import replace_block
     t0 = time.perf_counter()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    peer = " --peer_python PEER_VENV/bin/python" if args.peer_python else ""
-    # the one-table modes: (flag, README block, rows, what the command line adds, a copy under output/)
-    single = [("deploy", "deploy", lambda: __import__("bench_deploy").deploy_rows(args.quick, args.peer_python), peer,
-               os.path.join("output", "benchmark_deploy.md")),
-              ("train_step", "trainstep",
-               lambda: __import__("bench_train_step").train_step_rows(args.quick, args.peer_python), peer, None),
-              ("serve", "serve", lambda: __import__("bench_serve").serve_rows(args.quick), "", None),
-              ("scaling", "scaling", lambda: scaling_rows(args.quick), "", None)]
-    for flag, block, rows_of, more, copy in single:
-        if not getattr(args, flag):
-            continue
-        rows = machine_rows() + rows_of()
-        cmd = f"python scripts/benchmark.py --{flag}" + (" --quick" if args.quick else "") + more
-        md = to_markdown(rows, cmd, time.perf_counter() - t0)
-        if copy:
-            write_text_atomic(copy, md)
-        print(md)
-        if args.readme:
-            replace_block(args.readme, block, md)
-        return 0
+    for mode in _single_tables(args):
+        if getattr(args, mode[0]):
+            return _single_table(args, mode, t0)
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
             saved = json.load(f)
         rows, seconds = saved["rows"], saved["seconds"]
     else:
-        rows = machine_rows() + metrics_rows()
-        from adcommon import cli
-        cli.set_device("cpu")  # eager rows use every core, as the training/val scripts do
-        for m in [m for m in args.methods.split(",") if m]:
-            print(f"== {m}", flush=True)
-            rows += method_rows(m, args.quick)
+        rows = _suite_rows(args)
         seconds = time.perf_counter() - t0
     cmd = "python scripts/benchmark.py" + (" --quick" if args.quick else "") + \
           (f" --methods {args.methods}" if args.methods != ",".join(methods.names()) else "")
@@ -215,6 +197,42 @@ def main(argv=None):
         replace_block(args.readme, "bench", md)
     return 0
 
+
+def _single_tables(args):
+    """The one-table modes: (flag, README block, rows, what the command line adds, a copy under output/)."""
+    peer = " --peer_python PEER_VENV/bin/python" if args.peer_python else ""
+    return [("deploy", "deploy", lambda: __import__("bench_deploy").deploy_rows(args.quick, args.peer_python), peer,
+             os.path.join("output", "benchmark_deploy.md")),
+            ("train_step", "trainstep",
+             lambda: __import__("bench_train_step").train_step_rows(args.quick, args.peer_python), peer, None),
+            ("serve", "serve", lambda: __import__("bench_serve").serve_rows(args.quick), "", None),
+            ("scaling", "scaling", lambda: scaling_rows(args.quick), "", None)]
+
+
+def _single_table(args, mode, t0):
+    """Measure and write one table of ``mode`` (an entry of _single_tables); the run started at ``t0``."""
+    from adcommon.files import replace_block
+    flag, block, rows_of, more, copy = mode
+    rows = machine_rows() + rows_of()
+    cmd = f"python scripts/benchmark.py --{flag}" + (" --quick" if args.quick else "") + more
+    md = to_markdown(rows, cmd, time.perf_counter() - t0)
+    if copy:
+        write_text_atomic(copy, md)
+    print(md)
+    if args.readme:
+        replace_block(args.readme, block, md)
+    return 0
+
+
+def _suite_rows(args):
+    """The suite's table rows, measured: the machine, the metrics, then each method of --methods."""
+    rows = machine_rows() + metrics_rows()
+    from adcommon import cli
+    cli.set_device("cpu")  # eager rows use every core, as the training/val scripts do
+    for m in [m for m in args.methods.split(",") if m]:
+        print(f"== {m}", flush=True)
+        rows += method_rows(m, args.quick)
+    return rows
 
 if __name__ == "__main__":
     run_cli(main)

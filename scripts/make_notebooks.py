@@ -31,9 +31,21 @@ def _cell(kind, text):
 
 
 def notebook(method):
+    """notebooks/<method>.ipynb as a dict: the method end to end, section by section."""
     entry, engine = methods.get(method), contract.bind(methods.engine(method))
+    cells = (_setup_cells(method, entry, engine) + _train_cells(entry.folder) + _picture_cells() + _deploy_cells()
+             + _serve_cells() + _results_cells())
+    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                        "name": "python3"},
+                                         "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def _setup_cells(method, entry, engine):
+    """What the notebook does and the set-up cell: the paths, the flags of the quick start (NB_TINY: the
+    tiny ones), VisualDL when installed."""
     folder, title, what, flags, tiny = entry.folder, engine.title, engine.summary, entry.quickstart, entry.tiny
-    cells = [
+    return [
         _cell("markdown", f"""
 # {title}: end to end on synthetic MVTec-layout data
 
@@ -68,6 +80,12 @@ try:   # VisualDL training logs when it is installed (pip install visualdl): sec
 except ImportError:
     VDL = ""
 print(REPO, DATA, OUT, FLAGS, VDL, sep="\\n")"""),
+    ]
+
+
+def _train_cells(folder):
+    """Sections 1 and 2: the synthetic data, train.py (and its VisualDL curves), val.py with a report."""
+    return [
         _cell("markdown", "## 1. Data: an MVTec-layout folder with train/good, test/<kind> and ground_truth masks"),
         _cell("code", """
 !python -m shared_data.synthetic --data_dir {DATA} --categories {CATEGORY} {GEN}
@@ -108,6 +126,12 @@ else:
 assert _exit_code == 0
 m = json.load(open(os.path.join(OUT, CATEGORY, "metrics.json")))
 {k: m.get(k) for k in ("image_auroc", "pixel_auroc", "aupro", "threshold", "f1_at_threshold")}"""),
+    ]
+
+
+def _picture_cells():
+    """Section 3: a few test panels and report.html, inline."""
+    return [
         _cell("markdown", """
 ## 3. Look at the pictures and the report
 
@@ -125,6 +149,12 @@ for name in [p for p in pics if not p.startswith("good")][:2] + [p for p in pics
 report = os.path.join(OUT, CATEGORY, "report.html")
 print("report:", report)
 display(IFrame(os.path.relpath(report, os.path.join(REPO, "notebooks")), width="100%", height=600))"""),
+    ]
+
+
+def _deploy_cells():
+    """Section 4: predict.py, export_model.py and infer.py."""
+    return [
         _cell("markdown", """
 ## 4. Predict on new images, export, and run the exported model with Paddle Inference
 
@@ -145,6 +175,12 @@ assert _exit_code == 0
 !python infer.py --model_dir {OUT}/{CATEGORY}/inference --img_path {DATA}/{CATEGORY}/test --batch_size 4 \\
     --benchmark True --save_vis False --save_dir {OUT}/{CATEGORY}/infer
 assert _exit_code == 0"""),
+    ]
+
+
+def _serve_cells():
+    """Section 5: serve.py answering one request, then stopped."""
+    return [
         _cell("markdown", """
 ## 5. Serve the exported model over HTTP
 
@@ -172,15 +208,17 @@ else:
     print(json.dumps(answer, indent=1)[:800])
     server.send_signal(signal.SIGTERM)
     assert server.wait(60) == 143"""),
+    ]
+
+
+def _results_cells():
+    """Section 6: the results table of collect_results.py."""
+    return [
         _cell("markdown", "## 6. The results table (generated, never typed)"),
         _cell("code", """
 !python {REPO}/scripts/collect_results.py --output_dir {os.path.dirname(OUT)}
 assert _exit_code == 0"""),
     ]
-    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
-                                                        "name": "python3"},
-                                         "language_info": {"name": "python"}},
-            "nbformat": 4, "nbformat_minor": 5}
 
 
 def render(method):

@@ -3,6 +3,7 @@
 Layout: <root>/<category>/train/good/*, test/good/*, test/<kind>/*, optional
 ground_truth/<kind>/<stem>_mask.png. Without ground_truth only image metrics are possible.
 """
+import dataclasses
 import itertools
 import os
 from collections import namedtuple
@@ -305,17 +306,26 @@ def _paddle_dataset_base():
     return paddle.io.Dataset
 
 
+@dataclasses.dataclass(frozen=True)
+class Subset:
+    """A part of train/good: ``part`` 'fit' or 'holdout' of split_holdout(paths, ``ratio``, ``seed``)
+    (normal images kept aside for checkpoint choice and the threshold)."""
+    part: str
+    ratio: float = 0.2
+    seed: int = 0
+
+
 class MVTecAD(_paddle_dataset_base()):
     """One category of an MVTec-layout folder.
 
     Items: (image (3, S, S) float32, mask (1, S, S) float32 in {0,1}, label int64, kind str, path str)
-    where S = crop_size or image_size. ``subset`` splits train/good into 'fit' and 'holdout'
-    (normal images kept aside for checkpoint choice and the threshold); None keeps them all.
+    where S = crop_size or image_size. ``subset`` (a Subset, or its part 'fit' / 'holdout' with the
+    default ratio 0.2 and seed 0) keeps that part of train/good; None keeps them all.
     ``mean=None`` leaves the image in [0, 1] (KDAD).
     """
 
     def __init__(self, root, category, split="train", image_size=256, crop_size=None,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, subset=None, holdout_ratio=0.2, seed=0):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, subset=None):
         super().__init__()
         self.root, self.category, self.split = root, category, split
         self.image_size, self.crop_size, self.mean, self.std = image_size, crop_size, mean, std
@@ -323,8 +333,9 @@ class MVTecAD(_paddle_dataset_base()):
         if subset is not None:
             if split != "train":
                 raise ValueError("subset applies to the train split only")
-            fit, hold = split_holdout([s.path for s in samples], holdout_ratio, seed)
-            keep = set(fit if subset == "fit" else hold)
+            subset = Subset(subset) if isinstance(subset, str) else subset
+            fit, hold = split_holdout([s.path for s in samples], subset.ratio, subset.seed)
+            keep = set(fit if subset.part == "fit" else hold)
             samples = [s for s in samples if s.path in keep]
         self.samples = samples
         self.has_masks = any(s.mask_path for s in samples)
@@ -423,8 +434,8 @@ def train_split(root, category, holdout_ratio=0.2, **kw):
     normal images a method trains on and the ones it keeps aside for its checkpoint choice and its
     threshold (split_holdout). ``kw``: image_size, crop_size, mean, std."""
     if holdout_ratio and holdout_ratio > 0:
-        return (MVTecAD(root, category, "train", subset="fit", holdout_ratio=holdout_ratio, **kw),
-                MVTecAD(root, category, "train", subset="holdout", holdout_ratio=holdout_ratio, **kw))
+        return (MVTecAD(root, category, "train", subset=Subset("fit", holdout_ratio), **kw),
+                MVTecAD(root, category, "train", subset=Subset("holdout", holdout_ratio), **kw))
     return MVTecAD(root, category, "train", **kw), None
 
 

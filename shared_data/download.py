@@ -326,15 +326,7 @@ def main(argv=None):
         raise UserError(f"--data_dir {data_dir} is a file, not a folder")
 
     # Decide what is missing before touching the network: a complete copy means no download at all.
-    missing = []
-    for c in categories:
-        d = os.path.join(data_dir, c)
-        if not os.path.exists(d) or (os.path.isdir(d) and not os.listdir(d)):
-            missing.append(c)
-            continue
-        problem = layout_problem(d)
-        if problem:
-            raise UserError(f"{d} exists but is incomplete ({problem}); remove it and run again")
+    missing = _missing_categories(data_dir, categories)
     if not missing:
         print(f"MVTec AD already present in {data_dir}: {', '.join(categories)}")
         return 0
@@ -343,19 +335,7 @@ def main(argv=None):
         print(f"already present: {', '.join(present)}")
 
     if args.archive:
-        archive = args.archive
-        if os.path.isdir(archive):
-            archive = os.path.join(archive, MVTEC_ARCHIVE_NAME)
-        if not os.path.isfile(archive):
-            raise UserError(f"archive not found: {archive}")
-        if sha256 is not None:
-            print(f"verifying SHA-256 of {archive}")
-            actual = sha256sum(archive, progress=True)
-            if actual != sha256:
-                # Never delete the user's own file; say how to bypass the check if they trust it.
-                raise UserError(f"{archive} does not match the expected SHA-256 (expected {sha256}, got {actual}); "
-                                "it may be incomplete or a different file (pass --sha256 none to skip the check)")
-        downloaded = False
+        archive, downloaded = _given_archive(args.archive, sha256), False
     else:
         name = os.path.basename(urllib.parse.urlsplit(args.url).path) or MVTEC_ARCHIVE_NAME
         archive = os.path.join(data_dir, ".download", name)
@@ -371,14 +351,49 @@ def main(argv=None):
             os.remove(archive)  # useless; the next run must fetch it again rather than trip over it
         raise
     if downloaded and not args.keep_archive:
-        os.remove(archive)
-        try:
-            os.rmdir(os.path.dirname(archive))
-        except OSError:
-            pass  # holds something else (another .part); leave it
+        _remove_download(archive)
     print(f"done: {', '.join(os.path.join(data_dir, c) for c in missing)}")
     return 0
 
+
+def _missing_categories(data_dir, categories):
+    """The categories with no folder (or an empty one) in ``data_dir``; an incomplete folder is an error."""
+    missing = []
+    for c in categories:
+        d = os.path.join(data_dir, c)
+        if not os.path.exists(d) or (os.path.isdir(d) and not os.listdir(d)):
+            missing.append(c)
+            continue
+        problem = layout_problem(d)
+        if problem:
+            raise UserError(f"{d} exists but is incomplete ({problem}); remove it and run again")
+    return missing
+
+
+def _given_archive(archive, sha256):
+    """The path of the --archive file (a folder holding it: MVTEC_ARCHIVE_NAME in it), its SHA-256 checked
+    unless ``sha256`` is None."""
+    if os.path.isdir(archive):
+        archive = os.path.join(archive, MVTEC_ARCHIVE_NAME)
+    if not os.path.isfile(archive):
+        raise UserError(f"archive not found: {archive}")
+    if sha256 is not None:
+        print(f"verifying SHA-256 of {archive}")
+        actual = sha256sum(archive, progress=True)
+        if actual != sha256:
+            # Never delete the user's own file; say how to bypass the check if they trust it.
+            raise UserError(f"{archive} does not match the expected SHA-256 (expected {sha256}, got {actual}); "
+                            "it may be incomplete or a different file (pass --sha256 none to skip the check)")
+    return archive
+
+
+def _remove_download(archive):
+    """Delete the downloaded archive, and its .download folder when nothing else is in it."""
+    os.remove(archive)
+    try:
+        os.rmdir(os.path.dirname(archive))
+    except OSError:
+        pass  # holds something else (another .part); leave it
 
 if __name__ == "__main__":
     run_cli(main)

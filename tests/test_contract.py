@@ -90,9 +90,9 @@ def test_check_names_what_an_engine_gets_wrong():
     assert any("build(model_args)" in p for p in contract.check(_engine(build=lambda: None)))
     assert any("train_category" in p for p in contract.check(_engine(train_category=None)))
     assert any("PROGRESS" in p for p in contract.check(_engine(PROGRESS="epochs")))
-    assert any("runner must take 3" in p for p in contract.check(_engine(runner=lambda model: None)))
+    assert any("runner must take 2" in p for p in contract.check(_engine(runner=lambda model: None)))
     assert any("OUTPUTS" in p for p in contract.check(_engine(OUTPUTS=None)))
-    assert contract.check(_engine(OUTPUTS=None, deploy_meta=lambda ck, options=None: {})) == []
+    assert contract.check(_engine(OUTPUTS=None, deploy_meta=lambda ck: {})) == []
     assert any("SUMMARY_EXTRA" in p for p in contract.check(_engine(SUMMARY_EXTRA=(1,))))
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from adbase import UserError
-from adcommon.deploy.scoring import predict_images
+from adcommon.deploy.scoring import ScoringOptions, predict_images
 from adcommon.outputs import result_name
 from adcommon.tools.testing import file_bytes
 
@@ -97,7 +97,7 @@ def test_a_stopped_run_keeps_whole_lines_and_resume_finishes_it(tmp_path):
     paths = _images(str(tmp_path / "img"), [f"good/{i:03d}.png" for i in range(6)])
     root = str(tmp_path / "img")
     whole = str(tmp_path / "whole")
-    predict_images(paths, _run, META, whole, root, batch_size=2)
+    predict_images(paths, _run, META, whole, root, ScoringOptions(batch_size=2))
     calls = []
 
     def dies_on_third_batch(x):
@@ -108,12 +108,12 @@ def test_a_stopped_run_keeps_whole_lines_and_resume_finishes_it(tmp_path):
 
     out = str(tmp_path / "pred")
     with pytest.raises(KeyboardInterrupt):
-        predict_images(paths, dies_on_third_batch, META, out, root, batch_size=2, workers=1)
+        predict_images(paths, dies_on_third_batch, META, out, root, ScoringOptions(batch_size=2, workers=1))
     assert not os.path.exists(os.path.join(out, "summary.json"))
     assert [r["path"] for r in _records(out)] == paths[:4]
     seen = []
-    summary = predict_images(paths, lambda x: seen.append(len(x)) or _run(x), META, out, root, batch_size=2,
-                             resume=True)
+    summary = predict_images(paths, lambda x: seen.append(len(x)) or _run(x), META, out, root,
+                             ScoringOptions(batch_size=2, resume=True))
     assert seen == [2] and summary["images"] == 6 and summary["complete"]
     assert _records(out) == _records(whole)
     assert [r["path"] for r in _csv(os.path.join(out, "scores.csv"))] == paths
@@ -122,9 +122,9 @@ def test_a_stopped_run_keeps_whole_lines_and_resume_finishes_it(tmp_path):
 def test_resume_refuses_other_settings(tmp_path):
     paths = _images(str(tmp_path / "img"), ["good/000.png"])
     out = str(tmp_path / "pred")
-    predict_images(paths, _run, META, out, settings={"threshold": 0.5})
+    predict_images(paths, _run, META, out, options=ScoringOptions(settings={"threshold": 0.5}))
     with pytest.raises(UserError, match="threshold=0.5"):
-        predict_images(paths, _run, META, out, settings={"threshold": 0.7}, resume=True)
+        predict_images(paths, _run, META, out, options=ScoringOptions(settings={"threshold": 0.7}, resume=True))
 
 
 def test_an_unreadable_image_is_recorded_and_the_rest_scored(tmp_path, capsys):
@@ -134,7 +134,7 @@ def test_an_unreadable_image_is_recorded_and_the_rest_scored(tmp_path, capsys):
     with open(paths[7], "wb") as f:   # a camera's half-written file
         f.write(head)
     out = str(tmp_path / "pred")
-    summary = predict_images(paths, _run, META, out, batch_size=4)
+    summary = predict_images(paths, _run, META, out, options=ScoringOptions(batch_size=4))
     recs = _records(out)
     assert len(recs) == 20 and sum(r.get("score") is not None for r in recs) == 19
     assert recs[7]["verdict"] == "unreadable" and "cannot read image" in recs[7]["error"]
@@ -150,7 +150,7 @@ def test_strict_stops_at_an_unreadable_image_and_keeps_nothing(tmp_path):
         f.write(b"not a png")
     out = str(tmp_path / "pred")
     with pytest.raises(UserError, match="cannot read image"):
-        predict_images(paths, _run, META, out, batch_size=2, strict=True)
+        predict_images(paths, _run, META, out, options=ScoringOptions(batch_size=2, strict=True))
     assert not os.path.exists(out) or sorted(os.listdir(out)) == []
 
 
@@ -184,7 +184,7 @@ def test_a_2_to_1_image_gets_its_region_mask_and_map_at_its_own_size(tmp_path):
             "postprocess": {"out_size": 64, "combine": "product", "sigma": None, "map_outputs": [0],
                             "score_output": None}, "threshold": 0.5, "vis_range": [0.0, 1.0]}
     out = str(tmp_path / "pred")
-    predict_images([path], _brightness, meta, out, save_maps="npy")
+    predict_images([path], _brightness, meta, out, options=ScoringOptions(save_maps="npy"))
     (rec,) = _records(out)
     assert (rec["width"], rec["height"], rec["verdict"]) == (400, 200, "anomalous")
     assert rec["inspected"] == [0, 0, 400, 200]
@@ -203,7 +203,7 @@ def test_a_crop_leaves_the_border_uninspected_and_says_so(tmp_path, capsys):
             "postprocess": {"out_size": 48, "combine": "product", "sigma": None, "map_outputs": [0],
                             "score_output": None}, "threshold": 0.5, "vis_range": [0.0, 1.0]}
     out = str(tmp_path / "pred")
-    predict_images([path], _brightness, meta, out, save_maps="png16")
+    predict_images([path], _brightness, meta, out, options=ScoringOptions(save_maps="png16"))
     (rec,) = _records(out)
     assert rec["inspected"] == [32, 32, 224, 224]
     assert "centre crop (48 of 64 px) inspects 56 %" in capsys.readouterr().err
@@ -218,8 +218,8 @@ def test_overlapped_stages_write_what_one_thread_writes(tmp_path):
     is written: the same lines in the same order as every step in turn in one thread (--workers 0)."""
     paths = _images(str(tmp_path / "img"), [f"k{i % 3}/{i:03d}.png" for i in range(23)])
     root = str(tmp_path / "img")
-    predict_images(paths, _run, META, str(tmp_path / "seq"), root, batch_size=4, workers=0)
-    predict_images(paths, _run, META, str(tmp_path / "par"), root, batch_size=4, workers=3)
+    predict_images(paths, _run, META, str(tmp_path / "seq"), root, ScoringOptions(batch_size=4, workers=0))
+    predict_images(paths, _run, META, str(tmp_path / "par"), root, ScoringOptions(batch_size=4, workers=3))
     assert _records(str(tmp_path / "seq")) == _records(str(tmp_path / "par"))
     assert [r["path"] for r in _records(str(tmp_path / "par"))] == paths
     for name in os.listdir(tmp_path / "seq"):
@@ -236,15 +236,16 @@ def test_a_refused_strict_run_leaves_the_previous_results_untouched(tmp_path, re
     (finished, with --resume or without) are byte for byte what they were."""
     paths = _images(str(tmp_path / "img"), [f"good/{i:02d}.png" for i in range(6)])
     out = str(tmp_path / "pred")
-    predict_images(paths, _run, META, out, batch_size=2, save_vis=True, save_maps="npy")
+    predict_images(paths, _run, META, out, options=ScoringOptions(batch_size=2, save_vis=True, save_maps="npy"))
     before = _tree(out)
     assert "summary.json" in before and len(before) > 6
     more = _images(str(tmp_path / "img"), [f"new/{i:02d}.png" for i in range(6)])
     with open(more[4], "wb") as f:
         f.write(b"not a png")
     with pytest.raises(UserError, match="cannot read image"):
-        predict_images(paths + more, _run, META, out, batch_size=2, save_vis=True, save_maps="npy", strict=True,
-                       resume=resume)
+        predict_images(paths + more, _run, META, out, options=ScoringOptions(batch_size=2, save_vis=True,
+                                                                              save_maps="npy", strict=True,
+                                                                              resume=resume))
     assert _tree(out) == before
 
 

@@ -3,6 +3,7 @@ calibration, checkpoints, and the runner and deployment description of its local
 import dataclasses
 import os
 import time
+from typing import Optional
 
 import numpy as np
 import paddle
@@ -17,7 +18,7 @@ from shared_data.dataset import ImageCache
 from .localization import detect, localize, paper_localization_auroc, soft_masks
 from .localization import discrepancy as discrepancy_outputs
 from .loss import distill_loss
-from .model import KDAD, TRAIN_LAYERS
+from .model import KDAD, TRAIN_LAYERS, Architecture
 
 METHOD = "kdad"
 TITLE = "KDAD (Multiresolution Knowledge Distillation)"   # for people: notebooks and docs (adcommon.method.contract)
@@ -63,11 +64,10 @@ def check_image_score(image_score, localization):
 
 def build(model_args, pretrained="none"):
     """The KDAD of ``model_args`` (expert weights: ``pretrained``; a checkpoint brings all of them)."""
-    a = model_args
-    model = KDAD(a["backbone"], pretrained, a["image_size"], a["lamda"], a["use_bias"], a["equal_network_size"],
-                 a["direction_loss_only"], feature_scale=a.get("feature_scale"),
-                 cloner_pools=a.get("cloner_pools", "relu"),  # checkpoints before the option: ReLU'd pools
-                 image_score=image_score_of(a))
+    a = dict(model_args)
+    a.setdefault("cloner_pools", "relu")   # checkpoints before the option: ReLU'd pools
+    a["image_score"] = image_score_of(a)
+    model = KDAD(Architecture.of(a), pretrained)
     if pretrained == "none" and a.get("weights"):
         model.model_args["weights"] = a["weights"]  # the weights the checkpoint's expert came from
     return model
@@ -153,8 +153,8 @@ def prepare_args(args):
 def val_settings(args):
     """train.py --val: val.py's batch (16: the gradient maps hold both networks' activations per image)
     and the run's localization flags."""
-    return 16, {"localization": args.localization_method, "localization_test": bool(args.localization_test),
-                "seed": args.seed}
+    run = LocalizationRun(args.localization_method, test=bool(args.localization_test), seed=args.seed)
+    return 16, run.configure
 
 
 def train_category(args, category, out, log, main=True):
@@ -183,7 +183,7 @@ def train_category(args, category, out, log, main=True):
         f"cloner pools: {model.model_args['cloner_pools']}, image score: {args.image_score}, "
         f"{'compiled (static oneDNN graph)' if compiled else 'eager'} cloner")
     fit, holdout = stack_images(fit_ds), stack_images(holdout_ds)
-    stats = train(model, fit, holdout, out, loop.settings_from(TrainSettings, args, compile=compiled), log, resume)
+    stats = train(model, fit, holdout, out, cli.settings_from(TrainSettings, args, compile=compiled), log, resume)
     if not main:
         return None
     calib = holdout_calibration(model, holdout, args.batch_size, args.threshold_quantile, args.threshold_rule)
@@ -371,20 +371,42 @@ def map_kind(localization):
     return "discrepancy" if localization == "discrepancy" else "gradients"
 
 
-def _options(ck, options):
-    """(localization method or None for detection only, smooth_grad_n, seed) of a run's options:
-    ``localization`` (default: the checkpoint's, else ``fallback``, else the paper's gradients),
-    ``localization_test`` (False: scores only)."""
-    o = options or {}
-    localization = None if o.get("localization_test") is False else \
-        o.get("localization") or ck.get("localization_method") or o.get("fallback") or "gradients"
-    check_image_score(image_score_of(ck["model_args"]), localization)
-    return localization, o.get("smooth_grad_n", 50), o.get("seed", 0)
+@dataclasses.dataclass
+class LocalizationRun:
+    """A script's localization choices (val.py, predict.py, export_model.py, train.py --val), stored as
+    ck["run"] by ``configure`` (adcommon.method.contract): ``localization`` (None: the checkpoint's, else
+    ``fallback``, else the paper's gradients), ``test`` (False: detection scores only), the smooth_grad
+    copies and their seed."""
+    localization: Optional[str] = None
+    fallback: Optional[str] = None
+    test: bool = True
+    smooth_grad_n: int = 50
+    seed: int = 0
+
+    def method(self, ck):
+        """The localization method of this run on ``ck``, or None for detection only."""
+        if not self.test:
+            return None
+        return self.localization or ck.get("localization_method") or self.fallback or "gradients"
+
+    def configure(self, ck):
+        """The step a script runs on the loaded checkpoint: this run's choices into ck["run"]."""
+        check_image_score(image_score_of(ck["model_args"]), self.method(ck))
+        ck["run"] = self
+        label = map_kind(self.method(ck) or "gradients")
+        self.label = f"the {label} graph" if self.localization else None   # export's line (contract)
 
 
-def runner(model, ck, options=None):
+def _run(ck):
+    """The run's choices of ``ck`` (a script's LocalizationRun, else the defaults: the checkpoint's method)."""
+    run = ck.get("run") or LocalizationRun()
+    return run, run.method(ck)
+
+
+def runner(model, ck):
     """batch (B, 3, S, S) numpy -> [score, map outputs...] of the run's localization method."""
-    localization, n, seed = _options(ck, options)
+    run, localization = _run(ck)
+    n, seed = run.smooth_grad_n, run.seed
     model.eval()
 
     def run(x):
@@ -392,20 +414,20 @@ def runner(model, ck, options=None):
     return run
 
 
-def result_dir(out, ck, options=None):
+def result_dir(out, ck):
     """val.py's folder: the checkpoint's own localization method writes next to it, another one into a
     subfolder named after it (so two evaluations never overwrite each other)."""
-    localization = _options(ck, options)[0]
+    localization = _run(ck)[1]
     return out if localization in (None, localization_of(ck)) else os.path.join(out, localization)
 
 
-def extra_metrics(ck, ds, raw, maps, scores, options=None):
+def extra_metrics(ck, ds, raw, maps, scores):
     """The paper's own localization AUROC (anomalous images only) beside the standard metrics (its
     threshold sweep (0..0.999) is defined for gradient maps in [0, 1] only), and the image AUROC of the
     score that does not decide: with the paper's score, the discrepancy map's maximum (discrepancy maps
     only: gradient maps are scaled per image); with image_score map_max, the paper's detection score."""
     from adcommon.evaluate.metrics import SingleClassError, image_auroc
-    localization = _options(ck, options)[0]
+    localization = _run(ck)[1]
     kind = image_score_of(ck["model_args"])
     paper = other = None
     if maps is not None and ds.has_masks and localization not in (None, "discrepancy"):
@@ -427,16 +449,16 @@ def extra_metrics(ck, ds, raw, maps, scores, options=None):
                                              "not a pixel AUROC"}
 
 
-def export_layer(model, ck, options=None):
+def export_layer(model, ck):
     """The graph to export: the model with its deploy map (gradients or discrepancy) switched on."""
-    model.deploy_map = map_kind(_options(ck, options)[0] or "gradients")
+    model.deploy_map = map_kind(_run(ck)[1] or "gradients")
     return model
 
 
-def deploy_meta(ck, options=None):
+def deploy_meta(ck):
     """What a deployment needs besides the graph (inference.yml; predict.py and val.py use the same dict)."""
     a = ck["model_args"]
-    localization = _options(ck, options)[0]
+    localization = _run(ck)[1]
     if localization is None:  # detection only (val.py --localization_test False)
         spec, outputs = {"map_outputs": [], "score_output": 0}, ["score"]
     else:

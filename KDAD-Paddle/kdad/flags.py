@@ -34,20 +34,21 @@ def add_export_flags(p):
 
 
 def val_options(args):
-    """The run's options for kdad.engine: the localization method of the flag, else the checkpoint's
-    (then the config's); the config file's values fill what the command line left out."""
+    """The run's configure step (kdad.engine.LocalizationRun): the localization method of the flag, else
+    the checkpoint's (then the config's); the config file's values fill what the command line left out."""
     from kdad.config import apply_config
+    from kdad.engine import LocalizationRun
     given = args.localization_method
     apply_config(args)
     if args.batch_size < 1:
         raise UserError("--batch_size must be >= 1")
-    return {"localization": given, "fallback": args.localization_method,
-            "localization_test": bool(args.localization_test), "smooth_grad_n": args.smooth_grad_n,
-            "seed": args.seed}
+    return LocalizationRun(given, args.localization_method, bool(args.localization_test), args.smooth_grad_n,
+                           args.seed).configure
 
 
 def predict_options(args):
-    return {"localization": args.localization_method, "smooth_grad_n": args.smooth_grad_n, "seed": args.seed}
+    from kdad.engine import LocalizationRun
+    return LocalizationRun(args.localization_method, smooth_grad_n=args.smooth_grad_n, seed=args.seed).configure
 
 
 def default_map(ck):
@@ -61,5 +62,9 @@ def default_map(ck):
 
 
 def export_options(args):
-    """A function of the checkpoint: the map of --map, or with auto the checkpoint's (default_map)."""
-    return lambda ck: {"localization": default_map(ck) if args.map == "auto" else args.map}
+    """The configure step of export: the map of --map, or with auto the checkpoint's (default_map)."""
+    from kdad.engine import LocalizationRun
+
+    def configure(ck):
+        LocalizationRun(default_map(ck) if args.map == "auto" else args.map).configure(ck)
+    return configure

@@ -7,6 +7,9 @@ minimum and 99th percentile, (N, 1, S, S); with ``"discrepancy"`` (our oneDNN/Pa
 alternative) it is three per-position expert/cloner discrepancy maps at 1/8, 1/16, 1/32 of S.
 The Gaussian blur (sigma 4) happens in adcommon.method.pipeline, outside the graph.
 """
+import dataclasses
+from typing import Optional
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -141,48 +144,66 @@ class Expert(nn.Layer):
         return [feats[i] / self.feature_scale[k] for k, i in enumerate(self.pool_positions)]
 
 
-class KDAD(nn.Layer):
-    """Expert + cloner. ``pools(x)`` -> (cloner pools, expert pools), both [pool2, pool3, pool4, pool5]."""
+@dataclasses.dataclass
+class Architecture:
+    """What a KDAD is built from (its model_args hold the same names)."""
+    backbone: str = "vgg16"
+    image_size: int = 128
+    lamda: float = 0.5
+    use_bias: bool = False
+    equal_network_size: bool = False     # cloner 'A' (VGG-16 widths) instead of the smaller 'B'
+    direction_loss_only: bool = False
+    # 'none' (the paper, with VGG-16): the expert's raw features. 'rms' (default for EfficientNet-Lite0):
+    # each matched layer divided by its RMS over the training images. Lite0's stride 4..16 stages have RMS
+    # ~7 and its 1280-channel head ~1.3, so the MSE term of the early layers, 30x the head's and the
+    # direction terms, decides the loss (README: root causes).
+    feature_scale: Optional[str] = None
+    # 'relu' (the paper's cloner, VGG-16's pools are ReLU'd) or 'linear' (default for EfficientNet-Lite0,
+    # whose stride 4..16 stage outputs are signed: README, root causes).
+    cloner_pools: Optional[str] = None
+    image_score: str = "loss"
 
-    def __init__(self, backbone="vgg16", pretrained="imagenet", image_size=128, lamda=0.5, use_bias=False,
-                 equal_network_size=False, direction_loss_only=False, deploy_map="gradients", feature_scale=None,
-                 cloner_pools=None, image_score="loss"):
-        super().__init__()
-        # 'none' (the paper, with VGG-16): the expert's raw features. 'rms' (default for
-        # EfficientNet-Lite0): each matched layer divided by its RMS over the training images. Lite0's
-        # stride 4..16 stages have RMS ~7 and its 1280-channel head ~1.3, so the MSE term of the early
-        # layers, 30x the head's and the direction terms, decides the loss (README: root causes).
-        feature_scale = feature_scale or ("none" if backbone == "vgg16" else "rms")
-        # 'relu' (the paper's cloner, VGG-16's pools are ReLU'd) or 'linear' (default for
-        # EfficientNet-Lite0, whose stride 4..16 stage outputs are signed: README, root causes).
-        cloner_pools = cloner_pools or ("relu" if backbone == "vgg16" else "linear")
-        if cloner_pools not in CLONER_POOLS:
-            from adbase import UserError
-            raise UserError(f"cloner_pools must be one of {', '.join(CLONER_POOLS)}, got {cloner_pools!r}")
-        if image_score not in IMAGE_SCORES:
-            from adbase import UserError
-            raise UserError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {image_score!r}")
-        if feature_scale not in FEATURE_SCALES:
-            from adbase import UserError
-            raise UserError(f"feature_scale must be one of {', '.join(FEATURE_SCALES)}, got {feature_scale!r}")
-        if image_size % 32:
-            from adbase import UserError
-            raise UserError(f"--image_size must be a multiple of 32 (five 2x2 pools), got {image_size}")
-        if equal_network_size and backbone != "vgg16":
-            from adbase import UserError
+    @classmethod
+    def of(cls, model_args):
+        """The architecture of a checkpoint's model_args (names it lacks: the defaults)."""
+        return cls(**{f.name: model_args[f.name] for f in dataclasses.fields(cls) if f.name in model_args})
+
+    def resolved(self):
+        """The backbone's defaults filled in, every choice checked (one line for a bad one)."""
+        from adbase import UserError
+        vgg = self.backbone == "vgg16"
+        a = dataclasses.replace(self, feature_scale=self.feature_scale or ("none" if vgg else "rms"),
+                                cloner_pools=self.cloner_pools or ("relu" if vgg else "linear"))
+        for name, allowed in (("cloner_pools", CLONER_POOLS), ("image_score", IMAGE_SCORES),
+                              ("feature_scale", FEATURE_SCALES)):
+            if getattr(a, name) not in allowed:
+                raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(a, name)!r}")
+        if a.image_size % 32:
+            raise UserError(f"--image_size must be a multiple of 32 (five 2x2 pools), got {a.image_size}")
+        if a.equal_network_size and not vgg:
             raise UserError("equal_network_size (cloner 'A' = VGG-16 widths) needs the vgg16 expert")
-        self.expert = Expert(backbone, pretrained)
-        cfg = cloner_cfg(self.expert.pool_channels, equal_network_size)
-        self.cloner = Cloner(cfg, use_bias, linear_pools=cloner_pools == "linear")
-        self.lamda = float(lamda)
-        self.direction_only = bool(direction_loss_only)
-        self.deploy_map = deploy_map
-        self.model_args = {"backbone": backbone, "weights": self.expert.weights, "image_size": int(image_size),
-                           "lamda": self.lamda, "use_bias": bool(use_bias),
-                           "equal_network_size": bool(equal_network_size),
+        return a
+
+
+class KDAD(nn.Layer):
+    """Expert + cloner. ``pools(x)`` -> (cloner pools, expert pools), both [pool2, pool3, pool4, pool5].
+    ``deploy_map`` (set after building): the deployed map, 'gradients' (the paper) or 'discrepancy'."""
+
+    def __init__(self, arch=None, pretrained="imagenet"):
+        super().__init__()
+        a = (arch or Architecture()).resolved()
+        self.expert = Expert(a.backbone, pretrained)
+        cfg = cloner_cfg(self.expert.pool_channels, a.equal_network_size)
+        self.cloner = Cloner(cfg, a.use_bias, linear_pools=a.cloner_pools == "linear")
+        self.lamda = float(a.lamda)
+        self.direction_only = bool(a.direction_loss_only)
+        self.deploy_map = "gradients"
+        self.model_args = {"backbone": a.backbone, "weights": self.expert.weights, "image_size": int(a.image_size),
+                           "lamda": self.lamda, "use_bias": bool(a.use_bias),
+                           "equal_network_size": bool(a.equal_network_size),
                            "direction_loss_only": self.direction_only, "cloner_cfg": cfg,
-                           "feature_scale": feature_scale, "cloner_pools": cloner_pools,
-                           "image_score": image_score,
+                           "feature_scale": a.feature_scale, "cloner_pools": a.cloner_pools,
+                           "image_score": a.image_score,
                            "mean": None, "std": None}  # input stays in [0, 1] (reference: ToTensor only)
 
     def train(self, mode=True):

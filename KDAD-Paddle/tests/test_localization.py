@@ -6,13 +6,13 @@ import pytest
 paddle = pytest.importorskip("paddle")
 
 from kdad import localization as L  # noqa: E402
-from kdad.model import KDAD  # noqa: E402
+from kdad.model import KDAD, Architecture  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model64():
     paddle.seed(0)
-    m = KDAD("vgg16", "none", 64)
+    m = KDAD(Architecture("vgg16", 64), "none")
     m.eval()
     return m
 
@@ -32,7 +32,7 @@ def test_input_gradient_matches_finite_differences():
     paddle.set_default_dtype("float64")
     try:
         paddle.seed(1)
-        m = KDAD("vgg16", "none", 32)
+        m = KDAD(Architecture("vgg16", 32), "none")
         m.eval()
         x = np.random.default_rng(0).random((1, 3, 32, 32))
         s, g = m.input_gradient(paddle.to_tensor(x))

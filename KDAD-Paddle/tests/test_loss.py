@@ -49,9 +49,9 @@ def test_identical_features_give_zero_and_cosine_is_scale_free():
 
 
 def test_detection_score_uses_pool3_to_pool5_only():
-    from kdad.model import KDAD
+    from kdad.model import KDAD, Architecture
     paddle.seed(0)
-    m = KDAD("vgg16", "none", 64)
+    m = KDAD(Architecture("vgg16", 64), "none")
     m.eval()
     x = paddle.rand([2, 3, 64, 64])
     pred, real = m.pools(x)

@@ -7,7 +7,7 @@ import pytest
 paddle = pytest.importorskip("paddle")
 import paddle.nn as nn  # noqa: E402
 
-from kdad.model import KDAD, Cloner, Expert, cloner_cfg  # noqa: E402
+from kdad.model import KDAD, Architecture, Cloner, Expert, cloner_cfg  # noqa: E402
 
 PAPER_B = [16, 16, "M", 16, 128, "M", 16, 16, 256, "M", 16, 16, 512, "M", 16, 16, 512, "M"]
 
@@ -49,7 +49,7 @@ def test_cloner_has_no_bias_and_xavier_uniform_init():
 
 def test_equal_network_size_is_vgg16_widths():
     assert cloner_cfg([128, 256, 512, 512], equal_network_size=True)[:6] == [64, 64, "M", 128, 128, "M"]
-    m = KDAD("vgg16", "none", 64, equal_network_size=True)
+    m = KDAD(Architecture("vgg16", 64, equal_network_size=True), "none")
     assert [tuple(p.shape[1:]) for p in m.cloner_pools(paddle.rand([1, 3, 64, 64]))] == \
         [(128, 16, 16), (256, 8, 8), (512, 4, 4), (512, 2, 2)]
 
@@ -67,7 +67,7 @@ def test_vgg16_expert_outputs_match_cloner_pools():
 
 
 def test_efficientnet_expert_gets_a_matching_cloner():
-    m = KDAD("efficientnet_lite0", "none", 64)
+    m = KDAD(Architecture("efficientnet_lite0", 64), "none")
     assert m.model_args["cloner_cfg"] == [16, 16, "M", 16, 24, "M", 16, 16, 40, "M", 16, 16, 112, "M",
                                           16, 16, 1280, "M"]
     pred, real = m.pools(paddle.rand([2, 3, 64, 64]))
@@ -75,7 +75,7 @@ def test_efficientnet_expert_gets_a_matching_cloner():
 
 
 def test_expert_stays_frozen_in_train_mode():
-    m = KDAD("vgg16", "none", 64)
+    m = KDAD(Architecture("vgg16", 64), "none")
     m.train()
     assert not m.expert.net.training and m.cloner.training
     assert all(p.stop_gradient for p in m.expert.parameters())
@@ -85,7 +85,7 @@ def test_expert_stays_frozen_in_train_mode():
 
 def test_forward_is_the_deployed_output():
     paddle.seed(0)
-    m = KDAD("vgg16", "none", 64)
+    m = KDAD(Architecture("vgg16", 64), "none")
     m.eval()
     x = paddle.rand([2, 3, 64, 64])
     s, g = m(x)
@@ -102,7 +102,7 @@ def test_forward_is_the_deployed_output():
 def test_bad_image_size_is_a_user_error():
     from adbase import UserError
     with pytest.raises(UserError, match="multiple of 32"):
-        KDAD("vgg16", "none", 100)
+        KDAD(Architecture("vgg16", 100), "none")
 
 
 def test_a_signed_expert_gets_a_cloner_whose_pools_can_be_negative():
@@ -113,18 +113,18 @@ def test_a_signed_expert_gets_a_cloner_whose_pools_can_be_negative():
     from kdad import engine
     paddle.seed(0)
     x = paddle.rand([2, 3, 64, 64])
-    lite = KDAD("efficientnet_lite0", "imagenet", 64)
+    lite = KDAD(Architecture("efficientnet_lite0", 64), "imagenet")
     assert lite.model_args["cloner_pools"] == "linear"
     pred, real = lite.pools(x)
     assert all(float((r < 0).astype("float32").mean()) > 0.2 for r in real[:3])   # the expert: signed
     assert all(float(p.min()) < 0 for p in pred)
-    relu = KDAD("efficientnet_lite0", "none", 64, cloner_pools="relu")
+    relu = KDAD(Architecture("efficientnet_lite0", 64, cloner_pools="relu"), "none")
     assert all(float(p.min()) >= 0 for p in relu.cloner_pools(x))
     assert list(relu.cloner.state_dict()) == list(lite.cloner.state_dict())
-    vgg = KDAD("vgg16", "none", 64)
+    vgg = KDAD(Architecture("vgg16", 64), "none")
     assert vgg.model_args["cloner_pools"] == "relu" and all(float(p.min()) >= 0 for p in vgg.cloner_pools(x))
     # checkpoints written before the option trained the ReLU'd cloner
     old = {k: v for k, v in lite.model_args.items() if k != "cloner_pools"}
     assert engine.build(old).model_args["cloner_pools"] == "relu"
     with pytest.raises(Exception, match="cloner_pools"):
-        KDAD("efficientnet_lite0", "none", 64, cloner_pools="tanh")
+        KDAD(Architecture("efficientnet_lite0", 64, cloner_pools="tanh"), "none")

@@ -1,5 +1,6 @@
 """PaDiM's engine (the method contract, adcommon.method.contract): build, and the fit with out-of-fold
 calibration; the runner and the deployment description are the contract's defaults."""
+import dataclasses
 import os
 import sys
 import time
@@ -45,9 +46,70 @@ def fold_of(n, folds, seed=0):
     return np.random.default_rng(seed).permutation(n) % folds
 
 
+@dataclasses.dataclass
+class FitSettings:
+    """The fit's settings (train.py's flags of the same names)."""
+    batch_size: int = 32
+    num_workers: int = 0
+    folds: int = 5                 # out-of-fold scoring of the training images for the threshold (< 2: none)
+    threshold_quantile: float = 0.99
+    threshold_rule: str = "robust"
+    seed: int = 0
+
+
+def _embed(model, ds, s):
+    """The embeddings (B, d, P) of ``ds`` batch by batch."""
+    for x in image_batches(ds, s.batch_size, s.num_workers):
+        yield model.embed(paddle.to_tensor(x)).numpy()
+
+
+def _accumulate(model, part_ds, s):
+    """The Gaussians' sums over ``part_ds`` (this process's images), added over the processes, and the
+    embeddings kept in memory (None above EMBED_CACHE_MB)."""
+    P, d = model.mean.shape
+    world, acc = D.world_size(), None
+    cache = [] if len(part_ds) * P * d * 4 <= EMBED_CACHE_MB * 2 ** 20 else None
+    for e in tqdm(_embed(model, part_ds, s), desc="fit", unit="batch", total=-(-len(part_ds) // s.batch_size),
+                  leave=False, file=sys.stdout, disable=not D.is_main()):
+        if acc is None:   # the shift of the sums: the first batch's mean (averaged over the processes)
+            shift = e.astype(np.float32).transpose(2, 0, 1).mean(axis=1)
+            acc = GaussianAccumulator(d, P, shift=D.all_sum(shift) / np.float32(world) if world > 1 else shift)
+        acc.add(e)
+        if cache is not None:
+            cache.append(e)
+    acc.all_reduce()
+    return acc, None if cache is None else np.concatenate(cache)
+
+
+def _out_of_fold(model, train_ds, acc, embs, folds, s):
+    """Every training image scored by the Gaussians of the other folds (the total sums minus its fold's):
+    (the scores of all processes' images in order, the sum of their maps)."""
+    P, d = model.mean.shape
+    n, mine = len(train_ds), D.shard(len(train_ds))
+    fold = fold_of(n, folds, s.seed)[mine]                                # of this process's images
+    own, map_sum = np.zeros(len(mine), np.float32), np.zeros(1, np.float64)
+    spec = postprocess_spec(input_size(model.model_args))
+    for k in range(folds):
+        idx = np.flatnonzero(fold == k)
+        if embs is not None or not len(idx):
+            part = embs[idx] if embs is not None else np.zeros((0, d, P), np.float32)
+        else:
+            part = np.concatenate(list(_embed(model, paddle.io.Subset(train_ds, [mine[i] for i in idx]), s)))
+        left_out = GaussianAccumulator(d, P, shift=acc.shift)
+        if len(part):
+            left_out.add(part)
+        left_out.all_reduce()
+        model.mean.set_value(acc.mean(minus=left_out))
+        acc.write_inverse(model.inv_cov, minus=left_out)
+        for i in range(0, len(part), s.batch_size):
+            maps, scores = postprocess([model.distance(paddle.to_tensor(part[i:i + s.batch_size])).numpy()], spec)
+            own[idx[i:i + s.batch_size]] = scores
+            map_sum += float(maps.sum(dtype=np.float64))
+    return D.gather_shares(n, mine, own), float(D.all_sum(map_sum)[0])
+
+
 @paddle.no_grad()
-def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quantile=0.99, threshold_rule="robust",
-        seed=0, log=print):
+def fit(model, train_ds, settings, log=print):
     """Fit the Gaussians on every training image, and score every training image out of fold.
 
     The images are dealt into ``folds`` parts; part k is scored by Gaussians of the other parts, which
@@ -60,60 +122,25 @@ def fit(model, train_ds, batch_size=32, num_workers=0, folds=5, threshold_quanti
     added over the processes, so every process ends with the single-process model, and the out-of-fold
     scores of all shares set the same threshold everywhere. Memory per process stays flat in the images.
     """
+    s = settings
     model.eval()
     P, d = model.mean.shape
-    n = len(train_ds)
-    world = D.world_size()
+    n, world = len(train_ds), D.world_size()
     if n < world:
         raise UserError(f"{n} training images cannot be shared by {world} processes")
-    mine = D.shard(n)                                                      # this process's images
-    part_ds = train_ds if world == 1 else paddle.io.Subset(train_ds, mine)
     t0 = time.perf_counter()
-    acc = None
-    cache = [] if len(mine) * P * d * 4 <= EMBED_CACHE_MB * 2 ** 20 else None
-    n_batches = -(-len(mine) // batch_size)
-    for x in tqdm(image_batches(part_ds, batch_size, num_workers), desc="fit", unit="batch", total=n_batches,
-                  leave=False, file=sys.stdout, disable=not D.is_main()):
-        e = model.embed(paddle.to_tensor(x)).numpy()                       # (B, d, P)
-        if acc is None:   # the shift of the sums: the first batch's mean (averaged over the processes)
-            shift = e.astype(np.float32).transpose(2, 0, 1).mean(axis=1)
-            acc = GaussianAccumulator(d, P, shift=D.all_sum(shift) / np.float32(world) if world > 1 else shift)
-        acc.add(e)
-        if cache is not None:
-            cache.append(e)
-    acc.all_reduce()
+    acc, embs = _accumulate(model, train_ds if world == 1 else paddle.io.Subset(train_ds, D.shard(n)), s)
     threshold, vr, scores = None, None, np.zeros(0, np.float32)
-    folds = int(folds) if folds and folds >= 2 and n >= 2 * folds else 0
+    folds = int(s.folds) if s.folds and s.folds >= 2 and n >= 2 * s.folds else 0
     if folds:
-        fold = fold_of(n, folds, seed)[mine]                               # of this process's images
-        embs = np.concatenate(cache) if cache is not None else None
-        own = np.zeros(len(mine), np.float32)
-        spec = postprocess_spec(input_size(model.model_args))
-        map_sum = np.zeros(1, np.float64)
-        for k in range(folds):
-            idx = np.flatnonzero(fold == k)
-            part = embs[idx] if embs is not None else np.concatenate(
-                [model.embed(paddle.to_tensor(x)).numpy()
-                 for x in image_batches(paddle.io.Subset(train_ds, [mine[i] for i in idx]), batch_size,
-                                        num_workers)]) if len(idx) else np.zeros((0, d, P), np.float32)
-            left_out = GaussianAccumulator(d, P, shift=acc.shift)
-            if len(part):
-                left_out.add(part)
-            left_out.all_reduce()
-            model.mean.set_value(acc.mean(minus=left_out))
-            acc.write_inverse(model.inv_cov, minus=left_out)
-            for i in range(0, len(part), batch_size):
-                maps, s = postprocess([model.distance(paddle.to_tensor(part[i:i + batch_size])).numpy()], spec)
-                own[idx[i:i + batch_size]] = s
-                map_sum += float(maps.sum(dtype=np.float64))
-        scores = D.gather_shares(n, mine, own)
-        threshold = threshold_from_normals(scores, threshold_quantile, threshold_rule)
+        scores, map_sum = _out_of_fold(model, train_ds, acc, embs, folds, s)
+        threshold = threshold_from_normals(scores, s.threshold_quantile, s.threshold_rule)
         side = input_size(model.model_args)
-        vr = list(vis_range(np.full((1, 1), float(D.all_sum(map_sum)[0]) / (n * side * side)), threshold))
+        vr = list(vis_range(np.full((1, 1), map_sum / (n * side * side)), threshold))
     model.mean.set_value(acc.mean())
     acc.write_inverse(model.inv_cov)
     stats = {"n_fit": n, "folds": folds, "n_gaussian": acc.n, "threshold": threshold,
-             "threshold_quantile": threshold_quantile, "threshold_rule": threshold_rule,
+             "threshold_quantile": s.threshold_quantile, "threshold_rule": s.threshold_rule,
              "holdout_scores": [float(v) for v in scores], "vis_range": vr,
              "fit_seconds": round(time.perf_counter() - t0, 3), "processes": world}
     vdl.scalars(1, {"images_per_s": n / max(stats["fit_seconds"], 1e-9), "threshold": threshold,
@@ -157,8 +184,7 @@ def train_category(args, category, out, log, main=True):
                         f"{os.path.join(args.data_dir, category, 'train', 'good')} has {len(train_ds)}")
     log(f"PaDiM {category}: {args.backbone} ({a['weights']}), d={a['d']}, {len(train_ds)} normal images, "
         f"threshold from {args.folds}-fold out-of-fold scores")
-    stats = fit(model, train_ds, args.batch_size, args.num_workers, args.folds, args.threshold_quantile,
-                args.threshold_rule, args.seed, log)
+    stats = fit(model, train_ds, cli.settings_from(FitSettings, args), log)
     peaks = D.all_gather(round(cli.peak_rss_mb(), 1))   # every process's peak memory
     stats["peak_rss_mb"] = max(peaks)
     if len(peaks) > 1:

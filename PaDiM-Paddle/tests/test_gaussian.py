@@ -70,18 +70,18 @@ def test_out_of_fold_fit_scores_every_image_and_ends_with_all_images():
     images = rng.standard_normal((15, 3, 64, 64)).astype(np.float32)
     model = PaDiM("resnet18", pretrained="none", d=6, image_size=64, crop_size=64)
     quiet = lambda *_: None  # noqa: E731
-    stats = engine.fit(model, list(images), batch_size=4, folds=3, log=quiet)
+    stats = engine.fit(model, list(images), engine.FitSettings(batch_size=4, folds=3), log=quiet)
     assert stats["n_gaussian"] == 15 and stats["threshold"] is not None and len(stats["holdout_scores"]) == 15
     mean, inv = model.mean.numpy().copy(), model.inv_cov.numpy().copy()
     oof = np.array(stats["holdout_scores"])
     fold = engine.fold_of(15, 3, 0)
     k = fold[0]   # refit without image 0's fold: the same score for image 0
-    engine.fit(model, list(images[fold != k]), batch_size=4, folds=0, log=quiet)
+    engine.fit(model, list(images[fold != k]), engine.FitSettings(batch_size=4, folds=0), log=quiet)
     spec = engine.postprocess_spec(64)
     from adcommon.evaluate.maps import postprocess
     with paddle.no_grad():
         _, s0 = postprocess([model(paddle.to_tensor(images[:1])).numpy()], spec)
     np.testing.assert_allclose(s0[0], oof[0], rtol=1e-3)
-    engine.fit(model, list(images), batch_size=4, folds=0, log=quiet)
+    engine.fit(model, list(images), engine.FitSettings(batch_size=4, folds=0), log=quiet)
     np.testing.assert_allclose(mean, model.mean.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(inv, model.inv_cov.numpy(), rtol=1e-4, atol=1e-4)

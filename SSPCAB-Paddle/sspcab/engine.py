@@ -19,7 +19,7 @@ from shared_data.dataset import image_batches, to_tensor
 from .cutpaste import VARIANTS, batch_indices, cutpaste_views, step_rng
 from .density import fit_gaussian, l2_normalize, subsample
 from .loss import class_labels, total_loss
-from .model import ProjectionNet
+from .model import BlockShape, ProjectionNet
 
 METHOD = "sspcab"
 TITLE = "CutPaste with the SSPCAB block"   # for people: notebooks and docs (adcommon.method.contract)
@@ -56,10 +56,11 @@ class CutPasteSteps(paddle.io.Dataset):
     batch_size = B, in order, yields the same step-k batch for any worker count and after a resume.
     """
 
-    def __init__(self, images, batch_size, seed, first_step, steps, variant, mean, std, share=None):
+    def __init__(self, images, model_args, batch_size, seed, steps, first_step=0, share=None):
         super().__init__()
         self.images, self.B, self.seed = images, batch_size, seed
-        self.first, self.steps, self.variant, self.mean, self.std = first_step, steps, variant, mean, std
+        self.first, self.steps, self.variant = first_step, steps, model_args["variant"]
+        self.mean, self.std = model_args["mean"], model_args["std"]
         self.share = list(range(batch_size)) if share is None else list(share)   # this process's samples
 
     def __len__(self):
@@ -120,8 +121,7 @@ class CutPasteTrainer(loop.Trainer):
         a, s = self.model.model_args, self.s
         D.data_parallel(self.model, s.batch_size, False, log, "network")   # several processes: a share of every step
         self.share, self.weight = D.batch_share(np.arange(s.batch_size))
-        ds = CutPasteSteps(self.images, s.batch_size, s.seed, start, s.steps, a["variant"], a["mean"], a["std"],
-                           self.share)
+        ds = CutPasteSteps(self.images, a, s.batch_size, s.seed, s.steps, start, self.share)
         self.loader = _batches(ds, len(self.share), s.num_workers)
         self.labels = class_labels(self.n_views, len(self.share))          # (V B,)
         self.model.train()
@@ -207,7 +207,7 @@ def set_gaussians(model, pooled, fmaps, seed=0, max_patches=MAX_PATCHES):
 
 @paddle.no_grad()
 def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantile=0.99,
-                seed=0, max_patches=MAX_PATCHES, log=print, threshold_rule="robust"):
+                seed=0, log=print, threshold_rule="robust"):
     """GDE on train/good embeddings; threshold from held-out normals; then refit on all train images.
 
     1. fit the image and patch Gaussians on ``fit_ds``;
@@ -223,7 +223,7 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
                             "(after the held-out share: add images or use --holdout_ratio 0)")
     t0 = time.perf_counter()
     pooled, fmaps = embed_dataset(model, fit_ds, batch_size)
-    set_gaussians(model, pooled, fmaps, seed, max_patches)
+    set_gaussians(model, pooled, fmaps, seed)
     threshold, vr, holdout_scores, n_holdout = None, None, [], 0
     if holdout_ds is not None and len(holdout_ds):
         hp, hf = embed_dataset(model, holdout_ds, batch_size)
@@ -239,10 +239,10 @@ def fit_density(model, fit_ds, holdout_ds=None, batch_size=32, threshold_quantil
         model.map_scale.set_value(np.array([scale], np.float32))
         vr = list(vis_range(maps * scale, threshold))
         pooled, fmaps = np.concatenate([pooled, hp]), np.concatenate([fmaps, hf])
-        set_gaussians(model, pooled, fmaps, seed, max_patches)
+        set_gaussians(model, pooled, fmaps, seed)
     n_pos = len(pooled) * fmaps.shape[2] * fmaps.shape[3]
     stats = {"n_fit": len(fit_ds), "n_holdout": n_holdout, "n_gaussian": int(len(pooled)),
-             "n_patches": int(min(n_pos, max_patches) if max_patches else n_pos),
+             "n_patches": int(min(n_pos, MAX_PATCHES)),
              "threshold": threshold, "threshold_quantile": threshold_quantile, "threshold_rule": threshold_rule,
              "map_scale": float(model.map_scale.numpy().reshape(-1)[0]),
              "holdout_scores": [float(s) for s in holdout_scores],
@@ -288,8 +288,9 @@ def train_category(args, category, out, log, main=True):
     from shared_data.dataset import ImageCache, train_split
     if args.test_epochs:
         log("--test_epochs ignored: the final model is the model (no selection on test labels)")
-    model = ProjectionNet(args.backbone, args.pretrained, args.head_layer, args.variant, not args.no_sspcab,
-                          args.image_size, args.sspcab_kernel, args.sspcab_dilation, patch_layer=args.patch_layer,
+    block = BlockShape(args.sspcab_kernel, args.sspcab_dilation) if not args.no_sspcab else False
+    model = ProjectionNet(args.backbone, args.pretrained, args.head_layer, args.variant, block,
+                          args.image_size, patch_layer=args.patch_layer,
                           image_score=args.image_score)
     a = model.model_args
     fit_ds, holdout_ds = train_split(args.data_dir, category, args.holdout_ratio, image_size=a["image_size"],
@@ -306,7 +307,7 @@ def train_category(args, category, out, log, main=True):
     state = os.path.join(out, C.STATE)
     if holdout_ds is not None:
         ImageCache(holdout_ds)  # read the held-out images now: a bad one fails before training, not after
-    train_stats = train(model, ImageCache(fit_ds).rgb, loop.settings_from(TrainSettings, args), out, log,
+    train_stats = train(model, ImageCache(fit_ds).rgb, cli.settings_from(TrainSettings, args), out, log,
                         C.training_state(state, METHOD, log, args.resume),
                         curve_data=(fit_ds, holdout_ds) if holdout_ds else None)
     if not main:
@@ -340,8 +341,8 @@ IMAGE_SCORE_DOC = {"pooled": "GDE: Mahalanobis distance of the L2-normalised poo
 def build(a, pretrained="none"):
     """The architecture described by model_args ``a`` (weights come from the checkpoint)."""
     # checkpoints written before patch_layer existed mapped layer4 and scored the pooled embedding
-    model = ProjectionNet(a["backbone"], pretrained, a["head_layer"], a["variant"], a["sspcab"], a["image_size"],
-                          a["sspcab_kernel"], a["sspcab_dilation"], a["sspcab_reduction"],
+    block = BlockShape(a["sspcab_kernel"], a["sspcab_dilation"], a["sspcab_reduction"]) if a["sspcab"] else False
+    model = ProjectionNet(a["backbone"], pretrained, a["head_layer"], a["variant"], block, a["image_size"],
                           a.get("patch_layer", "layer4"), a.get("image_score", "pooled"))
     if pretrained == "none" and a.get("weights"):
         model.model_args.update(weights=a["weights"], pretrained=a.get("pretrained"))
@@ -356,7 +357,7 @@ def upgrade(ck, path):
     return ck
 
 
-def extra_metrics(ck, ds, raw, maps, scores, options=None):
+def extra_metrics(ck, ds, raw, maps, scores):
     """Both image scores, whichever decides: the pooled GDE (output 0) and the map's maximum."""
     from adcommon.evaluate.metrics import SingleClassError, image_auroc
     kind = ck["model_args"].get("image_score", "pooled")

@@ -8,6 +8,8 @@ Eval forward returns what is deployed, scored inside the graph from buffers (no 
      localisation; layer3 = stride 16 by default, README: root causes)]
 Resize and blur of the map are adcommon.method.pipeline's job (no interpolate in the graph).
 """
+import dataclasses
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -37,13 +39,24 @@ def mahalanobis(e, mean, precision):
     return paddle.sqrt(paddle.clip(m2, min=0.0))
 
 
+@dataclasses.dataclass
+class BlockShape:
+    """The SSPCAB block's shape: its masked kernel's k' and dilation d, and the channel reduction of its
+    attention (the paper's defaults)."""
+    kernel: int = 1
+    dilation: int = 1
+    reduction: int = 8
+
+
 class ProjectionNet(nn.Layer):
-    """Backbone (+ SSPCAB) -> embedding; head -> logits for training; GDE buffers for scoring."""
+    """Backbone (+ SSPCAB) -> embedding; head -> logits for training; GDE buffers for scoring.
+    ``sspcab``: True (the block, BlockShape's defaults), a BlockShape, or False (plain CutPaste)."""
 
     def __init__(self, backbone="resnet18", pretrained="imagenet", head_layer=1, variant="3way", sspcab=True,
-                 image_size=256, sspcab_kernel=1, sspcab_dilation=1, sspcab_reduction=8, patch_layer="layer3",
-                 image_score="pooled"):
+                 image_size=256, patch_layer="layer3", image_score="pooled"):
         super().__init__()
+        shape = sspcab if isinstance(sspcab, BlockShape) else BlockShape()
+        sspcab_kernel, sspcab_dilation, sspcab_reduction = shape.kernel, shape.dilation, shape.reduction
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
         if patch_layer not in PATCH_LAYERS or image_score not in IMAGE_SCORES:

@@ -91,8 +91,9 @@ def test_steps_dataset_is_resume_consistent():
     """Step k's batch is the same whether the dataset starts at step 0 or at step k (resume)."""
     from sspcab.engine import CutPasteSteps
     imgs = np.stack([_image(i, 128) for i in range(3)])
-    full = CutPasteSteps(imgs, 2, 0, 0, 4, "3way", [0.5] * 3, [0.5] * 3)
-    resumed = CutPasteSteps(imgs, 2, 0, 2, 4, "3way", [0.5] * 3, [0.5] * 3)
+    args = {"variant": "3way", "mean": [0.5] * 3, "std": [0.5] * 3}
+    full = CutPasteSteps(imgs, args, 2, 0, 4)
+    resumed = CutPasteSteps(imgs, args, 2, 0, 4, first_step=2)
     assert len(full) == 8 and len(resumed) == 4
     for i in range(4):
         np.testing.assert_array_equal(full[4 + i], resumed[i])

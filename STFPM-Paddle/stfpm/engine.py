@@ -89,7 +89,7 @@ def train_category(args, category, out, log, main=True):
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, device {args.device}, "
         f"{'compiled (static oneDNN graph)' if compiled else 'eager'} student" +
         (f", image score: mean of the top {a['image_score_top']:g} of the map" if a.get("image_score_top") else ""))
-    stats = train(model, fit_ds, holdout_ds, out, category, loop.settings_from(TrainSettings, args, compile=compiled),
+    stats = train(model, fit_ds, holdout_ds, out, category, cli.settings_from(TrainSettings, args, compile=compiled),
                   resume, log)
     if main:
         log(f"saved {os.path.join(out, C.MODEL)} (selected epoch {stats['selected_epoch']}, "

@@ -93,17 +93,19 @@ def _conf_value(cfg, name):
 
 
 class AutoLogger:
-    """Drop-in for auto_log.AutoLogger (constructor signature kept; unknown kwargs ignored)."""
+    """Drop-in for auto_log.AutoLogger: the same six leading parameters; of its keyword options (``options``),
+    ``pids`` (the process whose memory is reported; default this one), ``time_keys``, ``warmup`` and ``logger``
+    are used, and the others (process_name, gpu_ids) and unknown keywords are ignored."""
 
     def __init__(self, model_name, model_precision="fp32", batch_size=1, data_shape="dynamic",
-                 save_path=None, inference_config=None, pids=None, process_name=None, gpu_ids=None,
-                 time_keys=None, warmup=0, logger=None, **kwargs):
+                 save_path=None, inference_config=None, **options):
         self.model_name, self.precision = model_name, model_precision
         self.batch_size, self.data_shape = batch_size, data_shape
         self.save_path, self.config = save_path, inference_config
+        pids = options.get("pids")
         self.pid = pids if isinstance(pids, int) else os.getpid()
-        self.times = Times(time_keys or TIME_KEYS, warmup)
-        self.logger = logger or self._make_logger(save_path)
+        self.times = Times(options.get("time_keys") or TIME_KEYS, options.get("warmup", 0))
+        self.logger = options.get("logger") or self._make_logger(save_path)
         self._rss_peak = _cpu_rss_mb(self.pid)
 
     @staticmethod

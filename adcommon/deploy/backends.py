@@ -202,15 +202,15 @@ def _threads():
     return cpu_threads()
 
 
-def make_runner(model_dir, backend="paddle", use_gpu=False, use_mkldnn=False, cpu_threads=None, precision="fp32",
-                use_tensorrt=False, gpu_mem=500, gpu_id=0, ir_optim=True):
-    """The runner of ``backend`` over the export folder ``model_dir``."""
+def make_runner(model_dir, backend="paddle", use_mkldnn=False, cpu_threads=None, precision="fp32", ir_optim=True,
+                gpu=None):
+    """The runner of ``backend`` over the export folder ``model_dir``. ``gpu``: a GpuOptions
+    (adcommon.deploy.predictor) to run on a GPU, which only the paddle backend does; None: the CPU."""
     if backend == "paddle":
         from adcommon.deploy.predictor import Predictor
-        return Predictor(model_dir, use_gpu=use_gpu, use_mkldnn=use_mkldnn, cpu_threads=cpu_threads,
-                         precision=precision, use_tensorrt=use_tensorrt, gpu_mem=gpu_mem, gpu_id=gpu_id,
-                         ir_optim=ir_optim)
-    if use_gpu:
+        return Predictor(model_dir, use_mkldnn=use_mkldnn, cpu_threads=cpu_threads, precision=precision,
+                         ir_optim=ir_optim, gpu=gpu)
+    if gpu:
         raise UserError(f"--use_gpu True: --backend {backend} runs on the CPU here; use --backend paddle on a GPU")
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")

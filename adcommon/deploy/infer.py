@@ -131,6 +131,7 @@ def open_model(args, model_name, model_dir, cpu_threads=None):
     """The runtime of ``args.backend`` over the export in ``model_dir``, checked (its inference.yml, its
     files' digests, that ``model_name`` exported it), for infer.py and serve.py alike."""
     from adcommon.deploy.backends import make_runner
+    from adcommon.deploy.predictor import GpuOptions
     meta = checked_meta(model_dir, model_name)
     use_mkldnn = args.use_mkldnn
     if use_mkldnn and not args.use_gpu and args.backend == "paddle" and meta.get("graph_has_gradients"):
@@ -139,10 +140,9 @@ def open_model(args, model_name, model_dir, cpu_threads=None):
         print("note: this exported graph computes input gradients, which oneDNN cannot run; "
               "running with oneDNN off", file=sys.stderr)
         use_mkldnn = False
-    pred = make_runner(model_dir, args.backend, use_gpu=args.use_gpu, use_mkldnn=use_mkldnn,
-                       cpu_threads=cpu_threads or args.cpu_threads, precision=args.precision,
-                       use_tensorrt=args.use_tensorrt, gpu_mem=args.gpu_mem, gpu_id=args.gpu_id,
-                       ir_optim=args.ir_optim)
+    gpu = GpuOptions(gpu_mem=args.gpu_mem, gpu_id=args.gpu_id, use_tensorrt=args.use_tensorrt) if args.use_gpu else None
+    pred = make_runner(model_dir, args.backend, use_mkldnn=use_mkldnn, cpu_threads=cpu_threads or args.cpu_threads,
+                       precision=args.precision, ir_optim=args.ir_optim, gpu=gpu)
     unfinished_warning(pred.meta, model_dir)
     return pred
 
@@ -150,7 +150,7 @@ def open_model(args, model_name, model_dir, cpu_threads=None):
 def infer_main(argv, model_name):
     """The whole infer.py: an exported model over images into a results folder, auto_log benchmark."""
     from adcommon.deploy.autolog import get_autologger
-    from adcommon.deploy.scoring import exit_code, predict_images, scored_line
+    from adcommon.deploy.scoring import ScoringOptions, exit_code, predict_images, scored_line
     from adcommon.evaluate.results import previous_files
     from adcommon.outputs import image_root, output_folder
 
@@ -175,10 +175,11 @@ def infer_main(argv, model_name):
                                      save_path=args.log_path or os.path.join(save_dir, "auto_log.log"),
                                      warmup=args.warmup, model_precision=args.precision)
         t0 = time.perf_counter()
-        summary = predict_images(paths, pred.run, pred.meta, save_dir, root, args.batch_size, args.save_vis, autolog,
-                                 save_maps=args.save_maps, report=args.report, strict=args.strict,
-                                 resume=args.resume, workers=args.workers, settings=settings, watch=watch,
-                                 title=f"{model_name} ({RUNTIMES[args.backend]}): predictions")
+        options = ScoringOptions(batch_size=args.batch_size, workers=args.workers, save_vis=args.save_vis,
+                                 save_maps=args.save_maps, report=args.report,
+                                 title=f"{model_name} ({RUNTIMES[args.backend]}): predictions", strict=args.strict,
+                                 resume=args.resume, settings=settings)
+        summary = predict_images(paths, pred.run, pred.meta, save_dir, root, options, watch, autolog)
         if autolog:
             autolog.report()
     summary["seconds"] = round(time.perf_counter() - t0, 3)

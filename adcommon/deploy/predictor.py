@@ -3,6 +3,7 @@
 oneDNN is ON by default in Paddle 3's CPU config, so ``use_mkldnn=False`` disables it explicitly
 (otherwise the TIPC "mkldnn False" rows would silently run with oneDNN).
 """
+import dataclasses
 import functools
 import hashlib
 import math
@@ -130,14 +131,25 @@ def onednn_enabled(config):
     return bool(f())
 
 
+@dataclasses.dataclass
+class GpuOptions:
+    """Paddle Inference on a GPU (infer.py's --gpu_mem, --gpu_id and --use_tensorrt): the card, the memory
+    it starts with (MB), and whether TensorRT runs the graph."""
+    gpu_mem: int = 500
+    gpu_id: int = 0
+    use_tensorrt: bool = False
+
+
 class Predictor:
     """Run an exported model: ``outputs = Predictor(dir).run(batch)`` with batch (N, 3, H, W) float32.
 
     Outputs come back as numpy arrays in the order recorded in inference.yml (``meta['outputs']``).
+    ``gpu``: a GpuOptions to run on a GPU; None (the default) runs on the CPU, with ``cpu_threads`` threads
+    and oneDNN as ``use_mkldnn`` says. ``check=False``: a graph that is not an image model (load_meta).
     """
 
-    def __init__(self, model_dir, use_gpu=False, use_mkldnn=False, cpu_threads=None, precision="fp32",
-                 use_tensorrt=False, gpu_mem=500, gpu_id=0, ir_optim=True, check=True):
+    def __init__(self, model_dir, use_mkldnn=False, cpu_threads=None, precision="fp32", ir_optim=True, gpu=None,
+                 check=True):
         import paddle
         from paddle import inference
 
@@ -154,11 +166,11 @@ class Predictor:
             raise UserError(f"{model_path} was exported by Paddle {self.meta.get('paddle_version')} (PIR .json); "
                             "Paddle 2.x reads only .pdmodel: re-run export_model.py under this Paddle")
         config = inference.Config(model_path, params_path)
-        if use_gpu:
+        if gpu:
             if not paddle.device.is_compiled_with_cuda():
                 raise UserError("--use_gpu True: this Paddle build has no CUDA support (use --use_gpu False)")
-            config.enable_use_gpu(gpu_mem, gpu_id)
-            if use_tensorrt:
+            config.enable_use_gpu(gpu.gpu_mem, gpu.gpu_id)
+            if gpu.use_tensorrt:
                 prec = {"fp32": inference.PrecisionType.Float32, "fp16": inference.PrecisionType.Half,
                         "int8": inference.PrecisionType.Int8}[precision]
                 config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,

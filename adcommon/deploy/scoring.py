@@ -7,10 +7,12 @@ adcommon.evaluate.results folder, batch by batch.
 checkpoint): {"method", "preprocess": {image_size, crop_size, mean, std}, "postprocess": spec,
 "threshold", "vis_range": [lo, hi], "outputs": [...]}
 """
+import dataclasses
 import json
 import os
 import sys
 import time
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -83,91 +85,76 @@ def image_record(path, size, m, score, meta):
     return rec, full, thr
 
 
-def _image_results(item, m, score, meta, folder, save_vis, save_maps, vrange, spent):
-    """One image's files in ``folder`` (the mask and, with ``save_maps``, the map at the image's own size;
-    the panel with ``save_vis``) and its predictions.jsonl record."""
-    from adcommon.evaluate import regions as R
-    p, threshold = meta["preprocess"], meta.get("threshold")
-    side, crop = p["image_size"], p.get("crop_size")
-    t0 = time.perf_counter()
-    rec, full, region_thr = image_record(item.path, item.size, m, score, meta)
-    t1 = time.perf_counter()
-    if threshold is not None:
-        rec["files"]["mask"] = item.name + SUFFIX["mask"]
-        R.save_mask(os.path.join(folder, rec["files"]["mask"]), full, region_thr, clean=False)
-    if save_maps != "none":
-        rec["files"]["map"] = item.name + SUFFIX[save_maps]
-        scale = R.save_map(os.path.join(folder, rec["files"]["map"]), full, save_maps, vrange, clean=False)
-        if scale:
-            rec["map_scale"] = scale
-    if save_vis:
-        lo, hi = vrange
-        rec["files"]["picture"] = item.name + SUFFIX["picture"]
-        save_panel(os.path.join(folder, rec["files"]["picture"]), item.small, R.to_image(m, side, side, side, crop),
-                   float(score), threshold, lo, hi, None, meta.get("map_threshold"),
-                   bool(meta.get("region_only_if_anomalous")), clean=False)
-    spent["postprocess"] += t1 - t0
-    spent["write"] += time.perf_counter() - t1
-    return rec
+@dataclasses.dataclass
+class ScoringOptions:
+    """How predict_images runs and what it writes beside each image's record: the batch size and threads,
+    the panels, maps and report, what an unreadable image does, and whether an earlier run is continued."""
+    batch_size: int = 1
+    workers: Optional[int] = None        # threads per stage (adcommon.deploy.stream.run); 0: one after another
+    save_vis: bool = True                # a panel (picture) per image
+    save_maps: str = "none"              # each image's map at its own size: "none", "npy" or "png16"
+    report: bool = False                 # report.html over the panels (which it turns on)
+    title: str = "predictions"           # report.html's title
+    strict: bool = False                 # the first unreadable image stops the run and nothing of it is kept
+    resume: bool = False                 # keep what an earlier run with the same ``settings`` wrote
+    settings: Optional[dict] = None      # what identifies the run for ``resume`` (the results folder's run.json)
+    on_batch: Optional[Callable] = None  # on_batch(records, maps, scores) after each batch (maps at model size)
 
 
-def predict_images(paths, run_fn, meta, save_dir, root=None, batch_size=1, save_vis=True, autolog=None,
-                   save_maps="none", report=False, title="predictions", strict=False, resume=False, workers=None,
-                   settings=None, on_batch=None, watch=None, log=print):
-    """Score ``paths`` (or, with ``watch``, the images appearing in a folder) with
-    ``run_fn(batch) -> list of outputs`` into the results folder ``save_dir`` (adcommon.evaluate.results; claimed
-    and locked by the caller): each batch's lines and files are written as soon as it is scored. File
-    names come from each path below ``root`` (adcommon.outputs.result_name).
+class _Scorer:
+    """The stages of one predict_images run (adcommon.deploy.stream.run calls them): ``prepare`` decodes an
+    image, ``network`` scores a batch, ``finish`` writes its files and records, ``emit`` adds them to the
+    results folder and prints their lines."""
 
-    An unreadable image gets a record with its "error" and the verdict "unreadable", a warning line, and
-    the rest are scored; with ``strict`` the first one stops the run and nothing of it is kept.
-    ``resume``: keep what an earlier run with the same ``settings`` wrote and score only the other images.
-    ``on_batch(records, maps, scores)``: for callers that want the numbers (maps at model resolution).
-    Returns the summary (summary.json): counts, and the seconds of each stage.
-    """
-    from adcommon.outputs import result_name
-    p, spec, threshold = meta["preprocess"], meta["postprocess"], meta.get("threshold")
-    save_vis = save_vis or report
-    timings = stream.Timings()
-    t_start = time.perf_counter()
-    results = ResultsFolder(save_dir, settings or {}, resume, log=lambda m: print(m, file=sys.stderr))
-    root = root or os.path.commonpath([os.path.dirname(os.path.abspath(q)) for q in paths]) if paths else root
-    state = {"vrange": meta.get("vis_range"), "sizes": set()}
+    def __init__(self, run_fn, meta, results, root, options, autolog=None, watch=None):
+        self.run_fn, self.meta, self.results, self.root = run_fn, meta, results, root
+        self.options, self.autolog, self.watch = options, autolog, watch
+        self.save_vis = options.save_vis or options.report
+        self.threshold = meta.get("threshold")
+        self.timings = stream.Timings()
+        self.vrange = meta.get("vis_range")   # None: the first batch sets it
+        self.sizes = set()
 
-    def prepare(q):
+    def prepare(self, q):
+        """One image path -> a Prepared (or one saying why it could not be read)."""
+        from adcommon.outputs import result_name
         t0 = time.perf_counter()
         try:
             rgb = dataset.load_image(q)
-            x, small = model_input(rgb, p)
-            item = Prepared(q, result_name(q, root), x, (rgb.shape[1], rgb.shape[0]), small if save_vis else None)
+            x, small = model_input(rgb, self.meta["preprocess"])
+            item = Prepared(q, result_name(q, self.root), x, (rgb.shape[1], rgb.shape[0]),
+                            small if self.save_vis else None)
         except UserError as e:
             item = Prepared(q, None, error=str(e))
         item.seconds = time.perf_counter() - t0
         return item
 
-    def network(items):
+    def network(self, items):
+        """The readable images of a batch through ``run_fn`` -> (its outputs or None, seconds)."""
         ok = [it for it in items if it.error is None]
-        if strict and len(ok) < len(items):
+        if self.options.strict and len(ok) < len(items):
             raise UserError(next(it.error for it in items if it.error is not None))
         if not ok:
             return None, 0.0
         t0 = time.perf_counter()
-        outs = run_fn(np.stack([it.x for it in ok]))
+        outs = self.run_fn(np.stack([it.x for it in ok]))
         seconds = time.perf_counter() - t0
         for it in ok:
             it.x = None
-        if state["vrange"] is None and save_vis:   # no stored colour range: the first batch sets it, once
-            maps = postprocess(outs, spec)[0]
+        if self.vrange is None and self.save_vis:   # no stored colour range: the first batch sets it, once
+            maps = postprocess(outs, self.meta["postprocess"])[0]
             if maps is not None:
-                m_thr = meta.get("map_threshold") if meta.get("map_threshold") is not None else threshold
-                state["vrange"] = vis_range(maps, m_thr)
+                meta = self.meta
+                m_thr = meta.get("map_threshold") if meta.get("map_threshold") is not None else self.threshold
+                self.vrange = vis_range(maps, m_thr)
         return outs, seconds
 
-    def finish(items, net):
+    def finish(self, items, net):
+        """A scored batch -> (its records, maps, scores, seconds per stage), its files written."""
         outs, net_seconds = net
         spent = {"decode": sum(it.seconds for it in items), "network": net_seconds, "postprocess": 0.0, "write": 0.0}
         t0 = time.perf_counter()
-        maps, scores = postprocess(outs, spec) if outs is not None else (None, None)
+        maps, scores = postprocess(outs, self.meta["postprocess"]) if outs is not None else (None, None)
         spent["postprocess"] += time.perf_counter() - t0
         records, k = [], 0
         for it in items:
@@ -176,59 +163,116 @@ def predict_images(paths, run_fn, meta, save_dir, root=None, batch_size=1, save_
                                 "files": {}})
                 continue
             if maps is None:
-                records.append(_record(it.path, it.size, float(scores[k]), threshold))
+                records.append(_record(it.path, it.size, float(scores[k]), self.threshold))
             else:
-                records.append(_image_results(it, maps[k], float(scores[k]), meta, save_dir, save_vis, save_maps,
-                                              state["vrange"] or (0.0, 1.0), spent))
+                records.append(self.image_files(it, maps[k], float(scores[k]), spent))
             k += 1
         return records, maps, scores, spent
 
-    def emit(done):
+    def image_files(self, item, m, score, spent):
+        """One image's files in the results folder (the mask and, with save_maps, the map at the image's own
+        size; the panel with save_vis) and its predictions.jsonl record."""
+        from adcommon.evaluate import regions as R
+        meta, folder, save_maps = self.meta, self.results.folder, self.options.save_maps
+        vrange = self.vrange or (0.0, 1.0)
+        p, threshold = meta["preprocess"], meta.get("threshold")
+        side, crop = p["image_size"], p.get("crop_size")
+        t0 = time.perf_counter()
+        rec, full, region_thr = image_record(item.path, item.size, m, score, meta)
+        t1 = time.perf_counter()
+        if threshold is not None:
+            rec["files"]["mask"] = item.name + SUFFIX["mask"]
+            R.save_mask(os.path.join(folder, rec["files"]["mask"]), full, region_thr, clean=False)
+        if save_maps != "none":
+            rec["files"]["map"] = item.name + SUFFIX[save_maps]
+            scale = R.save_map(os.path.join(folder, rec["files"]["map"]), full, save_maps, vrange, clean=False)
+            if scale:
+                rec["map_scale"] = scale
+        if self.save_vis:
+            lo, hi = vrange
+            rec["files"]["picture"] = item.name + SUFFIX["picture"]
+            save_panel(os.path.join(folder, rec["files"]["picture"]), item.small, R.to_image(m, side, side, side, crop),
+                       float(score), threshold, lo, hi, None, meta.get("map_threshold"),
+                       bool(meta.get("region_only_if_anomalous")), clean=False)
+        spent["postprocess"] += t1 - t0
+        spent["write"] += time.perf_counter() - t1
+        return rec
+
+    def emit(self, done):
+        """A finished batch, in input order: its seconds counted, its records added, one line each printed."""
         records, maps, scores, spent = done
+        autolog = self.autolog
         for stage, seconds in spent.items():
-            timings.add(stage, seconds)
+            self.timings.add(stage, seconds)
         if autolog is not None and outs_scored(records) and hasattr(autolog.times, "add_batch"):
             autolog.times.add_batch({"preprocess_time": spent["decode"], "inference_time": spent["network"],
                                      "postprocess_time": spent["postprocess"]})
-        results.add(records)
+        self.results.add(records)
         for r in records:
-            state["sizes"].add((r.get("width"), r.get("height")))
+            self.sizes.add((r.get("width"), r.get("height")))
             if r.get("error"):
                 print(f"warning: {printable(r['error'])} (recorded as unreadable)", file=sys.stderr, flush=True)
-            elif watch:
+            elif self.watch:
                 print(json.dumps(r), flush=True)
             else:
-                v = r["verdict"] if threshold is not None else "no threshold stored"
+                v = r["verdict"] if self.threshold is not None else "no threshold stored"
                 print(f"{printable(r['path'])}\tscore {r['score']:.4f}\t{v}", flush=True)
-        if on_batch is not None:
-            on_batch(records, maps, scores)
+        if self.options.on_batch is not None:
+            self.options.on_batch(records, maps, scores)
         if autolog is not None:
             autolog.sample_memory() if hasattr(autolog, "sample_memory") else None
 
+
+def predict_images(paths, run_fn, meta, save_dir, root=None, options=None, watch=None, autolog=None):
+    """Score ``paths`` (or, with ``watch``, the images appearing in a folder) with
+    ``run_fn(batch) -> list of outputs`` into the results folder ``save_dir`` (adcommon.evaluate.results; claimed
+    and locked by the caller): each batch's lines and files are written as soon as it is scored. File
+    names come from each path below ``root`` (adcommon.outputs.result_name). ``options``: a ScoringOptions
+    (the defaults when None); ``autolog``: a benchmark logger (adcommon.deploy.autolog) given each batch's seconds.
+
+    An unreadable image gets a record with its "error" and the verdict "unreadable", a warning line, and
+    the rest are scored; with ``options.strict`` the first one stops the run and nothing of it is kept.
+    ``options.resume``: keep what an earlier run with the same ``options.settings`` wrote and score only the
+    other images. Returns the summary (summary.json): counts, and the seconds of each stage.
+    """
+    options = options or ScoringOptions()
+    t_start = time.perf_counter()
+    results = ResultsFolder(save_dir, options.settings or {}, options.resume,
+                            log=lambda m: print(m, file=sys.stderr))
+    root = root or os.path.commonpath([os.path.dirname(os.path.abspath(q)) for q in paths]) if paths else root
+    scorer = _Scorer(run_fn, meta, results, root, options, autolog, watch)
+    batch_size = options.batch_size
     todo = [q for q in paths if q not in results.done] if paths is not None else None
     chunks = ([todo[i:i + batch_size] for i in range(0, len(todo), batch_size)] if watch is None
               else watch.chunks(batch_size, results.done))
     try:
-        stream.run(chunks, prepare, network, finish, emit, workers, idle=watch.poll if watch else None)
+        stream.run(chunks, scorer, options.workers, idle=watch.poll if watch else None)
     except BaseException as e:
-        if strict and isinstance(e, UserError):
+        if options.strict and isinstance(e, UserError):
             results.discard()
         else:
             results.close()
         raise
+    return _summary(scorer, t_start)
+
+
+def _summary(scorer, t_start):
+    """The end of a predict_images run: report.html when asked for, summary.json (returned), and the notes
+    on the centre crop and the stretched images on stderr."""
     from adcommon.cli import peak_rss_mb
-    extra = {"seconds": round(time.perf_counter() - t_start, 3), "timings": timings.as_dict(),
+    from adcommon.evaluate.regions import aspect_note, crop_note
+    p, results = scorer.meta["preprocess"], scorer.results
+    extra = {"seconds": round(time.perf_counter() - t_start, 3), "timings": scorer.timings.as_dict(),
              "peak_rss_mb": round(peak_rss_mb(), 1)}
-    if report:
-        from adcommon.evaluate.regions import crop_note
+    if scorer.options.report:
         from adcommon.evaluate.report import label_from_path, write_report
         recs = [dict(r, label=label_from_path(r["path"]), picture=r["files"].get("picture"))
                 for r in results.records() if not r.get("error")]
-        write_report(save_dir, recs, threshold, title=title, note=crop_note(p["image_size"], p.get("crop_size")))
+        write_report(results.folder, recs, scorer.threshold, title=scorer.options.title,
+                     note=crop_note(p["image_size"], p.get("crop_size")))
     summary = results.finish(extra)
-    from adcommon.evaluate.regions import aspect_note, crop_note
     for note in (crop_note(p["image_size"], p.get("crop_size")),
-                 aspect_note([s for s in state["sizes"] if s[0]], p["image_size"])):
+                 aspect_note([s for s in scorer.sizes if s[0]], p["image_size"])):
         if note:
             print(note, file=sys.stderr)
     return summary

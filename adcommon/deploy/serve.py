@@ -278,21 +278,10 @@ class _BodyLimit:
         return await self.app(scope, limited, send)
 
 
-def make_app(service, info, token=None, max_body=64 * 10 ** 6):
-    """The FastAPI application over ``service``; ``info``: what GET /model answers."""
-    from fastapi import Depends, FastAPI, HTTPException, Request
-    from fastapi.responses import JSONResponse
-    from starlette.concurrency import run_in_threadpool
-
-    method = str(service.meta.get("method", "model"))
-    app = FastAPI(title=f"{method} anomaly detection", version="1",
-                  description="Scores images with an exported model of this suite (the numbers of infer.py).")
-    app.add_middleware(_BodyLimit, limit=max_body)
-
-    @app.exception_handler(Rejected)
-    async def _rejected(request, e):
-        headers = {"Retry-After": "1"} if e.status == 503 else None
-        return JSONResponse({"detail": e.message}, status_code=e.status, headers=headers)
+def _authoriser(token):
+    """The dependency every endpoint but /health carries: 401 unless the request has ``token`` as its bearer
+    token (with no token, every request passes)."""
+    from fastapi import HTTPException, Request
 
     def authorised(request: Request):
         if not token:
@@ -302,37 +291,91 @@ def make_app(service, info, token=None, max_body=64 * 10 ** 6):
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
             raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer <token>)",
                                 headers={"WWW-Authenticate": "Bearer"})
+    return authorised
 
-    async def uploads(request: Request, many):
-        """[(name, bytes)] of the request: the multipart files (any field name), else the raw body."""
-        ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            try:
-                form = await request.form(max_files=max(1000, service.queue_size), max_fields=1000)
-            except HTTPException:
-                raise
-            except Exception as e:  # noqa: BLE001 - a malformed multipart body
-                raise Rejected(400, f"malformed multipart body: {e}") from None
-            files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if hasattr(v, "read")]
-            await form.close()
-        else:
-            body = await request.body()
-            files = [(request.query_params.get("name") or "upload", body)] if body else []
-        if not files:
-            raise Rejected(400, "no image in the request: send it as a multipart file (-F file=@x.png) or as "
-                                "the raw body (--data-binary @x.png)")
-        if not many and len(files) > 1:
-            raise Rejected(400, f"{len(files)} images in one request: POST them to /predict_batch")
-        return files
 
-    async def score(name, data, outputs):
+async def _uploads(request, service, many):
+    """[(name, bytes)] of the request: the multipart files (any field name), else the raw body."""
+    from fastapi import HTTPException
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
         try:
-            x, size = await run_in_threadpool(service.prepare, data, name)
-        except UserError as e:
-            raise Rejected(_status_of(e), str(e)) from None
-        del data
-        result = await asyncio.wrap_future(service.submit(x))
-        return await run_in_threadpool(service.record, name, size, result, outputs)
+            form = await request.form(max_files=max(1000, service.queue_size), max_fields=1000)
+        except HTTPException:
+            raise
+        except Exception as e:  # noqa: BLE001 - a malformed multipart body
+            raise Rejected(400, f"malformed multipart body: {e}") from None
+        files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if hasattr(v, "read")]
+        await form.close()
+    else:
+        body = await request.body()
+        files = [(request.query_params.get("name") or "upload", body)] if body else []
+    if not files:
+        raise Rejected(400, "no image in the request: send it as a multipart file (-F file=@x.png) or as "
+                            "the raw body (--data-binary @x.png)")
+    if not many and len(files) > 1:
+        raise Rejected(400, f"{len(files)} images in one request: POST them to /predict_batch")
+    return files
+
+
+async def _score(service, name, data, outputs):
+    """One uploaded image through ``service`` -> its answer; Rejected for what is not a readable image."""
+    from starlette.concurrency import run_in_threadpool
+    try:
+        x, size = await run_in_threadpool(service.prepare, data, name)
+    except UserError as e:
+        raise Rejected(_status_of(e), str(e)) from None
+    del data
+    result = await asyncio.wrap_future(service.submit(x))
+    return await run_in_threadpool(service.record, name, size, result, outputs)
+
+
+def _add_predict_routes(app, service, authorised):
+    """POST /predict and POST /predict_batch on ``app``, behind the ``authorised`` dependency."""
+    from fastapi import Depends, Request
+
+    @app.post("/predict", dependencies=[Depends(authorised)])
+    async def predict(request: Request, outputs: str = ""):
+        """One image (a multipart file, or the raw bytes with ?name=...) -> its score, verdict and regions;
+        ``outputs=mask,map`` adds the mask and the map as base64 PNGs."""
+        wanted = _parse_outputs(outputs)
+        (name, data), = await _uploads(request, service, many=False)
+        service.count_request(1)
+        return await _score(service, name, data, wanted)
+
+    @app.post("/predict_batch", dependencies=[Depends(authorised)])
+    async def predict_batch(request: Request, outputs: str = ""):
+        """Several images in one multipart body -> {"results": [...]} in their order; an image that cannot
+        be read gets {"image", "error", "status"} in its place and the others are scored."""
+        wanted = _parse_outputs(outputs)
+        files = await _uploads(request, service, many=True)
+        service.count_request(len(files))
+
+        async def one(name, data):
+            try:
+                return await _score(service, name, data, wanted)
+            except Rejected as e:
+                if e.status == 503:
+                    raise
+                return {"image": name, "error": e.message, "status": e.status, "verdict": "unreadable"}
+        return {"results": list(await asyncio.gather(*(one(n, d) for n, d in files)))}
+
+
+def make_app(service, info, token=None, max_body=64 * 10 ** 6):
+    """The FastAPI application over ``service``; ``info``: what GET /model answers."""
+    from fastapi import Depends, FastAPI
+    from fastapi.responses import JSONResponse
+
+    method = str(service.meta.get("method", "model"))
+    app = FastAPI(title=f"{method} anomaly detection", version="1",
+                  description="Scores images with an exported model of this suite (the numbers of infer.py).")
+    app.add_middleware(_BodyLimit, limit=max_body)
+    authorised = _authoriser(token)
+
+    @app.exception_handler(Rejected)
+    async def _rejected(request, e):
+        headers = {"Retry-After": "1"} if e.status == 503 else None
+        return JSONResponse({"detail": e.message}, status_code=e.status, headers=headers)
 
     @app.get("/health")
     async def health():
@@ -345,32 +388,7 @@ def make_app(service, info, token=None, max_body=64 * 10 ** 6):
         checks and digests) and how this service runs it."""
         return info
 
-    @app.post("/predict", dependencies=[Depends(authorised)])
-    async def predict(request: Request, outputs: str = ""):
-        """One image (a multipart file, or the raw bytes with ?name=...) -> its score, verdict and regions;
-        ``outputs=mask,map`` adds the mask and the map as base64 PNGs."""
-        wanted = _parse_outputs(outputs)
-        (name, data), = await uploads(request, many=False)
-        service.count_request(1)
-        return await score(name, data, wanted)
-
-    @app.post("/predict_batch", dependencies=[Depends(authorised)])
-    async def predict_batch(request: Request, outputs: str = ""):
-        """Several images in one multipart body -> {"results": [...]} in their order; an image that cannot
-        be read gets {"image", "error", "status"} in its place and the others are scored."""
-        wanted = _parse_outputs(outputs)
-        files = await uploads(request, many=True)
-        service.count_request(len(files))
-
-        async def one(name, data):
-            try:
-                return await score(name, data, wanted)
-            except Rejected as e:
-                if e.status == 503:
-                    raise
-                return {"image": name, "error": e.message, "status": e.status, "verdict": "unreadable"}
-        return {"results": list(await asyncio.gather(*(one(n, d) for n, d in files)))}
-
+    _add_predict_routes(app, service, authorised)
     return app
 
 

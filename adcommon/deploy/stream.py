@@ -9,8 +9,10 @@ The stage functions come from the caller (adcommon.deploy.scoring); this module 
 """
 import collections
 import concurrent.futures as cf
+import dataclasses
 import threading
 import time
+from typing import Callable
 
 STAGES = ("decode", "network", "postprocess", "write")
 
@@ -57,8 +59,93 @@ class _Now:
         pass
 
 
-def run(chunks, prepare, network, finish, emit, workers=None, ahead=2, behind=2, idle=None):
-    """Feed every chunk (a list of items, e.g. image paths) through the stages:
+@dataclasses.dataclass
+class Stages:
+    """The four stage functions ``run`` calls (see there). Any object with methods of these names will do
+    as well (adcommon.deploy.scoring passes its scorer)."""
+    prepare: Callable
+    network: Callable
+    finish: Callable
+    emit: Callable
+
+
+def _pools(workers):
+    """The (decode, write) executors: two pools of ``workers`` threads (default one per core), or with 0 the
+    calling thread for both."""
+    if workers == 0:
+        now = _Now()
+        return now, now
+    workers = workers or default_workers()
+    return (cf.ThreadPoolExecutor(workers, thread_name_prefix="decode"),
+            cf.ThreadPoolExecutor(workers, thread_name_prefix="write"))
+
+
+class _Flow:
+    """The chunks of one ``run`` in flight: decoding in front of the network (``waiting``, at most ``ahead``)
+    and being written behind it (``writing``, at most ``behind`` once they are due)."""
+
+    def __init__(self, chunks, stages, pools, ahead, behind):
+        self.stages, (self.decode, self.write) = stages, pools
+        self.ahead, self.behind = ahead, behind
+        self.waiting = collections.deque()   # futures of each chunk's prepared items, oldest first
+        self.writing = collections.deque()   # futures of finish(), oldest first
+        self.source = iter(chunks)
+        self.ended = False
+        self.broken = False   # a chunk failed to be written or emitted: later ones must not be emitted (a gap)
+
+    def fill(self):
+        """Start decoding chunks until ``ahead`` are waiting, the chunks end or none is ready yet."""
+        while not self.ended and len(self.waiting) < self.ahead:
+            chunk = next(self.source, None)
+            if chunk is None:
+                self.ended = True
+            elif not chunk:
+                return   # nothing new for now: never block while work is in flight
+            else:
+                self.waiting.append([self.decode.submit(self.stages.prepare, item) for item in chunk])
+
+    def drain(self, all_of_them=False):
+        """Emit the written chunks, oldest first: those done, and any beyond ``behind`` (waiting for them)."""
+        while self.writing and (all_of_them or self.writing[0].done() or len(self.writing) > self.behind):
+            self.broken = True
+            self.stages.emit(self.writing.popleft().result())
+            self.broken = False
+
+    def loop(self, idle):
+        """Every chunk through the network and into the writing pool, until the chunks end."""
+        while True:
+            self.fill()
+            if not self.waiting:
+                self.drain(all_of_them=True)
+                if self.ended:
+                    break
+                if idle:
+                    time.sleep(idle)
+                continue
+            prepared = [f.result() for f in self.waiting.popleft()]
+            self.fill()   # decode the next chunks while the network runs
+            outputs = self.stages.network(prepared)
+            self.writing.append(self.write.submit(self.stages.finish, prepared, outputs))
+            self.drain()
+        self.drain(all_of_them=True)
+
+    def salvage(self):
+        """After a failure: drop the chunks not started, and write and emit the ones already scored."""
+        for futures in self.waiting:
+            for f in futures:
+                f.cancel()
+        if not self.broken:   # keep what was scored: finish writing and emit those chunks (a few at most)
+            for f in self.writing:
+                try:
+                    done = f.result()
+                except BaseException:  # noqa: BLE001 - the first failure is the one raised by run
+                    break
+                self.stages.emit(done)
+
+
+def run(chunks, stages, workers=None, ahead=2, behind=2, idle=None):
+    """Feed every chunk (a list of items, e.g. image paths) through the ``stages`` (a Stages, or any object
+    with these four methods):
 
     ``prepare(item)`` in the decode pool; ``network(prepared list)`` here, one chunk at a time, in order;
     ``finish(prepared list, network outputs)`` in the writing pool, returning that chunk's records;
@@ -71,63 +158,12 @@ def run(chunks, prepare, network, finish, emit, workers=None, ahead=2, behind=2,
     ones already scored are written and emitted (their files exist: a resumed run need not redo them),
     and it is raised here.
     """
-    if workers == 0:
-        decode = write = _Now()
-    else:
-        workers = workers or default_workers()
-        decode = cf.ThreadPoolExecutor(workers, thread_name_prefix="decode")
-        write = cf.ThreadPoolExecutor(workers, thread_name_prefix="write")
-    waiting = collections.deque()   # (chunk, futures of its prepared items), oldest first
-    writing = collections.deque()   # futures of finish(), oldest first
-    source = iter(chunks)
-    ended = False
-
-    def fill():
-        nonlocal ended
-        while not ended and len(waiting) < ahead:
-            chunk = next(source, None)
-            if chunk is None:
-                ended = True
-            elif not chunk:
-                return   # nothing new for now: never block while work is in flight
-            else:
-                waiting.append([decode.submit(prepare, item) for item in chunk])
-
-    broken = [False]   # a chunk failed to be written or emitted: later ones must not be emitted (a gap)
-
-    def drain(all_of_them=False):
-        while writing and (all_of_them or writing[0].done() or len(writing) > behind):
-            broken[0] = True
-            emit(writing.popleft().result())
-            broken[0] = False
-
+    decode, write = _pools(workers)
+    flow = _Flow(chunks, stages, (decode, write), ahead, behind)
     try:
-        while True:
-            fill()
-            if not waiting:
-                drain(all_of_them=True)
-                if ended:
-                    break
-                if idle:
-                    time.sleep(idle)
-                continue
-            prepared = [f.result() for f in waiting.popleft()]
-            fill()   # decode the next chunks while the network runs
-            outputs = network(prepared)
-            writing.append(write.submit(finish, prepared, outputs))
-            drain()
-        drain(all_of_them=True)
+        flow.loop(idle)
     except BaseException:
-        for futures in waiting:
-            for f in futures:
-                f.cancel()
-        if not broken[0]:   # keep what was scored: finish writing and emit those chunks (a few at most)
-            for f in writing:
-                try:
-                    done = f.result()
-                except BaseException:  # noqa: BLE001 - the first failure is the one raised below
-                    break
-                emit(done)
+        flow.salvage()
         raise
     finally:
         decode.shutdown(wait=True)

@@ -3,6 +3,9 @@
 Every image here is an RGB uint8 (H, W, 3) numpy array. OpenCV works in BGR, so the only BGR
 conversion happens inside ``save_png`` (the seed ports wrote channel-swapped files by mixing them up).
 """
+import dataclasses
+from typing import Optional
+
 import cv2
 import numpy as np
 
@@ -154,28 +157,52 @@ def verdict(score, threshold):
     return "anomalous" if threshold is not None and score >= threshold else "normal"
 
 
-def save_panel(path, rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_threshold=None,
-               region_only_if_anomalous=False, clean=True):
-    """One picture: image | overlay | predicted mask | ground truth (when given).
+@dataclasses.dataclass(frozen=True)
+class PanelStyle:
+    """How a panel shows a map: ``threshold`` is the image threshold of the verdict in the title (None:
+    no verdict), ``vmin``/``vmax`` the heat map's fixed scale, ``map_threshold`` the threshold of the
+    predicted region when the map has other units than the score (default: ``threshold``, else ``vmax``),
+    and ``region_only_if_anomalous`` draws the region only for images over the image threshold (maps
+    scaled per image always have a hot spot)."""
+    threshold: Optional[float]
+    vmin: float
+    vmax: float
+    map_threshold: Optional[float] = None
+    region_only_if_anomalous: bool = False
 
-    The verdict uses the image ``threshold``; the predicted region uses ``map_threshold`` when the map
-    has other units than the score (default: ``threshold``). ``region_only_if_anomalous`` draws the
-    region only for images over the image threshold (maps scaled per image always have a hot spot).
+    def title(self, score):
+        if self.threshold is None:
+            return f"score {score:.3f} (no threshold)"
+        return f"score {score:.3f} / thr {self.threshold:.3f}: {verdict(score, self.threshold).upper()}"
+
+    def region(self, score):
+        """The map threshold of the predicted region of an image with this score (inf: no region)."""
+        region = self.map_threshold if self.map_threshold is not None else self.threshold
+        if region is None:
+            region = self.vmax
+        if self.region_only_if_anomalous and self.threshold is not None and score < self.threshold:
+            region = float("inf")
+        return region
+
+
+def save_panel(path, rgb, amap, score, style, *legacy, gt_mask=None, clean=True):
+    """One picture: image | overlay | predicted mask | ground truth (when ``gt_mask`` is given), with the
+    score and the verdict in its title; ``style`` is a PanelStyle.
+
+    The older positional form, ``threshold, vmin, vmax[, gt_mask, map_threshold, region_only_if_anomalous]``
+    in place of ``style``, is still accepted.
     """
-    save_png(path, panel_picture(rgb, amap, score, threshold, vmin, vmax, gt_mask, map_threshold,
-                                 region_only_if_anomalous), clean)
+    if not isinstance(style, PanelStyle):
+        style, gt_mask = _legacy_style(style, *legacy, **({} if gt_mask is None else {"gt_mask": gt_mask}))
+    save_png(path, panel_picture(rgb, amap, score, style, gt_mask), clean)
 
 
-def panel_picture(rgb, amap, score, threshold, vmin, vmax, gt_mask=None, map_threshold=None,
-                  region_only_if_anomalous=False):
-    """save_panel's picture as an RGB uint8 array (the same arguments)."""
-    if threshold is None:
-        title = f"score {score:.3f} (no threshold)"
-    else:
-        title = f"score {score:.3f} / thr {threshold:.3f}: {verdict(score, threshold).upper()}"
-    region = map_threshold if map_threshold is not None else threshold
-    if region is None:
-        region = vmax
-    if region_only_if_anomalous and threshold is not None and score < threshold:
-        region = float("inf")
-    return panel(rgb, amap, region, vmin, vmax, gt_mask=gt_mask, title=title)
+def _legacy_style(threshold, vmin, vmax, gt_mask=None, map_threshold=None, region_only_if_anomalous=False):
+    """(PanelStyle, ground truth) of save_panel's older positional arguments."""
+    return PanelStyle(threshold, vmin, vmax, map_threshold, region_only_if_anomalous), gt_mask
+
+
+def panel_picture(rgb, amap, score, style, gt_mask=None):
+    """save_panel's picture as an RGB uint8 array: ``panel`` with the title and the region's threshold
+    that ``style`` (a PanelStyle) gives an image with this ``score``."""
+    return panel(rgb, amap, style.region(score), style.vmin, style.vmax, gt_mask=gt_mask, title=style.title(score))

@@ -9,8 +9,11 @@ no main asks an engine what it has. ``check(engine)`` lists what an engine gets 
 
 A checkpoint ``ck`` is the dict of adcommon.checkpoint: ``model_args`` (the architecture, incl. the
 post-processing spec under ``postprocess``, adcommon.evaluate.maps), ``state_dict``, ``threshold``,
-``vis_range``, ``category``, and the method's own entries. ``options`` is a dict of a run's choices
-that change the graph or its outputs (KDAD's localization method), or None.
+``vis_range``, ``category``, and the method's own entries. A script whose flags change the graph or its
+outputs (KDAD's localization method) puts that choice into the loaded checkpoint before anything reads
+it: its ``prepare`` hook (adcommon.method.scripts) returns a ``configure(ck)`` step, which stores the
+method's own typed object under ``ck["run"]``; the method's hooks read it from there, and nothing shared
+looks inside it (a ``label`` attribute, if it has one, names the exported graph in export's line).
 """
 import inspect
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, runtime_checkable
@@ -49,16 +52,16 @@ class Method:
     Optional parts of an engine, with their defaults:
 
     OUTPUTS                       names of the exported graph's outputs (needed by the default deploy_meta)
-    runner(model, ck, options)    fn(images) -> list of numpy outputs, exactly what the exported graph
+    runner(model, ck)             fn(images) -> list of numpy outputs, exactly what the exported graph
                                   returns, eval mode. Default: the model's forward, every output
-    deploy_meta(ck, options)      what a deployment needs besides the graph: META_KEYS, preprocess with
+    deploy_meta(ck)               what a deployment needs besides the graph: META_KEYS, preprocess with
                                   image_size, crop_size, mean, std (+ map_threshold,
                                   region_only_if_anomalous for maps in
                                   other units than the score). Default: from model_args and OUTPUTS
-    export_layer(model, ck, options)   the Layer to trace. Default: the model
-    extra_metrics(ck, ds, raw, maps, scores, options)   method-specific metrics.json entries. Default: none
+    export_layer(model, ck)       the Layer to trace. Default: the model
+    extra_metrics(ck, ds, raw, maps, scores)   method-specific metrics.json entries. Default: none
     upgrade(ck, path)             read checkpoints of earlier versions. Default: as they are
-    result_dir(out, ck, options)  val.py's folder. Default: the category's folder ``out``
+    result_dir(out, ck)           val.py's folder. Default: the category's folder ``out``
     TITLE, SUMMARY                the method's name and a sentence on what it does, for people (notebooks,
                                   docs). Default: METHOD in capitals, ""
     PIXEL_NOTE                    " (ours)" where the papers do not localise. Default: ""
@@ -68,7 +71,8 @@ class Method:
     PROGRESS                      "epoch" or "step": what a resumable training counts (its flag is
                                   --epochs / --steps, its state last.pdparams). Default: None, a fit
     prepare_args(args)            check and complete train.py's flags before any work. Default: nothing
-    val_settings(args)            (batch size, options) of train.py --val. Default: (--batch_size or 32, None)
+    val_settings(args)            (batch size, configure step or None) of train.py --val. Default:
+                                  (--batch_size or 32, None)
     """
 
     def __init__(self, engine):
@@ -86,31 +90,31 @@ class Method:
     def build(self, model_args):
         return self.engine.build(model_args)
 
-    def runner(self, model, ck, options=None) -> RunFn:
+    def runner(self, model, ck) -> RunFn:
         if hasattr(self.engine, "runner"):
-            return self.engine.runner(model, ck, options)
+            return self.engine.runner(model, ck)
         return forward_runner(model)
 
-    def deploy_meta(self, ck, options=None):
+    def deploy_meta(self, ck):
         if hasattr(self.engine, "deploy_meta"):
-            return self.engine.deploy_meta(ck, options)
+            return self.engine.deploy_meta(ck)
         return standard_meta(self.name, ck, self.engine.OUTPUTS)
 
-    def export_layer(self, model, ck, options=None):
+    def export_layer(self, model, ck):
         f = getattr(self.engine, "export_layer", None)
-        return f(model, ck, options) if f else model
+        return f(model, ck) if f else model
 
-    def extra_metrics(self, ck, ds, raw, maps, scores, options=None):
+    def extra_metrics(self, ck, ds, raw, maps, scores):
         f = getattr(self.engine, "extra_metrics", None)
-        return f(ck, ds, raw, maps, scores, options) if f else {}
+        return f(ck, ds, raw, maps, scores) if f else {}
 
     def upgrade(self, ck, path):
         f = getattr(self.engine, "upgrade", None)
         return f(ck, path) if f else ck
 
-    def result_dir(self, out, ck, options=None):
+    def result_dir(self, out, ck):
         f = getattr(self.engine, "result_dir", None)
-        return f(out, ck, options) if f else out
+        return f(out, ck) if f else out
 
     def train_category(self, args, category, out, log, main=True):
         return self.engine.train_category(args, category, out, log, main)
@@ -154,8 +158,8 @@ def standard_meta(name, ck, outputs: Sequence[str]):
             "model_args": {k: v for k, v in a.items() if k != "postprocess"}}
 
 
-_OPTIONAL_FUNCTIONS = {"runner": 3, "deploy_meta": 2, "export_layer": 3, "extra_metrics": 6, "upgrade": 2,
-                       "result_dir": 3, "prepare_args": 1, "val_settings": 1}
+_OPTIONAL_FUNCTIONS = {"runner": 2, "deploy_meta": 1, "export_layer": 2, "extra_metrics": 5, "upgrade": 2,
+                       "result_dir": 2, "prepare_args": 1, "val_settings": 1}
 
 
 def _takes(fn, n):

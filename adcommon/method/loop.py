@@ -157,10 +157,3 @@ def run(trainer: Trainer, sched: Schedule, out_dir: str, log, resume=None) -> Di
     trainer.finish(stats)
     return stats
 
-
-def settings_from(cls, args, **given):
-    """A settings dataclass ``cls`` filled from train.py's flags ``args`` (each field from the flag of its
-    name; ``given`` for the fields that are resolved, not read): settings are typed once, at the entry."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: getattr(args, k) for k in names if k not in given and hasattr(args, k)}
-    return cls(**values, **given)

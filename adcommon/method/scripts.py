@@ -10,9 +10,10 @@ declares only what is its own, its flags and its seed's names:
 
 ``kind`` is train, val, predict, export, infer or serve. ``flags(p)`` adds the script's own flags (a flag
 declared again replaces the shared one of that name); ``prepare(args)`` checks them and returns the
-``options`` of the shared main (a dict, or for export a function of the checkpoint), or None. For
-infer and serve, ``argv(list)`` translates a seed's command line first. The method comes from the
-package (its ``engine`` is imported when main runs; infer and serve name it by its paper folder).
+``options`` of the shared main (a dict, or for export a function of the checkpoint), or None. Infer
+and serve parse their own command line, so there ``prepare(list)`` translates a seed's command line
+first. The method comes from the package (its ``engine`` is imported when main runs; infer and serve
+name it by its paper folder).
 """
 import argparse
 import importlib
@@ -97,17 +98,11 @@ def folder_name(package):
     return package
 
 
-def entry(kind, package, doc=None, aliases=None, hidden=None, ignored=(), flags=None, prepare=None, argv=None):
-    """``(main(argv=None), build_parser())`` of a method's ``kind`` script (see the module's doc)."""
+def entry(kind, package, doc=None, aliases=None, hidden=None, ignored=(), flags=None, prepare=None):
+    """``(main(argv=None), build_parser())`` of a method's ``kind`` script (see the module's doc); for
+    infer and serve, ``(main, None)``."""
     if kind in ("infer", "serve"):
-        def main_deployed(args=None):
-            if kind == "infer":
-                from adcommon.deploy.infer import infer_main as run
-            else:
-                from adcommon.deploy.serve import serve_main as run
-            given = sys.argv[1:] if args is None else list(args)
-            return run(argv(given) if argv else given, folder_name(package))
-        return main_deployed, None
+        return _deployed_main(kind, package, prepare), None
 
     def build_parser():
         p = PARSERS[kind](ScriptParser(description=doc, aliases=aliases))
@@ -127,3 +122,16 @@ def entry(kind, package, doc=None, aliases=None, hidden=None, ignored=(), flags=
             return _mains()["train"](engine, ns)
         return _mains()[kind](engine, ns, options)
     return main, build_parser
+
+
+def _deployed_main(kind, package, translate=None):
+    """main(argv=None) of an infer or serve script: the command line (after ``translate(list)``, a seed's
+    names into the shared ones) to adcommon.deploy's infer_main or serve_main."""
+    def main_deployed(args=None):
+        if kind == "infer":
+            from adcommon.deploy.infer import infer_main as run
+        else:
+            from adcommon.deploy.serve import serve_main as run
+        given = sys.argv[1:] if args is None else list(args)
+        return run(translate(given) if translate else given, folder_name(package))
+    return main_deployed

@@ -19,7 +19,7 @@ def train_main(engine, args):
     from adcommon import checkpoint as C
     from adcommon import cli, distributed, vdl
     from adcommon.files import save_yaml
-    from adcommon.method.pipeline import evaluate, load, summary
+    from adcommon.method.pipeline import Evaluation, evaluate, load_for_run, summary
     m = bind(engine)
     m.prepare_args(args)                               # the method's own checks and aliases, before any work
     vdl.check_available(args)
@@ -39,8 +39,8 @@ def train_main(engine, args):
                 continue
             save_yaml(os.path.join(out, "args.yml"), dict(vars(args), category=cat, **(resolved or {})))
             if args.val:
-                batch_size, options = m.val_settings(args)
-                model, ck = load(m, os.path.join(out, C.MODEL))
-                res = evaluate(m, model, ck, args.data_dir, cat, out, batch_size, args.save_vis, options)
+                batch_size, configure = m.val_settings(args)
+                model, ck = load_for_run(m, os.path.join(out, C.MODEL), configure)
+                res = evaluate(m, model, ck, Evaluation(args.data_dir, cat, out, batch_size, args.save_vis))
                 log(summary(m, cat, res, os.path.join(out, "metrics.json")))
     return 0
