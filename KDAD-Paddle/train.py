@@ -63,6 +63,7 @@ def build_parser():
                    help="loss: the paper's detection score (eq. 3 on the whole image); map_max: the maximum of the "
                         "discrepancy map (needs --localization_method discrepancy; README)")
     cli.add_compile_arg(p)
+    cli.add_sync_bn_arg(p)
     cli.add_threshold_args(p)
     cli.add_val_args(p, vis_aliases=["--save_picture"])
     return p

@@ -18,6 +18,7 @@ def build_parser():
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(p)
     cli.add_workers_arg(p)
+    cli.add_sync_bn_arg(p)
     p.add_argument("--type", dest="category", help=argparse.SUPPRESS)  # seed names: the two SSPCAB Paddle ports
     p.add_argument("--model_dir", dest="output_dir", help=argparse.SUPPRESS)
     p.add_argument("--workers", dest="num_workers", type=int, help=argparse.SUPPRESS)

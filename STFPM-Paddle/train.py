@@ -40,6 +40,7 @@ def build_parser():
                    help="score an image by the mean of its map's highest FRACTION of pixels (e.g. 0.01) instead "
                         "of the map's maximum (0, the paper's)")
     cli.add_compile_arg(p)
+    cli.add_sync_bn_arg(p)
     cli.add_threshold_args(p)
     p.add_argument("--cache_teacher", type=cli.str2bool, default=True,
                    help="compute the frozen teacher's features of the training images once (up to 4 GB)")

@@ -188,10 +188,11 @@ def restore_training(ck, path, model, opt, trained_layer, settings):
     mine = {k: v for k, v in model.model_args.items() if k not in SCORING_ONLY}
     saved = {k: v for k, v in ck["model_args"].items() if k not in SCORING_ONLY}
     diff = [k for k in sorted(set(mine) | set(saved)) if mine.get(k) != saved.get(k)]
-    diff += [k for k in settings if (ck.get("settings") or {}).get(k) != settings[k]]
+    written = ck.get("settings") or {}
+    diff += [k for k in sorted(set(settings) | set(written)) if written.get(k) != settings.get(k)]
     if diff:
         k = diff[0]
-        old = saved.get(k, (ck.get("settings") or {}).get(k))
+        old = saved.get(k, written.get(k))
         new = mine.get(k, settings.get(k))
         raise UserError(f"cannot resume from {path}: it was written with {k}={old!r}, this run has {new!r} "
                         "(same flags, or delete it to start again)")

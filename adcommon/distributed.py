@@ -147,19 +147,21 @@ def batch_share(idx):
     return share, len(share) / len(idx)
 
 
-def data_parallel(layer, batch_size, compiled, log, name="student"):
+def data_parallel(layer, batch_size, compiled, log, name="student", sync_bn=True):
     """Make ``layer`` (the trained network) ready for data-parallel training when several processes run:
-    rank 0's weights everywhere, batch norm over the global batch. Returns whether the compiled training
+    rank 0's weights everywhere, batch norm over the global batch (``sync_bn``; else over each process's
+    share, as PyTorch's DistributedDataParallel does by default). Returns whether the compiled training
     step may be used (not under the launcher: the static graph has no synchronised batch norm)."""
     world = world_size()
     if world == 1:
         return compiled
     if compiled:
-        log(f"data-parallel training runs the {name} eagerly (its batch norm is synchronised)")
-    sync_batch_norm(layer)
+        log(f"data-parallel training runs the {name} eagerly")
+    if sync_bn:
+        sync_batch_norm(layer)
     broadcast_parameters(layer)
     log(f"data parallel over {world} processes: global batch {batch_size}, {-(-batch_size // world)} images per "
-        "process")
+        f"process, batch norm over {'the global batch' if sync_bn else 'each process share'}")
     return False
 
 

@@ -27,6 +27,8 @@ VARIANTS = [
     ("static oneDNN step (--compile True), 2 threads", {"OMP_NUM_THREADS": "2"}, ["--compile", "True"], 1),
     ("2 processes x 1 thread (paddle.distributed.launch, synchronised batch norm)", {"OMP_NUM_THREADS": "1"},
      ["--compile", "False"], 2),
+    ("2 processes x 1 thread, batch norm per process (--sync_bn False)", {"OMP_NUM_THREADS": "1"},
+     ["--compile", "False", "--sync_bn", "False"], 2),
 ]
 
 

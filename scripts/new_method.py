@@ -96,7 +96,9 @@ __TAIL__''',
 The template's placeholder method: a Gaussian per pixel and channel of the raw normal images (inputs in
 [0, 1]); the anomaly map is the squared standardised distance summed over the channels, blurred; the
 image score its maximum; the threshold comes from held-out normal images. Replace ``PixelGaussian``
-and ``train_category`` with the paper's model and training.
+and ``train_category`` with the paper's model and training; a trained method runs its step in
+adcommon.method.loop (a ``loop.Trainer`` with ``step`` and ``holdout``; STFPM's engine is the example) and
+sets ``PROGRESS = "epoch"`` for --resume.
 """
 import os
 

@@ -208,6 +208,7 @@ class TrainSettings:
     cache_expert: bool = True  # the frozen expert's targets computed once (the reference uses no augmentation)
     select: str = "last"       # last: the final epoch (the reference); holdout: the lowest held-out mean score
     compile: bool = False      # the cloner's training forward and backward as a static oneDNN graph
+    sync_bn: bool = True   # several processes: batch norm over the global batch (False: each share)
 
 
 class ClonerTrainer(loop.Trainer):
@@ -219,6 +220,8 @@ class ClonerTrainer(loop.Trainer):
         self.model, self.network, self.images, self.held, self.s = model, model.cloner, images, holdout, s
         self.optimizer = paddle.optimizer.Adam(learning_rate=float(s.lr), parameters=model.cloner.parameters())
         self.settings = {"batch_size": s.batch_size, "lr": float(s.lr), "seed": int(s.seed), "select": s.select}
+        if not s.sync_bn:   # a resumed run keeps the batch norm it started with (absent: synchronised)
+            self.settings["sync_bn"] = False
         self.has_holdout, self.targets, self.best = holdout is not None, None, None
 
     def prepare(self, start, log):
@@ -234,7 +237,7 @@ class ClonerTrainer(loop.Trainer):
             mb = sum(int(np.prod(t.shape)) for t in targets) * 4 / 2 ** 20
             log(f"expert pool2-pool5 of {n} training images cached ({mb:.0f} MB, {time.perf_counter() - t0:.1f} s)")
         self.cloner = CompiledForward(self.network, enabled=D.data_parallel(
-            self.network, self.s.batch_size, self.s.compile, log, "cloner"))
+            self.network, self.s.batch_size, self.s.compile, log, "cloner", self.s.sync_bn))
 
     def step(self, epoch):
         self.network.train()

@@ -95,6 +95,7 @@ class TrainSettings:
     save_interval: int = 100     # last.pdparams every N updates (and after the last)
     log_interval: int = 10
     eval_interval: int = 0       # the held-out curve every N updates (0: none; it picks nothing)
+    sync_bn: bool = True   # several processes: batch norm over the global batch (False: each share)
 
 
 class CutPasteTrainer(loop.Trainer):
@@ -109,6 +110,8 @@ class CutPasteTrainer(loop.Trainer):
         self.settings = dict(zip(TRAIN_KEYS, (int(s.steps), int(s.batch_size), float(s.lr), float(s.momentum),
                                               float(s.weight_decay), int(s.freeze_steps), float(s.sspcab_lambda),
                                               int(s.seed), str(s.frozen_stages))))
+        if not s.sync_bn:   # a resumed run keeps the batch norm it started with (absent: synchronised)
+            self.settings["sync_bn"] = False
         if s.frozen_stages and s.frozen_stages != "none":
             model.freeze_stages(s.frozen_stages)
         self.optimizer = paddle.optimizer.Momentum(learning_rate=s.lr, momentum=s.momentum,
@@ -119,7 +122,8 @@ class CutPasteTrainer(loop.Trainer):
 
     def prepare(self, start, log):
         a, s = self.model.model_args, self.s
-        D.data_parallel(self.model, s.batch_size, False, log, "network")   # several processes: a share of every step
+        # several processes: a share of every step
+        D.data_parallel(self.model, s.batch_size, False, log, "network", s.sync_bn)
         self.share, self.weight = D.batch_share(np.arange(s.batch_size))
         ds = CutPasteSteps(self.images, a, s.batch_size, s.seed, s.steps, start, self.share)
         self.loader = _batches(ds, len(self.share), s.num_workers)

@@ -170,6 +170,7 @@ class TrainSettings:
     threshold_rule: str = "robust"
     compile: bool = False        # the student's training forward and backward as a static oneDNN graph
     cache_teacher: bool = True   # the frozen teacher's features computed once (the same numbers, less work)
+    sync_bn: bool = True   # several processes: batch norm over the global batch (False: each share)
 
 
 class StudentTrainer(loop.Trainer):
@@ -184,6 +185,8 @@ class StudentTrainer(loop.Trainer):
                                                    parameters=model.student.parameters())  # coupled, as torch SGD
         self.settings = {"category": category, "batch_size": s.batch_size, "lr": s.lr, "momentum": s.momentum,
                          "weight_decay": s.weight_decay, "seed": s.seed}
+        if not s.sync_bn:   # a resumed run keeps the batch norm it started with (absent: synchronised)
+            self.settings["sync_bn"] = False
         self.fit = ImageCache(fit_ds)
         self.held = ImageCache(holdout_ds) if holdout_ds is not None and len(holdout_ds) else None
         self.has_holdout, self.t_fit, self.t_held, self.calibration = self.held is not None, None, None, {}
@@ -200,7 +203,7 @@ class StudentTrainer(loop.Trainer):
         elif self.s.cache_teacher:
             log(f"teacher features not cached: {mb:.0f} MB > {TEACHER_CACHE_MB} MB")
         self.student = CompiledForward(self.network, enabled=D.data_parallel(
-            self.network, self.s.batch_size, self.s.compile, log, "student"))
+            self.network, self.s.batch_size, self.s.compile, log, "student", self.s.sync_bn))
 
     def step(self, epoch):
         self.model.train()  # the student's BN learns; the teacher is a frozen backbone and stays in eval mode

@@ -59,6 +59,22 @@ def test_stfpm_resumes_a_data_parallel_run(data, tmp_path):
         assert r.returncode == 0, r.stdout[-3000:]
     r = launch(["train.py", "--output_dir", resumed, *flags, "--epochs", 2, "--resume"], tmp_path / "l3", HERE)
     assert r.returncode == 0, r.stdout[-3000:]
-    assert "resumed after epoch 1" in (resumed / "brick" / "train.log").read_text()
+    assert "after epoch 1/2" in (resumed / "brick" / "train.log").read_text()
     (_, a), (_, b) = _student(straight / "brick" / "model.pdparams"), _student(resumed / "brick" / "model.pdparams")
     assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(a)
+
+
+@pytest.mark.slow
+def test_stfpm_data_parallel_with_batch_norm_per_process(data, tmp_path):
+    """--sync_bn False: each process normalises over its own share (a different training from one
+    process), the gradients are still added; a resumed run must keep that choice."""
+    flags = ["--data_dir", data, *STFPM_FLAGS, "--epochs", 1, "--sync_bn", "False"]
+    r = launch(["train.py", "--output_dir", tmp_path / "local", *flags], tmp_path / "log", HERE)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    log = (tmp_path / "local" / "brick" / "train.log").read_text()
+    assert "batch norm over each process share" in log
+    ck, _ = _student(tmp_path / "local" / "brick" / "model.pdparams")
+    assert ck["train"]["processes"] == 2 and ck["threshold"] is not None
+    r = launch(["train.py", "--output_dir", tmp_path / "local", *flags[:-2], "--epochs", 2, "--resume"],
+               tmp_path / "log2", HERE)
+    assert r.returncode != 0 and "sync_bn" in r.stdout + r.stderr

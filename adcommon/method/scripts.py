@@ -10,7 +10,8 @@ declares only what is its own, its flags and its seed's names:
 
 ``kind`` is train, val, predict, export, infer or serve. ``flags(p)`` adds the script's own flags (a flag
 declared again replaces the shared one of that name); ``prepare(args)`` checks them and returns the
-``options`` of the shared main (a dict, or for export a function of the checkpoint), or None. Infer
+run's ``configure(ck)`` step for the shared main (it puts the run's choices into the loaded checkpoint,
+adcommon.method.contract), or None. Infer
 and serve parse their own command line, so there ``prepare(list)`` translates a seed's command line
 first. The method comes from the package (its ``engine`` is imported when main runs; infer and serve
 name it by its paper folder).
@@ -116,11 +117,11 @@ def entry(kind, package, doc=None, aliases=None, hidden=None, ignored=(), flags=
 
     def main(args=None):
         ns = build_parser().parse_args(args)
-        options = prepare(ns) if prepare else None
+        configure = prepare(ns) if prepare else None
         engine = importlib.import_module(f"{package}.engine")
         if kind == "train":
             return _mains()["train"](engine, ns)
-        return _mains()[kind](engine, ns, options)
+        return _mains()[kind](engine, ns, configure)
     return main, build_parser
 
 
