@@ -285,7 +285,6 @@ class ClonerTrainer(loop.Trainer):
     def finish(self, stats):
         if self.s.select == "holdout" and self.best is not None:
             self.network.set_state_dict({k: paddle.to_tensor(v) for k, v in self.best["state"].items()})
-            stats["selected_epoch"] = self.best["epoch"]
         self.model.eval()
         stats.update(select=self.s.select, n_fit=len(self.images), n_holdout=0 if self.held is None else len(self.held),
                      expert_cached=self.targets is not None, compiled=self.cloner.enabled)

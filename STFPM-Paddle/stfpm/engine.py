@@ -189,7 +189,8 @@ class StudentTrainer(loop.Trainer):
             self.settings["sync_bn"] = False
         self.fit = ImageCache(fit_ds)
         self.held = ImageCache(holdout_ds) if holdout_ds is not None and len(holdout_ds) else None
-        self.has_holdout, self.t_fit, self.t_held, self.calibration = self.held is not None, None, None, {}
+        self.has_holdout, self.t_fit, self.t_held = self.held is not None, None, None
+        self.calibration = {"threshold": None, "vis_range": None, "holdout_scores": []}   # of the last held-out score
 
     def prepare(self, start, log):
         if self.held is None:
@@ -245,7 +246,7 @@ class StudentTrainer(loop.Trainer):
         C.save_checkpoint(os.path.join(self.out, C.CANDIDATE), METHOD, args, self.model.state_dict(),
                           category=self.category, selected_epoch=epoch, holdout_score=record.get("holdout_score"),
                           threshold_quantile=self.s.threshold_quantile, threshold_rule=self.s.threshold_rule,
-                          **{"threshold": None, "vis_range": None, "holdout_scores": [], **self.calibration},
+                          **self.calibration,
                           # until the run ends: val/predict/export say that it is an unfinished one
                           complete=False, progress={"epoch": epoch, "epochs": self.s.epochs})
 
